@@ -1,0 +1,14 @@
+"""Pure loss functions ``loss(outputs, batch, **hyper) -> (scalar, aux_dict)``."""
+from neurojax.losses.classification import mean_squared_error, softmax_cross_entropy
+
+LOSSES = {
+    "softmax_cross_entropy": softmax_cross_entropy,
+    "mean_squared_error": mean_squared_error,
+}
+
+
+def get_loss(name: str):
+    """Looks a loss up by name; raises ``ValueError`` listing the known names."""
+    if name not in LOSSES:
+        raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {name!r}")
+    return LOSSES[name]

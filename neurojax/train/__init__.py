@@ -1,0 +1,5 @@
+"""Train state, compiled data-parallel steps, the training loop and logging."""
+from neurojax.train.config import validate_config
+from neurojax.train.state import TrainState, create_train_state
+from neurojax.train.step import (make_eval_step, make_mesh, make_train_step, model_objective,
+                                 replicate, shard_batch)

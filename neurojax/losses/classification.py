@@ -1,0 +1,29 @@
+"""Supervised classification losses: ``loss(logits, batch) -> (scalar, aux)``."""
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def softmax_cross_entropy(logits: jax.Array, batch: dict, *,
+                          label_smoothing: float = 0.0) -> tuple[jax.Array, dict]:
+    """Mean softmax cross-entropy with integer labels ``batch['label']``.
+
+    L = -1/B sum_b sum_c t_bc log softmax(z_b)_c, with targets
+    t = (1 - eps) onehot(y) + eps / C (label smoothing eps, 0 by default).
+
+    Returns the mean loss and ``{'accuracy': fraction of argmax hits}``.
+    """
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+    labels = batch["label"]
+    num_classes = logits.shape[-1]
+    targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
+    loss = optax.softmax_cross_entropy(logits.astype(jnp.float32), targets).mean()
+    accuracy = jnp.mean(jnp.argmax(logits, -1) == labels)
+    return loss, {"accuracy": accuracy}
+
+
+def mean_squared_error(outputs: jax.Array, batch: dict) -> tuple[jax.Array, dict]:
+    """L = 1/(2B) sum_b ||f(x_b) - y_b||^2 with targets ``batch['target']``."""
+    diff = outputs.astype(jnp.float32) - batch["target"].reshape(outputs.shape)
+    return 0.5 * jnp.mean(jnp.sum(diff.reshape(diff.shape[0], -1) ** 2, -1)), {}

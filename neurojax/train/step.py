@@ -1,0 +1,128 @@
+"""Step factories: a pure loss plus an optax transformation -> a compiled step.
+
+Data parallelism has one code path: the step is ``jax.jit``-compiled with the
+batch sharded over the ``'data'`` axis of a ``jax.sharding.Mesh`` and the
+state replicated. On one device the mesh has one entry and nothing changes;
+on many devices (or hosts, after ``jax.distributed.initialize()``) XLA inserts
+the gradient all-reduce. BatchNorm statistics are over the global batch, so
+the sharded step computes the same function as the single-device step.
+"""
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from neurojax.train.state import PyTree, TrainState
+
+# objective(params, model_state, batch, rng) -> (loss, (aux_dict, new_model_state))
+Objective = Callable[[PyTree, PyTree, dict, jax.Array], tuple[jax.Array, tuple[dict, PyTree]]]
+DATA_AXIS = "data"
+
+
+def make_mesh(devices=None) -> Mesh:
+    """A 1-D mesh named ``'data'`` over all (or the given) devices."""
+    devices = np.asarray(jax.devices() if devices is None else devices)
+    return Mesh(devices.reshape(-1), (DATA_AXIS,))
+
+
+def shard_batch(batch: PyTree, mesh: Mesh) -> PyTree:
+    """Places a host batch on the mesh, split along its leading axis.
+
+    Works across processes: each host passes its local slice and the result is
+    a global array (``jax.make_array_from_process_local_data``).
+    """
+    sharding = NamedSharding(mesh, P(DATA_AXIS))
+    n = mesh.devices.size
+    for leaf in jax.tree.leaves(batch):
+        if np.ndim(leaf) == 0 or (np.shape(leaf)[0] * jax.process_count()) % n:
+            raise ValueError(
+                f"batch leading dimension {np.shape(leaf)[:1]} (per process) must be "
+                f"divisible by the number of devices per process ({n // jax.process_count()})")
+    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
+                        batch)
+
+
+def replicate(tree: PyTree, mesh: Mesh) -> PyTree:
+    """Puts every leaf of ``tree`` on all devices of ``mesh``."""
+    return jax.device_put(tree, NamedSharding(mesh, P()))
+
+
+def model_objective(model: nn.Module, loss_fn: Callable[..., tuple[jax.Array, dict]], *,
+                    input_key: str = "image", **loss_hyper) -> Objective:
+    """Turns an output-level loss ``loss_fn(outputs, batch) -> (scalar, aux)``
+    into an objective over parameters by running ``model`` in training mode.
+
+    Mutable collections present in ``model_state`` (BatchNorm's
+    ``batch_stats``) are updated and returned; a ``'dropout'`` rng is passed.
+    """
+    def objective(params, model_state, batch, rng):
+        variables = {"params": params, **model_state}
+        mutable = list(model_state.keys())
+        out = model.apply(variables, batch[input_key], train=True,
+                          rngs={"dropout": rng}, mutable=mutable)
+        outputs, new_model_state = out if mutable else (out, model_state)
+        loss, aux = loss_fn(outputs, batch, **loss_hyper)
+        return loss, (aux, dict(new_model_state))
+    return objective
+
+
+def make_train_step(objective: Objective, tx: optax.GradientTransformation, *,
+                    mesh: Mesh | None = None, donate: bool = True):
+    """Returns ``step(state, batch) -> (state, metrics)``, jit-compiled.
+
+    ``objective(params, model_state, batch, rng)`` returns
+    ``(loss, (aux, new_model_state))``. The step differentiates it, applies
+    ``tx`` and returns the scalars ``{'loss': ..., **aux}``. The state is
+    replicated and the batch sharded over ``mesh`` (all devices by default).
+    Pass host (numpy) batches through :func:`shard_batch` first.
+    """
+    mesh = make_mesh() if mesh is None else mesh
+    replicated = NamedSharding(mesh, P())
+    sharded = NamedSharding(mesh, P(DATA_AXIS))
+
+    def step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+        rng = jax.random.fold_in(state.rng, state.step)
+        grad_fn = jax.value_and_grad(objective, has_aux=True)
+        (loss, (aux, model_state)), grads = grad_fn(state.params, state.model_state, batch, rng)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        new_state = state.replace(step=state.step + 1, params=params,
+                                  model_state=model_state, opt_state=opt_state)
+        return new_state, {"loss": loss, **aux}
+
+    return jax.jit(step, in_shardings=(replicated, sharded),
+                   out_shardings=(replicated, replicated),
+                   donate_argnums=(0,) if donate else ())
+
+
+def make_eval_step(model: nn.Module, loss_fn: Callable[..., tuple[jax.Array, dict]], *,
+                   mesh: Mesh | None = None, input_key: str = "image"):
+    """Returns ``eval_step(state, batch) -> sums`` for masked, padded batches.
+
+    ``batch['mask']`` (1 for real examples, 0 for padding) lets the last,
+    partial batch keep the compiled shape. Returns the per-batch sums of loss
+    and accuracy and the example count, so that the caller's totals are exact.
+    """
+    mesh = make_mesh() if mesh is None else mesh
+    replicated = NamedSharding(mesh, P())
+    sharded = NamedSharding(mesh, P(DATA_AXIS))
+
+    def per_example(output, example):
+        single = jax.tree.map(lambda x: x[None], example)
+        loss, aux = loss_fn(output[None], single)
+        return {"loss": loss, **aux}
+
+    def eval_step(state, batch):
+        mask = batch["mask"].astype(jnp.float32)
+        outputs = model.apply({"params": state.params, **state.model_state},
+                              batch[input_key], train=False)
+        values = jax.vmap(per_example)(outputs, batch)
+        sums = {k: jnp.sum(v.astype(jnp.float32) * mask) for k, v in values.items()}
+        sums["count"] = jnp.sum(mask)
+        return sums
+
+    return jax.jit(eval_step, in_shardings=(replicated, sharded), out_shardings=replicated)
