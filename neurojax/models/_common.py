@@ -1,0 +1,81 @@
+"""Small helpers shared by the model modules: activations and argument checks.
+
+Every model validates its fields in ``__post_init__`` so that a bad
+configuration raises a ``ValueError`` naming the field at construction time,
+before anything is traced or compiled (see DESIGN.md, "Errors").
+"""
+from typing import Any, Callable, Sequence, Union
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Activation = Union[str, Callable[[jax.Array], jax.Array]]
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "relu": nn.relu,
+    "gelu": nn.gelu,
+    "silu": nn.silu,
+    "swish": nn.swish,
+    "elu": nn.elu,
+    "leaky_relu": nn.leaky_relu,
+    "softplus": nn.softplus,
+    "tanh": jnp.tanh,
+    "sigmoid": nn.sigmoid,
+    "identity": lambda x: x,
+    "linear": lambda x: x,
+}
+
+
+def resolve_activation(activation: Activation) -> Callable[[jax.Array], jax.Array]:
+    """Return the callable for an activation given by name or as a callable."""
+    if callable(activation):
+        return activation
+    if isinstance(activation, str) and activation.lower() in ACTIVATIONS:
+        return ACTIVATIONS[activation.lower()]
+    raise ValueError(
+        f"activation={activation!r} is not a known activation; allowed names: "
+        f"{sorted(ACTIVATIONS)} (or pass a callable)")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_positive_int(field: str, value: Any, allow_none: bool = False) -> None:
+    """Raise ``ValueError`` unless ``value`` is an int >= 1 (or None if allowed)."""
+    if allow_none and value is None:
+        return
+    if not _is_int(value) or value < 1:
+        extra = " or None" if allow_none else ""
+        raise ValueError(f"{field} must be a positive int{extra}, got {value!r}")
+
+
+def check_widths(field: str, widths: Any, allow_empty: bool = True) -> None:
+    """Raise ``ValueError`` unless ``widths`` is a sequence of positive ints."""
+    if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence):
+        raise ValueError(
+            f"{field} must be a sequence of positive ints, got {widths!r}")
+    if not allow_empty and len(widths) == 0:
+        raise ValueError(f"{field} must not be empty")
+    for w in widths:
+        if not _is_int(w) or w < 1:
+            raise ValueError(
+                f"{field} must contain only positive ints, got {tuple(widths)!r}")
+
+
+def check_positive_float(field: str, value: Any) -> None:
+    """Raise ``ValueError`` unless ``value`` is a finite number > 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            0 < value < float("inf")):
+        raise ValueError(f"{field} must be a positive number, got {value!r}")
+
+
+def scale_width(channels: int, factor: float) -> int:
+    """``channels * factor`` rounded to an int, at least 1."""
+    return max(1, int(round(channels * factor)))
+
+
+def flatten(x: jax.Array) -> jax.Array:
+    """Flatten all but the batch axis."""
+    return x.reshape((x.shape[0], -1))

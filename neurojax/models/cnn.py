@@ -1,0 +1,64 @@
+"""A small convolutional network for 8x8 digits and 32x32 images.
+
+The layout follows the classic LeNet-style stack (LeCun et al., "Gradient-based
+learning applied to document recognition", Proc. IEEE 1998, Sec. II) as used
+in the Flax MNIST example: ``[conv -> activation -> 2x2 max-pool] x stages``,
+flatten, one hidden dense layer, then the classifier.
+"""
+from typing import Any, Optional, Sequence
+
+import flax.linen as nn
+import jax
+
+from neurojax.models._common import (Activation, check_positive_int, check_widths,
+                                     flatten, resolve_activation)
+from neurojax.models.conv import Conv
+from neurojax.models.layers import Act, MaxPool
+
+
+class SmallCNN(nn.Module):
+    """Small CNN; layers ``conv_{i}``, ``act_{i}``, ``pool_{i}``, ``hidden``,
+    ``hidden_act``, ``head``.
+
+    Attributes:
+        widths: channels of the conv stages (one 3x3 conv + pool per stage).
+        hidden: width of the dense layer before the classifier (``None``: none).
+        num_classes: number of logits; ``None`` returns the representation
+            that the classifier would see (post-activation hidden layer, or the
+            flattened pooled conv features when ``hidden`` is ``None``).
+        kernel_size: spatial size of every conv kernel.
+        activation: activation name or callable.
+        dtype: computation dtype.
+    """
+    widths: Sequence[int] = (32, 64)
+    hidden: Optional[int] = 128
+    num_classes: Optional[int] = 10
+    kernel_size: int = 3
+    activation: Activation = "relu"
+    dtype: Any = None
+
+    def __post_init__(self) -> None:
+        check_widths("widths", self.widths, allow_empty=False)
+        check_positive_int("hidden", self.hidden, allow_none=True)
+        check_positive_int("num_classes", self.num_classes, allow_none=True)
+        check_positive_int("kernel_size", self.kernel_size)
+        resolve_activation(self.activation)
+        super().__post_init__()
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        """Forward pass on NHWC images; ``train`` is ignored (no BatchNorm)."""
+        del train
+        act = resolve_activation(self.activation)
+        k = (self.kernel_size, self.kernel_size)
+        for i, width in enumerate(self.widths):
+            x = Conv(width, kernel_size=k, dtype=self.dtype, name=f"conv_{i}")(x)
+            x = Act(act, name=f"act_{i}")(x)
+            x = MaxPool(name=f"pool_{i}")(x)
+        x = flatten(x)
+        if self.hidden is not None:
+            x = nn.Dense(self.hidden, dtype=self.dtype, name="hidden")(x)
+            x = Act(act, name="hidden_act")(x)
+        if self.num_classes is None:
+            return x
+        return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x)

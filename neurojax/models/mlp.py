@@ -1,0 +1,100 @@
+"""Fully connected networks: a multilayer perceptron and a deep linear network.
+
+``DeepLinear`` is the model of Saxe, McClelland & Ganguli, "Exact solutions to
+the nonlinear dynamics of learning in deep linear neural networks" (ICLR 2014,
+Sec. 1-2): a chain of weight matrices with no nonlinearity, so the network
+computes the product ``W_L ... W_1 x`` while its learning dynamics stay
+nonlinear in the weights.
+"""
+from typing import Any, Callable, Optional, Sequence
+
+import flax.linen as nn
+import jax
+
+from neurojax.models._common import (Activation, check_positive_int, check_widths,
+                                     flatten, resolve_activation)
+from neurojax.models.layers import Act
+
+
+class MLP(nn.Module):
+    """Multilayer perceptron on flattened inputs.
+
+    Layers are named ``dense_{i}`` (pre-activation), ``act_{i}``
+    (post-activation) and ``head`` (the logits).
+
+    Attributes:
+        widths: hidden layer widths, e.g. ``(256, 256)``; may be empty.
+        num_outputs: size of the output layer; ``None`` returns the last
+            hidden representation (post-activation) instead of logits.
+        activation: a name from ``neurojax.models._common.ACTIVATIONS``
+            ('relu', 'gelu', 'tanh', ...) or a callable.
+        use_bias: whether the dense layers have biases.
+        dtype: computation dtype (``None``: inferred from inputs and params).
+    """
+    widths: Sequence[int] = (256, 256)
+    num_outputs: Optional[int] = 10
+    activation: Activation = "relu"
+    use_bias: bool = True
+    dtype: Any = None
+
+    def __post_init__(self) -> None:
+        check_widths("widths", self.widths)
+        check_positive_int("num_outputs", self.num_outputs, allow_none=True)
+        resolve_activation(self.activation)
+        super().__post_init__()
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        """Forward pass; ``train`` is accepted for a uniform API and ignored."""
+        del train
+        act = resolve_activation(self.activation)
+        x = flatten(x)
+        for i, width in enumerate(self.widths):
+            x = nn.Dense(width, use_bias=self.use_bias, dtype=self.dtype,
+                         name=f"dense_{i}")(x)
+            x = Act(act, name=f"act_{i}")(x)
+        if self.num_outputs is None:
+            return x
+        return nn.Dense(self.num_outputs, use_bias=self.use_bias, dtype=self.dtype,
+                        name="head")(x)
+
+
+class DeepLinear(nn.Module):
+    """Deep linear network (Saxe et al., 2014): dense layers, no nonlinearity.
+
+    Computes ``head(dense_{L-1}(... dense_0(flatten(x))))``; without biases this
+    is ``x @ W_0 @ W_1 ... @ W_head``.
+
+    Attributes:
+        widths: hidden widths; may be empty (a single linear map).
+        num_outputs: output size; ``None`` returns the last hidden layer.
+        use_bias: biases on every layer (off by default, as in Saxe et al.).
+        kernel_init: weight initializer; the learning dynamics depend strongly
+            on its scale (small init gives the stage-like transitions).
+        dtype: computation dtype.
+    """
+    widths: Sequence[int] = (64, 64)
+    num_outputs: Optional[int] = 10
+    use_bias: bool = False
+    kernel_init: Callable[..., Any] = nn.initializers.lecun_normal()
+    dtype: Any = None
+
+    def __post_init__(self) -> None:
+        check_widths("widths", self.widths)
+        check_positive_int("num_outputs", self.num_outputs, allow_none=True)
+        if self.num_outputs is None and len(self.widths) == 0:
+            raise ValueError("widths must not be empty when num_outputs is None")
+        super().__post_init__()
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        """Forward pass; ``train`` is ignored."""
+        del train
+        x = flatten(x)
+        dense = lambda n, name: nn.Dense(n, use_bias=self.use_bias, dtype=self.dtype,
+                                         kernel_init=self.kernel_init, name=name)
+        for i, width in enumerate(self.widths):
+            x = dense(width, f"dense_{i}")(x)
+        if self.num_outputs is None:
+            return x
+        return dense(self.num_outputs, "head")(x)
