@@ -1,0 +1,282 @@
+"""Synthetic tasks as pure functions of a PRNG key.
+
+Each task returns a dict of arrays with inputs ``"x"`` (and targets ``"y"``
+where the task has them), plus whatever a test or analysis needs to check
+the data against theory (teacher weights, eigenvalues, the rotation). Sizes
+(``num_examples``, dimensions, depth) are Python ints and fix the shapes, so
+every task runs under ``jax.jit`` with those arguments held static; the float
+hyperparameters may be traced. The same key gives the same data.
+
+Keys are split the same way whatever the noise level, so a task drawn with
+``noise=0`` is the noiseless version of the same draw with ``noise > 0``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+
+ACTIVATIONS = ("linear", "relu", "tanh")
+
+
+# --------------------------------------------------------------------------
+# Teacher-student regression
+# --------------------------------------------------------------------------
+
+
+def teacher_params(
+    key: Array, *, input_dim: int, output_dim: int = 1, depth: int = 2, width: int = 32
+) -> list[Array]:
+    """Random teacher weights: ``depth`` matrices, entries N(0, 1 / fan_in).
+
+    The 1 / fan_in variance keeps pre-activations O(1) at every layer. The
+    teacher has no biases, as in the usual teacher-student setups.
+    """
+    _check_int("input_dim", input_dim)
+    _check_int("output_dim", output_dim)
+    _check_int("depth", depth)
+    _check_int("width", width)
+    dims = [input_dim] + [width] * (depth - 1) + [output_dim]
+    keys = jax.random.split(key, depth)
+    return [
+        jax.random.normal(k, (d_in, d_out)) / math.sqrt(d_in)
+        for k, d_in, d_out in zip(keys, dims[:-1], dims[1:])
+    ]
+
+
+def teacher_forward(params: list[Array], x: Array, activation: str = "relu") -> Array:
+    """The teacher MLP: ``activation`` after every layer but the last."""
+    _check_choice("activation", activation, ACTIVATIONS)
+    act = {"linear": lambda h: h, "relu": jax.nn.relu, "tanh": jnp.tanh}[activation]
+    h = x
+    for i, w in enumerate(params):
+        h = h @ w
+        if i < len(params) - 1:
+            h = act(h)
+    return h
+
+
+def teacher_student(
+    key: Array,
+    *,
+    num_examples: int,
+    input_dim: int,
+    output_dim: int = 1,
+    depth: int = 2,
+    width: int = 32,
+    activation: str = "relu",
+    noise: float | Array = 0.0,
+) -> dict[str, Any]:
+    """Regression on the outputs of a random teacher MLP.
+
+    Inputs are standard Gaussian, ``x ~ N(0, I_input_dim)``; targets are
+    ``y = teacher(x) + noise * eps`` with ``eps ~ N(0, I)``.
+
+    Args:
+        key: PRNG key.
+        num_examples: number of (x, y) pairs.
+        input_dim, output_dim: sizes of x and y.
+        depth: number of teacher weight layers (1 is a linear map).
+        width: hidden width of the teacher (unused when depth is 1).
+        activation: one of ``ACTIVATIONS``.
+        noise: standard deviation of the Gaussian label noise.
+
+    Returns:
+        ``{"x": [n, input_dim], "y": [n, output_dim], "y_clean": the noiseless
+        targets, "params": the teacher's list of weight matrices}``.
+    """
+    _check_int("num_examples", num_examples)
+    _check_choice("activation", activation, ACTIVATIONS)
+    _check_nonnegative("noise", noise)
+    k_teacher, k_x, k_noise = jax.random.split(key, 3)
+    params = teacher_params(
+        k_teacher, input_dim=input_dim, output_dim=output_dim, depth=depth, width=width
+    )
+    x = jax.random.normal(k_x, (num_examples, input_dim))
+    y_clean = teacher_forward(params, x, activation)
+    y = y_clean + noise * jax.random.normal(k_noise, y_clean.shape)
+    return {"x": x, "y": y, "y_clean": y_clean, "params": params}
+
+
+# --------------------------------------------------------------------------
+# Gaussian inputs with a power-law spectrum
+# --------------------------------------------------------------------------
+
+
+def haar_orthogonal(key: Array, dim: int) -> Array:
+    """A Haar-distributed random orthogonal matrix, ``[dim, dim]``.
+
+    QR of a Gaussian matrix, with each column of Q multiplied by the sign of
+    the matching diagonal entry of R; without that sign fix Q is not Haar
+    (Mezzadri 2007, "How to generate random matrices from the classical
+    compact groups").
+    """
+    _check_int("dim", dim)
+    q, r = jnp.linalg.qr(jax.random.normal(key, (dim, dim)))
+    signs = jnp.sign(jnp.diagonal(r))
+    signs = jnp.where(signs == 0, 1.0, signs)  # measure zero, but stay orthogonal
+    return q * signs[None, :]
+
+
+def power_law_spectrum(dim: int, alpha: float | Array, scale: float | Array = 1.0) -> Array:
+    """Eigenvalues ``scale * j**(-alpha)`` for ``j = 1..dim`` (descending)."""
+    _check_int("dim", dim)
+    _check_nonnegative("alpha", alpha)
+    _check_positive("scale", scale)
+    j = jnp.arange(1, dim + 1, dtype=jnp.float32)
+    return scale * j ** (-jnp.asarray(alpha, jnp.float32))
+
+
+def power_law_gaussian(
+    key: Array,
+    *,
+    num_examples: int,
+    dim: int,
+    alpha: float | Array = 1.0,
+    scale: float | Array = 1.0,
+) -> dict[str, Array]:
+    """Gaussian inputs whose covariance has a power-law spectrum.
+
+    ``x ~ N(0, R diag(lambda) R^T)`` with ``lambda_j = scale * j**(-alpha)``
+    and ``R`` a Haar-random rotation, sampled as ``x = (z * sqrt(lambda)) R^T``
+    with ``z ~ N(0, I)``.
+
+    Returns:
+        ``{"x": [n, dim], "eigenvalues": lambda [dim] (descending),
+        "rotation": R [dim, dim] (column j is the eigenvector of lambda_j),
+        "covariance": R diag(lambda) R^T}``.
+    """
+    _check_int("num_examples", num_examples)
+    eigenvalues = power_law_spectrum(dim, alpha, scale)
+    k_rot, k_z = jax.random.split(key)
+    rotation = haar_orthogonal(k_rot, dim)
+    z = jax.random.normal(k_z, (num_examples, dim))
+    x = (z * jnp.sqrt(eigenvalues)) @ rotation.T
+    covariance = (rotation * eigenvalues) @ rotation.T
+    return {"x": x, "eigenvalues": eigenvalues, "rotation": rotation, "covariance": covariance}
+
+
+# --------------------------------------------------------------------------
+# Low-dimensional toy tasks
+# --------------------------------------------------------------------------
+
+
+def two_spirals(
+    key: Array, *, num_examples: int, turns: float | Array = 1.5, noise: float | Array = 0.0
+) -> dict[str, Array]:
+    """Two interleaved spirals in the plane, binary labels.
+
+    Example ``i`` has label ``i % 2``. Its angle is ``theta = 2 pi turns
+    sqrt(u)`` with ``u ~ U[0, 1)`` (sqrt spreads points evenly along the
+    arc), its radius ``theta / (2 pi turns)`` in [0, 1); class 1 is class 0
+    rotated by pi. ``noise`` is the standard deviation of Gaussian noise
+    added to the coordinates (labels are those of the clean points).
+
+    Returns:
+        ``{"x": float32 [n, 2], "y": int32 [n]}``.
+    """
+    _check_int("num_examples", num_examples)
+    _check_positive("turns", turns)
+    _check_nonnegative("noise", noise)
+    k_u, k_noise = jax.random.split(key)
+    y = jnp.arange(num_examples, dtype=jnp.int32) % 2
+    u = jax.random.uniform(k_u, (num_examples,))
+    theta = 2 * jnp.pi * turns * jnp.sqrt(u)
+    radius = jnp.sqrt(u)  # = theta / (2 pi turns)
+    sign = jnp.where(y == 0, 1.0, -1.0)
+    x = (sign * radius)[:, None] * jnp.stack([jnp.cos(theta), jnp.sin(theta)], axis=1)
+    x = x + noise * jax.random.normal(k_noise, x.shape)
+    return {"x": x, "y": y}
+
+
+def checkerboard(
+    key: Array, *, num_examples: int, num_tiles: int = 4, noise: float | Array = 0.0
+) -> dict[str, Array]:
+    """Binary checkerboard on ``[-1, 1]^2`` with ``num_tiles`` tiles a side.
+
+    The label of a point is ``(floor(a) + floor(b)) % 2`` where ``(a, b)`` are
+    its coordinates in tile units, ``(x + 1) / 2 * num_tiles``. ``noise`` is
+    the standard deviation of Gaussian noise added to the coordinates after
+    labelling.
+
+    Returns:
+        ``{"x": float32 [n, 2], "y": int32 [n]}``.
+    """
+    _check_int("num_examples", num_examples)
+    _check_int("num_tiles", num_tiles)
+    _check_nonnegative("noise", noise)
+    k_x, k_noise = jax.random.split(key)
+    x = jax.random.uniform(k_x, (num_examples, 2), minval=-1.0, maxval=1.0)
+    tiles = jnp.clip(jnp.floor((x + 1) / 2 * num_tiles), 0, num_tiles - 1).astype(jnp.int32)
+    y = (tiles[:, 0] + tiles[:, 1]) % 2
+    x = x + noise * jax.random.normal(k_noise, x.shape)
+    return {"x": x, "y": y}
+
+
+def noisy_sinusoid(
+    key: Array,
+    *,
+    num_examples: int,
+    frequency: float | Array = 1.0,
+    amplitude: float | Array = 1.0,
+    phase: float | Array = 0.0,
+    noise: float | Array = 0.1,
+) -> dict[str, Array]:
+    """1-D regression: ``y = amplitude sin(2 pi frequency x + phase) + noise eps``.
+
+    ``x ~ U[-1, 1)`` and ``eps ~ N(0, 1)``.
+
+    Returns:
+        ``{"x": float32 [n, 1], "y": float32 [n, 1], "y_clean": the noiseless
+        targets}``.
+    """
+    _check_int("num_examples", num_examples)
+    _check_nonnegative("noise", noise)
+    k_x, k_noise = jax.random.split(key)
+    x = jax.random.uniform(k_x, (num_examples, 1), minval=-1.0, maxval=1.0)
+    y_clean = amplitude * jnp.sin(2 * jnp.pi * frequency * x + phase)
+    y = y_clean + noise * jax.random.normal(k_noise, x.shape)
+    return {"x": x, "y": y, "y_clean": y_clean}
+
+
+# --------------------------------------------------------------------------
+# Argument checks (skipped for traced values, which have no value yet)
+# --------------------------------------------------------------------------
+
+
+def _check_int(name: str, value: Any) -> None:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"{name} must be a positive int (it fixes a shape), got {value!r}")
+
+
+def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+
+
+def _concrete(value: Any) -> float | None:
+    """The float value of a Python/NumPy scalar or concrete array, else None."""
+    if isinstance(value, jax.core.Tracer):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")  # not a scalar: fails every range check below
+
+
+def _check_nonnegative(name: str, value: Any) -> None:
+    v = _concrete(value)
+    if v is not None and not (math.isfinite(v) and v >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+def _check_positive(name: str, value: Any) -> None:
+    v = _concrete(value)
+    if v is not None and not (math.isfinite(v) and v > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
