@@ -15,7 +15,6 @@ import ml_collections
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 0
-    config.num_classes = 10
 
     config.dataset = ml_collections.ConfigDict()
     config.dataset.name = "digits"

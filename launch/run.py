@@ -29,6 +29,7 @@ def main(argv):
     from neurojax.train import validate_config
     from neurojax.train.loop import train_and_evaluate
 
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     config = _CONFIG.value
     validate_config(config)  # fail on a bad field before anything is built
     workdir = _WORKDIR.value
@@ -36,8 +37,8 @@ def main(argv):
         os.makedirs(workdir, exist_ok=True)
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(config.to_json_best_effort(indent=2))
-    logging.info("JAX %s on %d devices (%s), process %d/%d", jax.__version__, jax.device_count(),
-                 jax.default_backend(), jax.process_index(), jax.process_count())
+    print(f"JAX {jax.__version__} on {jax.device_count()} {jax.default_backend()} device(s), "
+          f"process {jax.process_index() + 1}/{jax.process_count()}", flush=True)
     result = train_and_evaluate(config, workdir, progress=jax.process_index() == 0)
     summary = {"steps": result.num_steps, "seconds": round(result.seconds, 1),
                **{f"eval_{k}": round(v, 4) for k, v in result.eval_metrics.items()}}

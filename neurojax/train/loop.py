@@ -48,10 +48,16 @@ class RunResult:
     seconds: float
 
 
-def _model_kwargs(config) -> dict:
+def _build_model(config, num_classes: int):
+    """The config's model, its output size defaulting to the dataset's classes."""
     kwargs = {k: v for k, v in config.model.items() if k != "name"}
-    kwargs.setdefault("num_classes", config.get("num_classes"))
-    return {k: v for k, v in kwargs.items() if v is not None}
+    for field in ("num_classes", "num_outputs"):
+        if field in models.model_kwargs(config.model.name):
+            kwargs.setdefault(field, num_classes)
+    try:
+        return models.get_model(config.model.name, **kwargs)
+    except ValueError as e:
+        raise ValueError(f"config.model: {e}") from e
 
 
 def _pad_batch(batch: dict, size: int) -> dict:
@@ -91,6 +97,10 @@ def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
     os.makedirs(workdir, exist_ok=True)
     ds_cfg, tr = config.dataset, config.train
     data_dir = ds_cfg.get("data_dir") or None
+    train_loader = nj_data.load(ds_cfg.name, ds_cfg.get("train_split", "train"),
+                                batch_size=ds_cfg.batch_size, data_dir=data_dir,
+                                seed=config.seed, shuffle=True, num_epochs=None,
+                                drop_remainder=True)  # prepares the offline datasets
     info = nj_data.dataset_info(ds_cfg.name, data_dir=data_dir)
     steps_per_epoch = info.num_examples[ds_cfg.get("train_split", "train")] // ds_cfg.batch_size
     if steps_per_epoch == 0:
@@ -100,7 +110,7 @@ def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
     eval_batch_size = ds_cfg.get("eval_batch_size", ds_cfg.batch_size)
     mesh = make_mesh()
 
-    model = models.get_model(config.model.name, **_model_kwargs(config))
+    model = _build_model(config, info.num_classes)
     loss_fn = losses.get_loss(config.loss.name)
     loss_hyper = {k: v for k, v in config.loss.items() if k != "name"}
     tx = make_optimizer(config.optim, num_steps)
@@ -114,10 +124,6 @@ def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
 
     train_step = make_train_step(model_objective(model, loss_fn, **loss_hyper), tx, mesh=mesh)
     eval_step = make_eval_step(model, loss_fn, mesh=mesh)
-    train_loader = nj_data.load(ds_cfg.name, ds_cfg.get("train_split", "train"),
-                                batch_size=ds_cfg.batch_size, data_dir=data_dir,
-                                seed=config.seed, shuffle=True, num_epochs=None,
-                                drop_remainder=True)
 
     def eval_loader():
         return nj_data.load(ds_cfg.name, ds_cfg.get("eval_split", "test"),

@@ -61,7 +61,7 @@ def model_objective(model: nn.Module, loss_fn: Callable[..., tuple[jax.Array, di
     """
     def objective(params, model_state, batch, rng):
         variables = {"params": params, **model_state}
-        mutable = list(model_state.keys())
+        mutable = list(model_state.keys()) or False
         out = model.apply(variables, batch[input_key], train=True,
                           rngs={"dropout": rng}, mutable=mutable)
         outputs, new_model_state = out if mutable else (out, model_state)
