@@ -156,21 +156,25 @@ def make_loader(
 ) -> grain.DataLoader:
     """Builds the grain pipeline over any random-access ``source``.
 
-    Order of work: this process's shard of the record indices, a seeded
-    shuffle (reshuffled every epoch), ``num_epochs`` passes concatenated into
-    one stream, ``preprocess``, then ``transforms`` in order, then batching.
+    Order of work: this process's contiguous shard of the records (see
+    :func:`shard_bounds`), a seeded shuffle within it (reshuffled every
+    epoch), ``num_epochs`` passes concatenated into one stream,
+    ``preprocess``, then ``transforms`` in order, then batching.
 
     Args:
         source: supports ``len`` and integer ``__getitem__``, returning dicts.
         batch_size: examples per batch *on this process*.
         seed: 32-bit non-negative int; fixes the shuffle and the per-example
-            ``rng`` handed to ``grain.transforms.RandomMap`` transforms.
+            ``rng`` handed to ``grain.transforms.RandomMap`` transforms. With
+            several shards, each uses a seed derived from (seed, shard index,
+            shard count).
         shuffle: shuffle the order (use False for evaluation).
         num_epochs: passes over the data; ``None`` repeats forever. Epochs
             form one stream, so a batch may straddle an epoch boundary.
         drop_remainder: drop the last incomplete batch, and the examples that
             do not divide evenly over processes, so every process yields the
-            same number of full batches (what training needs).
+            same number of full batches (what training needs). Without it,
+            every example is read exactly once per epoch by some process.
         worker_count: grain worker processes; 0 runs in this process.
         transforms: per-example transforms applied after ``preprocess``:
             grain transforms (``Map``, ``RandomMap``, ``Filter``, ...) or
@@ -179,7 +183,8 @@ def make_loader(
             :class:`ToFloatImage`. ``None`` keeps examples as stored.
         shard_options: defaults to ``grain.sharding.ShardByJaxProcess``
             (shard ``jax.process_index()`` of ``jax.process_count()``); pass
-            ``grain.sharding.ShardOptions(i, n)`` to pick a shard explicitly.
+            ``grain.sharding.ShardOptions(i, n, drop_remainder)`` to pick a
+            shard explicitly.
     """
     _check_loader_args(batch_size, seed, shuffle, num_epochs, drop_remainder, worker_count)
     # grain wants Python ints (it rejects numpy integers for the seed).
@@ -191,36 +196,78 @@ def make_loader(
         raise ValueError(
             f"shard_options must be a grain.sharding.ShardOptions, got {shard_options!r}"
         )
-    num_records = len(source)
-    if num_records == 0:
+    if len(source) == 0:
         raise ValueError("source must not be empty")
-    if num_epochs is not None and drop_remainder:
-        per_shard = num_records // shard_options.shard_count
-        if per_shard * num_epochs < batch_size:
-            raise ValueError(
-                f"batch_size={batch_size} exceeds the {per_shard * num_epochs} "
-                "examples this shard sees with drop_remainder=True: no batch "
-                "would be produced"
-            )
+    # This process reads its own contiguous slice, shuffled locally. Done here
+    # rather than by grain's DataLoader sharding, which serves every shard the
+    # length of the smallest one and so skips examples when shards are uneven.
+    start, stop = shard_bounds(len(source), shard_options)
+    local = _Slice(source, start, stop)
+    if num_epochs is not None and drop_remainder and len(local) * num_epochs < batch_size:
+        raise ValueError(
+            f"batch_size={batch_size} exceeds the {len(local) * num_epochs} "
+            "examples this shard sees with drop_remainder=True: no batch "
+            "would be produced"
+        )
+    if shard_options.shard_count > 1:
+        # Shards get their own permutation and RandomMap streams.
+        seed = int(
+            np.random.SeedSequence(
+                [seed, shard_options.shard_index, shard_options.shard_count]
+            ).generate_state(1)[0]
+        )
 
     operations = [_as_transform(t, "preprocess") for t in [preprocess] if t is not None]
     operations += [_as_transform(t, "transforms") for t in transforms]
     operations.append(grain.transforms.Batch(batch_size=batch_size, drop_remainder=drop_remainder))
 
     sampler = grain.samplers.IndexSampler(
-        num_records=num_records,
-        shard_options=shard_options,
+        num_records=len(local),
+        shard_options=grain.sharding.NoSharding(),
         shuffle=shuffle,
         num_epochs=num_epochs,
         seed=seed,
     )
     return grain.DataLoader(
-        data_source=source,
+        data_source=local,
         sampler=sampler,
         operations=operations,
         worker_count=worker_count,
-        shard_options=shard_options,
+        shard_options=grain.sharding.NoSharding(),
     )
+
+
+def shard_bounds(num_records: int, shard_options: grain.sharding.ShardOptions) -> tuple[int, int]:
+    """``[start, stop)`` of this shard's contiguous slice of ``num_records``.
+
+    Shards differ in size by at most one, the first ``num_records %
+    shard_count`` being the larger; with ``shard_options.drop_remainder``
+    every shard has ``num_records // shard_count`` and the rest is dropped.
+    """
+    count, index = shard_options.shard_count, shard_options.shard_index
+    size, extra = divmod(num_records, count)
+    if shard_options.drop_remainder:
+        return index * size, (index + 1) * size
+    start = index * size + min(index, extra)
+    return start, start + size + (1 if index < extra else 0)
+
+
+class _Slice:
+    """Records ``[start, stop)`` of a random-access source."""
+
+    def __init__(self, source: Sequence[Example], start: int, stop: int):
+        self._source, self._start, self._len = source, start, stop - start
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __getitem__(self, index: int) -> Example:
+        if not 0 <= index < self._len:
+            raise IndexError(f"index {index} out of range for {self._len} records")
+        return self._source[self._start + index]
+
+    def __repr__(self) -> str:
+        return f"_Slice({self._source!r}, {self._start}, {self._start + self._len})"
 
 
 def _as_transform(transform: Transform, arg: str) -> grain.transforms.Transformation:

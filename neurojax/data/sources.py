@@ -84,7 +84,9 @@ def get_builder(
     tfds_name = _tfds_name(name)
     data_dir = os.fspath(data_dir or default_data_dir())
     if name in _OFFLINE:
-        builder = _OFFLINE[name](data_dir=data_dir, file_format=_FILE_FORMAT)
+        # No file_format here: the constructor raises on a copy prepared in
+        # another format, which data_source reports with the fix instead.
+        builder = _OFFLINE[name](data_dir=data_dir)
         if not builder.is_prepared():
             builder.download_and_prepare(
                 file_format=_FILE_FORMAT,
@@ -168,6 +170,8 @@ def _check_split(split: str, known: Any) -> None:
 
 
 def _how_to_prepare(name: str, builder: tfds.core.DatasetBuilder) -> str:
+    if name in _OFFLINE:  # Prepared by get_builder; a bad copy must go first.
+        return f"Delete {builder.data_dir} and load it again: it is prepared automatically."
     # data_dir of the builder is <root>/<name>/<version>; the command takes root.
     root = os.fspath(builder.data_dir_root)
     text = (
