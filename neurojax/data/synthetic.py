@@ -3,9 +3,11 @@
 Each task returns a dict of arrays with inputs ``"x"`` (and targets ``"y"``
 where the task has them), plus whatever a test or analysis needs to check
 the data against theory (teacher weights, eigenvalues, the rotation). Sizes
-(``num_examples``, dimensions, depth) are Python ints and fix the shapes, so
-every task runs under ``jax.jit`` with those arguments held static; the float
-hyperparameters may be traced. The same key gives the same data.
+(``num_examples``, dimensions, depth) are Python ints and fix the shapes; the
+float hyperparameters may be traced. Each task validates its arguments in
+Python and then runs one compiled function (cached per shape), and it can
+itself be called under ``jax.jit`` with the sizes held static. The same key
+gives the same data.
 
 Keys are split the same way whatever the noise level, so a task drawn with
 ``noise=0`` is the noiseless version of the same draw with ``noise > 0``.
@@ -13,6 +15,7 @@ Keys are split the same way whatever the noise level, so a task drawn with
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -43,11 +46,16 @@ def teacher_params(
     _check_int("depth", depth)
     _check_int("width", width)
     dims = [input_dim] + [width] * (depth - 1) + [output_dim]
-    keys = jax.random.split(key, depth)
-    return [
-        jax.random.normal(k, (d_in, d_out)) / math.sqrt(d_in)
-        for k, d_in, d_out in zip(keys, dims[:-1], dims[1:])
-    ]
+    shapes = list(zip(dims[:-1], dims[1:]))
+    # One draw carved into layers: every random call compiles its own hash,
+    # so one call per layer would make compile time grow with depth.
+    flat = jax.random.normal(key, (sum(d_in * d_out for d_in, d_out in shapes),))
+    params, offset = [], 0
+    for d_in, d_out in shapes:
+        w = flat[offset : offset + d_in * d_out].reshape(d_in, d_out)
+        params.append(w / math.sqrt(d_in))
+        offset += d_in * d_out
+    return params
 
 
 def teacher_forward(params: list[Array], x: Array, activation: str = "relu") -> Array:
@@ -76,7 +84,10 @@ def teacher_student(
     """Regression on the outputs of a random teacher MLP.
 
     Inputs are standard Gaussian, ``x ~ N(0, I_input_dim)``; targets are
-    ``y = teacher(x) + noise * eps`` with ``eps ~ N(0, I)``.
+    ``y = teacher(x) + noise * eps`` with ``eps ~ N(0, I)``. The teacher
+    depends only on the key and the layer sizes, not on ``num_examples``;
+    for a held-out set from the same teacher, draw once and split, or call
+    :func:`teacher_params` and :func:`teacher_forward` directly.
 
     Args:
         key: PRNG key.
@@ -91,16 +102,31 @@ def teacher_student(
         ``{"x": [n, input_dim], "y": [n, output_dim], "y_clean": the noiseless
         targets, "params": the teacher's list of weight matrices}``.
     """
-    _check_int("num_examples", num_examples)
+    for name, value in [("num_examples", num_examples), ("input_dim", input_dim),
+                        ("output_dim", output_dim), ("depth", depth), ("width", width)]:
+        _check_int(name, value)
     _check_choice("activation", activation, ACTIVATIONS)
     _check_nonnegative("noise", noise)
-    k_teacher, k_x, k_noise = jax.random.split(key, 3)
+    return _teacher_student(
+        key, noise, num_examples=num_examples, input_dim=input_dim, output_dim=output_dim,
+        depth=depth, width=width, activation=activation,
+    )
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=("num_examples", "input_dim", "output_dim", "depth", "width", "activation"),
+)
+def _teacher_student(key, noise, *, num_examples, input_dim, output_dim, depth, width, activation):
+    k_teacher, k_data = jax.random.split(key)
     params = teacher_params(
         k_teacher, input_dim=input_dim, output_dim=output_dim, depth=depth, width=width
     )
-    x = jax.random.normal(k_x, (num_examples, input_dim))
+    # Inputs and label noise from one draw (fewer random calls to compile).
+    z = jax.random.normal(k_data, (num_examples, input_dim + output_dim))
+    x, eps = z[:, :input_dim], z[:, input_dim:]
     y_clean = teacher_forward(params, x, activation)
-    y = y_clean + noise * jax.random.normal(k_noise, y_clean.shape)
+    y = y_clean + noise * eps
     return {"x": x, "y": y, "y_clean": y_clean, "params": params}
 
 
@@ -153,6 +179,14 @@ def power_law_gaussian(
         "covariance": R diag(lambda) R^T}``.
     """
     _check_int("num_examples", num_examples)
+    _check_int("dim", dim)
+    _check_nonnegative("alpha", alpha)
+    _check_positive("scale", scale)
+    return _power_law_gaussian(key, alpha, scale, num_examples=num_examples, dim=dim)
+
+
+@functools.partial(jax.jit, static_argnames=("num_examples", "dim"))
+def _power_law_gaussian(key, alpha, scale, *, num_examples, dim):
     eigenvalues = power_law_spectrum(dim, alpha, scale)
     k_rot, k_z = jax.random.split(key)
     rotation = haar_orthogonal(k_rot, dim)
@@ -184,6 +218,11 @@ def two_spirals(
     _check_int("num_examples", num_examples)
     _check_positive("turns", turns)
     _check_nonnegative("noise", noise)
+    return _two_spirals(key, turns, noise, num_examples=num_examples)
+
+
+@functools.partial(jax.jit, static_argnames=("num_examples",))
+def _two_spirals(key, turns, noise, *, num_examples):
     k_u, k_noise = jax.random.split(key)
     y = jnp.arange(num_examples, dtype=jnp.int32) % 2
     u = jax.random.uniform(k_u, (num_examples,))
@@ -211,6 +250,11 @@ def checkerboard(
     _check_int("num_examples", num_examples)
     _check_int("num_tiles", num_tiles)
     _check_nonnegative("noise", noise)
+    return _checkerboard(key, noise, num_examples=num_examples, num_tiles=num_tiles)
+
+
+@functools.partial(jax.jit, static_argnames=("num_examples", "num_tiles"))
+def _checkerboard(key, noise, *, num_examples, num_tiles):
     k_x, k_noise = jax.random.split(key)
     x = jax.random.uniform(k_x, (num_examples, 2), minval=-1.0, maxval=1.0)
     tiles = jnp.clip(jnp.floor((x + 1) / 2 * num_tiles), 0, num_tiles - 1).astype(jnp.int32)
@@ -238,6 +282,11 @@ def noisy_sinusoid(
     """
     _check_int("num_examples", num_examples)
     _check_nonnegative("noise", noise)
+    return _noisy_sinusoid(key, frequency, amplitude, phase, noise, num_examples=num_examples)
+
+
+@functools.partial(jax.jit, static_argnames=("num_examples",))
+def _noisy_sinusoid(key, frequency, amplitude, phase, noise, *, num_examples):
     k_x, k_noise = jax.random.split(key)
     x = jax.random.uniform(k_x, (num_examples, 1), minval=-1.0, maxval=1.0)
     y_clean = amplitude * jnp.sin(2 * jnp.pi * frequency * x + phase)
