@@ -1,6 +1,6 @@
 """Input pipelines (TFDS + grain), the offline digits dataset, synthetic tasks."""
 
-from neurojax.data.pipeline import ArraySource, ToFloatImage, load, make_loader
+from neurojax.data.pipeline import ArraySource, ToFloatImage, load, make_loader, shard_bounds
 from neurojax.data.sources import (
     DATASETS,
     DatasetInfo,
@@ -23,4 +23,5 @@ __all__ = [
     "load",
     "make_loader",
     "prepare_command",
+    "shard_bounds",
 ]

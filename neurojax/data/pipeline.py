@@ -3,9 +3,13 @@
 ``load`` opens a named dataset (see ``sources.DATASETS``) and ``make_loader``
 turns any random-access source (a TFDS data source, a list of dicts) into an
 iterable of numpy dict batches: shard by JAX process, shuffle with a seed,
-repeat, map per example, batch. The order is a pure function of the seed and
-the shard, and the returned ``grain.DataLoader``'s iterator can be
-checkpointed (``get_state``/``set_state``).
+repeat, map per example, batch, and optionally spread over worker processes.
+
+It is built with grain's dataset API (``grain.MapDataset``), with every
+per-example step and the batching done before the worker processes, so the
+batches are a pure function of (seed, shard) whatever ``worker_count`` is.
+Iterators of the returned ``grain.IterDataset`` can be checkpointed
+(``get_state``/``set_state``, or grain's orbax handler).
 """
 
 from __future__ import annotations
@@ -20,16 +24,15 @@ import numpy as np
 from neurojax.data import sources
 
 Example = dict[str, Any]
-# A grain transform, or a plain function example -> example.
+# A grain per-example transform, or a plain function example -> example.
 Transform = Union[
     grain.transforms.Map,
     grain.transforms.RandomMap,
     grain.transforms.MapWithIndex,
-    grain.transforms.Filter,
     Callable[[Example], Example],
 ]
 
-_MAX_SEED = 2**32  # grain's IndexSampler takes 32-bit seeds.
+_MAX_SEED = 2**32  # grain seeds are 32-bit.
 
 
 class ArraySource:
@@ -79,19 +82,6 @@ class ToFloatImage(grain.transforms.Map):
         return out
 
 
-class _FunctionMap(grain.transforms.Map):
-    """Wraps a plain function as a grain Map (picklable if the function is)."""
-
-    def __init__(self, fn: Callable[[Example], Example]):
-        self.fn = fn
-
-    def map(self, element: Example) -> Example:
-        return self.fn(element)
-
-    def __repr__(self) -> str:
-        return f"_FunctionMap({self.fn!r})"
-
-
 def load(
     name: str,
     split: str,
@@ -106,7 +96,7 @@ def load(
     transforms: Sequence[Transform] = (),
     preprocess: Transform | None = ToFloatImage(),
     shard_options: grain.sharding.ShardOptions | None = None,
-) -> grain.DataLoader:
+) -> grain.IterDataset:
     """Iterates over dict batches of the named dataset's ``split``.
 
     The offline ``"digits"`` are prepared into ``data_dir`` on first use; the
@@ -153,7 +143,7 @@ def make_loader(
     transforms: Sequence[Transform] = (),
     preprocess: Transform | None = ToFloatImage(),
     shard_options: grain.sharding.ShardOptions | None = None,
-) -> grain.DataLoader:
+) -> grain.IterDataset:
     """Builds the grain pipeline over any random-access ``source``.
 
     Order of work: this process's contiguous shard of the records (see
@@ -164,8 +154,9 @@ def make_loader(
     Args:
         source: supports ``len`` and integer ``__getitem__``, returning dicts.
         batch_size: examples per batch *on this process*.
-        seed: 32-bit non-negative int; fixes the shuffle and the per-example
-            ``rng`` handed to ``grain.transforms.RandomMap`` transforms. With
+        seed: 32-bit non-negative int; fixes the shuffle and the ``rng``
+            handed to ``grain.transforms.RandomMap`` transforms (a function
+            of the seed and the example's position in the stream). With
             several shards, each uses a seed derived from (seed, shard index,
             shard count).
         shuffle: shuffle the order (use False for evaluation).
@@ -175,19 +166,24 @@ def make_loader(
             do not divide evenly over processes, so every process yields the
             same number of full batches (what training needs). Without it,
             every example is read exactly once per epoch by some process.
-        worker_count: grain worker processes; 0 runs in this process.
+        worker_count: grain worker processes that prepare whole batches;
+            0 runs in this process. It does not change the batches.
         transforms: per-example transforms applied after ``preprocess``:
-            grain transforms (``Map``, ``RandomMap``, ``Filter``, ...) or
-            plain functions ``example -> example``.
+            grain ``Map``, ``RandomMap`` or ``MapWithIndex`` transforms, or
+            plain functions ``example -> example``. (Filters are refused:
+            they would give processes different numbers of batches.)
         preprocess: the first per-example transform; by default
             :class:`ToFloatImage`. ``None`` keeps examples as stored.
         shard_options: defaults to ``grain.sharding.ShardByJaxProcess``
             (shard ``jax.process_index()`` of ``jax.process_count()``); pass
             ``grain.sharding.ShardOptions(i, n, drop_remainder)`` to pick a
             shard explicitly.
+
+    Returns:
+        A ``grain.IterDataset``; each ``iter()`` starts from the beginning.
     """
     _check_loader_args(batch_size, seed, shuffle, num_epochs, drop_remainder, worker_count)
-    # grain wants Python ints (it rejects numpy integers for the seed).
+    # grain wants Python ints (it rejects numpy integers for seeds).
     batch_size, seed, worker_count = int(batch_size), int(seed), int(worker_count)
     num_epochs = None if num_epochs is None else int(num_epochs)
     if shard_options is None:
@@ -196,16 +192,17 @@ def make_loader(
         raise ValueError(
             f"shard_options must be a grain.sharding.ShardOptions, got {shard_options!r}"
         )
+    steps = [_check_transform(t, "preprocess") for t in [preprocess] if t is not None]
+    steps += [_check_transform(t, "transforms") for t in transforms]
     if len(source) == 0:
         raise ValueError("source must not be empty")
-    # This process reads its own contiguous slice, shuffled locally. Done here
-    # rather than by grain's DataLoader sharding, which serves every shard the
-    # length of the smallest one and so skips examples when shards are uneven.
+    # This process reads its own contiguous slice, shuffled locally. (grain's
+    # DataLoader sharding instead serves every shard the length of the
+    # smallest one, skipping examples when shards are uneven.)
     start, stop = shard_bounds(len(source), shard_options)
-    local = _Slice(source, start, stop)
-    if num_epochs is not None and drop_remainder and len(local) * num_epochs < batch_size:
+    if num_epochs is not None and drop_remainder and (stop - start) * num_epochs < batch_size:
         raise ValueError(
-            f"batch_size={batch_size} exceeds the {len(local) * num_epochs} "
+            f"batch_size={batch_size} exceeds the {(stop - start) * num_epochs} "
             "examples this shard sees with drop_remainder=True: no batch "
             "would be produced"
         )
@@ -217,24 +214,24 @@ def make_loader(
             ).generate_state(1)[0]
         )
 
-    operations = [_as_transform(t, "preprocess") for t in [preprocess] if t is not None]
-    operations += [_as_transform(t, "transforms") for t in transforms]
-    operations.append(grain.transforms.Batch(batch_size=batch_size, drop_remainder=drop_remainder))
-
-    sampler = grain.samplers.IndexSampler(
-        num_records=len(local),
-        shard_options=grain.sharding.NoSharding(),
-        shuffle=shuffle,
-        num_epochs=num_epochs,
-        seed=seed,
-    )
-    return grain.DataLoader(
-        data_source=local,
-        sampler=sampler,
-        operations=operations,
-        worker_count=worker_count,
-        shard_options=grain.sharding.NoSharding(),
-    )
+    ds = grain.MapDataset.source(source).slice(slice(start, stop)).seed(seed)
+    if shuffle:
+        ds = ds.shuffle()  # Before repeat: each epoch gets its own order.
+    ds = ds.repeat(num_epochs)
+    for step in steps:
+        if isinstance(step, grain.transforms.RandomMap):
+            ds = ds.random_map(step)
+        elif isinstance(step, grain.transforms.MapWithIndex):
+            ds = ds.map_with_index(step)
+        else:
+            ds = ds.map(step)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    # Batches are formed above, so workers only split whole batches.
+    iter_ds = ds.to_iter_dataset()
+    if worker_count > 0:
+        _allow_grain_workers_without_absl_app()
+        iter_ds = iter_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
+    return iter_ds
 
 
 def shard_bounds(num_records: int, shard_options: grain.sharding.ShardOptions) -> tuple[int, int]:
@@ -252,38 +249,32 @@ def shard_bounds(num_records: int, shard_options: grain.sharding.ShardOptions) -
     return start, start + size + (1 if index < extra else 0)
 
 
-class _Slice:
-    """Records ``[start, stop)`` of a random-access source."""
-
-    def __init__(self, source: Sequence[Example], start: int, stop: int):
-        self._source, self._start, self._len = source, start, stop - start
-
-    def __len__(self) -> int:
-        return self._len
-
-    def __getitem__(self, index: int) -> Example:
-        if not 0 <= index < self._len:
-            raise IndexError(f"index {index} out of range for {self._len} records")
-        return self._source[self._start + index]
-
-    def __repr__(self) -> str:
-        return f"_Slice({self._source!r}, {self._start}, {self._start + self._len})"
-
-
-def _as_transform(transform: Transform, arg: str) -> grain.transforms.Transformation:
-    grain_types = (
-        grain.transforms.Map,
-        grain.transforms.RandomMap,
-        grain.transforms.MapWithIndex,
-        grain.transforms.Filter,
-    )
+def _check_transform(transform: Transform, arg: str) -> Transform:
     if isinstance(transform, grain.transforms.Batch):
         raise ValueError(f"{arg} must not batch: batching is set by batch_size")
-    if isinstance(transform, grain_types):
+    if isinstance(transform, grain.transforms.Filter):
+        raise ValueError(
+            f"{arg} must not filter: processes would get different numbers of "
+            "batches; filter the source instead"
+        )
+    grain_types = (grain.transforms.Map, grain.transforms.RandomMap, grain.transforms.MapWithIndex)
+    if isinstance(transform, grain_types) or callable(transform):
         return transform
-    if callable(transform):
-        return _FunctionMap(transform)
     raise ValueError(f"{arg} entries must be grain transforms or callables, got {transform!r}")
+
+
+def _allow_grain_workers_without_absl_app() -> None:
+    """Lets grain workers start in scripts, notebooks and tests.
+
+    grain 0.2.x reads an absl flag when it starts workers and fails with
+    ``UnparsedFlagAccessError`` unless flags were parsed (google/grain#1355,
+    fixed upstream in #1362). ``absl.app.run`` parses them; elsewhere mark
+    them parsed so every flag keeps its default value.
+    """
+    from absl import flags
+
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
 
 
 def _check_loader_args(

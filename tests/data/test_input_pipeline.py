@@ -21,6 +21,11 @@ def _ids(loader):
     return np.concatenate([b["id"] for b in loader]).tolist()
 
 
+class _KeepEven(grain.transforms.Filter):
+    def filter(self, example):
+        return example["id"] % 2 == 0
+
+
 def _eval_loader(source, **kwargs):
     kwargs = {"shuffle": False, "drop_remainder": False, **kwargs}
     return pipeline.make_loader(source, **kwargs)
@@ -94,7 +99,8 @@ def test_shuffle_is_a_permutation_and_unshuffled_is_identity():
 
 
 def test_num_epochs_repeats_each_example_and_reshuffles():
-    ids = _ids(pipeline.make_loader(_ids_source(), batch_size=7, num_epochs=3, drop_remainder=False))
+    loader = pipeline.make_loader(_ids_source(), batch_size=7, num_epochs=3, drop_remainder=False)
+    ids = _ids(loader)
     assert len(ids) == 3 * N_IDS
     epochs = [ids[i * N_IDS : (i + 1) * N_IDS] for i in range(3)]
     for epoch in epochs:
@@ -187,6 +193,7 @@ def test_array_source_checks_lengths():
         ({"worker_count": -1}, "worker_count"),
         ({"transforms": [42]}, "transforms"),
         ({"transforms": [grain.transforms.Batch(4)]}, "transforms"),
+        ({"transforms": [_KeepEven()]}, "transforms"),
         ({"shard_options": (0, 2)}, "shard_options"),
     ],
 )
@@ -220,3 +227,28 @@ def test_shard_bounds_partition_records(num_records, count, drop):
     else:
         assert covered == list(range(num_records))
         assert max(sizes) - min(sizes) <= 1
+
+
+@pytest.mark.slow
+def test_worker_processes_give_the_same_batches(digits_dir):
+    def labels(worker_count):
+        loader = pipeline.load(
+            "digits", "test", batch_size=40, data_dir=digits_dir, seed=5,
+            worker_count=worker_count,
+        )
+        return np.concatenate([b["label"] for b in loader])
+
+    np.testing.assert_array_equal(labels(2), labels(0))
+
+
+def test_iterator_state_resumes_the_same_stream():
+    loader = pipeline.make_loader(_ids_source(), batch_size=8, num_epochs=None, seed=2)
+    it = iter(loader)
+    for _ in range(5):
+        next(it)
+    state = it.get_state()
+    expected = [next(it)["id"] for _ in range(15)]  # crosses an epoch boundary
+    resumed = iter(loader)
+    resumed.set_state(state)
+    for want in expected:
+        np.testing.assert_array_equal(next(resumed)["id"], want)

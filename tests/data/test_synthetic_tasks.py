@@ -29,6 +29,8 @@ TASKS = {
 }
 
 
+NOISY = ["teacher_student", "two_spirals", "checkerboard", "noisy_sinusoid"]
+
 # ------------------------------------------------------------ contracts
 
 
@@ -56,7 +58,7 @@ def test_jit_with_traced_hyperparameter_matches_eager(name):
     chex.assert_trees_all_close(jitted(KEY, 0.3), task(KEY, **{arg: 0.3}), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["teacher_student", "two_spirals", "checkerboard", "noisy_sinusoid"])
+@pytest.mark.parametrize("name", NOISY)
 def test_noise_perturbs_the_same_clean_draw(name):
     task = TASKS[name]
     clean, noisy = task(KEY, noise=0.0), task(KEY, noise=0.5)
@@ -140,7 +142,8 @@ def test_haar_orthogonal_is_unbiased():
     # Plain QR has a biased Q (its diagonal has a sign pattern); Haar does not.
     keys = jax.random.split(KEY, 2000)
     q = np.asarray(jax.vmap(lambda k: synthetic.haar_orthogonal(k, 3))(keys), np.float64)
-    np.testing.assert_allclose(np.einsum("nij,nkj->nik", q, q), np.broadcast_to(np.eye(3), q.shape), atol=1e-5)
+    gram = np.einsum("nij,nkj->nik", q, q)
+    np.testing.assert_allclose(gram, np.broadcast_to(np.eye(3), gram.shape), atol=1e-5)
     assert np.all(np.abs(q.mean(axis=0)) < 0.05)  # E[Q] = 0 under Haar
     assert abs(np.linalg.det(q).mean()) < 0.1  # det = +1 and -1 equally often
 
@@ -201,7 +204,11 @@ def test_synthetic_data_through_the_loader():
         (synthetic.teacher_student, {"num_examples": 4, "input_dim": 2.0}, "input_dim"),
         (synthetic.teacher_student, {"num_examples": 4, "input_dim": 3, "depth": 0}, "depth"),
         (synthetic.teacher_student, {"num_examples": 4, "input_dim": 3, "width": -1}, "width"),
-        (synthetic.teacher_student, {"num_examples": 4, "input_dim": 3, "activation": "gelu"}, "activation"),
+        (
+            synthetic.teacher_student,
+            {"num_examples": 4, "input_dim": 3, "activation": "gelu"},
+            "activation",
+        ),
         (synthetic.teacher_student, {"num_examples": 4, "input_dim": 3, "noise": -0.1}, "noise"),
         (synthetic.power_law_gaussian, {"num_examples": 4, "dim": 0}, "dim"),
         (synthetic.power_law_gaussian, {"num_examples": 4, "dim": 3, "alpha": -1.0}, "alpha"),
