@@ -69,7 +69,7 @@ def default_data_dir() -> str:
 def prepare_command(name: str, data_dir: str | os.PathLike[str] | None = None) -> str:
     """The shell command that prepares ``name`` for :func:`data_source`."""
     tfds_name = _tfds_name(name)
-    data_dir = os.fspath(data_dir or default_data_dir())
+    data_dir = _resolve(data_dir)
     return f"tfds build {tfds_name} --data_dir={data_dir} --file_format={_FILE_FORMAT}"
 
 
@@ -82,7 +82,7 @@ def get_builder(
     (``builder.is_prepared()`` is False).
     """
     tfds_name = _tfds_name(name)
-    data_dir = os.fspath(data_dir or default_data_dir())
+    data_dir = _resolve(data_dir)
     if name in _OFFLINE:
         # No file_format here: the constructor raises on a copy prepared in
         # another format, which data_source reports with the fix instead.
@@ -152,6 +152,10 @@ def data_source(
             f"Dataset {name!r} is not prepared in {builder.data_dir}. "
             + _how_to_prepare(name, builder)
         ) from err
+
+
+def _resolve(data_dir: str | os.PathLike[str] | None) -> str:
+    return os.path.expanduser(os.fspath(data_dir or default_data_dir()))
 
 
 def _tfds_name(name: str) -> str:

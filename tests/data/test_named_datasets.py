@@ -1,9 +1,13 @@
 """Real datasets: clear errors when not prepared, and mocked loading via TFDS."""
 
+import io
+
 import chex
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from PIL import Image
+from tensorflow_datasets.image_classification import mnist
 
 from neurojax.data import pipeline, sources
 
@@ -71,3 +75,58 @@ def test_mock_data_serves_batches_through_load(name, shape, tmp_path):
         assert 0 <= batch["label"].min() and batch["label"].max() < 10
     assert not any(tmp_path.iterdir())  # nothing downloaded or written
 
+
+
+def _png(image):
+    buffer = io.BytesIO()
+    Image.fromarray(image[..., 0]).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _local_images(num_examples, seed):
+    images = np.random.RandomState(seed).randint(0, 256, (num_examples, 28, 28, 1))
+    return images.astype(np.uint8), np.arange(num_examples) % 10
+
+
+class _OfflineMnist(mnist.MNIST, skip_registration=True):
+    """The real MNIST builder (features, name, version) fed with local images.
+
+    Images are given as PNG bytes encoded with PIL, so preparing needs neither
+    TensorFlow nor a download; the files are what ``tfds build`` would write.
+    """
+
+    name = "mnist"
+
+    def _split_generators(self, dl_manager):
+        del dl_manager
+        return {"train": self._generate(30, seed=0), "test": self._generate(12, seed=1)}
+
+    def _generate(self, num_examples, seed):
+        images, labels = _local_images(num_examples, seed)
+        for i, (image, label) in enumerate(zip(images, labels)):
+            yield i, {"image": _png(image), "label": int(label)}
+
+
+def _rows(images, labels):
+    """(image, label) pairs as sorted bytes, to compare regardless of order."""
+    return sorted(img.tobytes() + bytes([lab]) for img, lab in zip(images, labels))
+
+
+def test_prepared_real_dataset_loads_through_the_same_path(tmp_path):
+    builder = _OfflineMnist(data_dir=tmp_path)
+    builder.download_and_prepare(file_format="array_record", download_dir=tmp_path / "dl")
+    info = sources.dataset_info("mnist", tmp_path)
+    assert info.prepared and info.num_examples == {"train": 30, "test": 12}
+
+    loader = pipeline.load(
+        "mnist", "test", batch_size=5, data_dir=tmp_path, shuffle=False, drop_remainder=False
+    )
+    batches = list(loader)
+    images = np.concatenate([b["image"] for b in batches])
+    labels = np.concatenate([b["label"] for b in batches])
+    chex.assert_shape(images, (12, 28, 28, 1))
+    # PNG decoding (PIL, no TensorFlow) gives back the exact pixels.
+    pixels = np.rint(images * 255).astype(np.uint8)
+    assert _rows(pixels, labels) == _rows(*_local_images(12, seed=1))
+    with pytest.raises(ValueError, match="split"):
+        pipeline.load("mnist", "validation", batch_size=5, data_dir=tmp_path)
