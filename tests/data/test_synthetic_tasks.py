@@ -101,6 +101,11 @@ def test_teacher_targets_match_numpy_forward(activation, depth):
     np.testing.assert_array_equal(data["y"], data["y_clean"])
 
 
+def test_teacher_does_not_depend_on_num_examples():
+    small, large = TASKS["teacher_student"](KEY), TASKS["teacher_student"](KEY, num_examples=65)
+    chex.assert_trees_all_equal(small["params"], large["params"])
+
+
 def test_teacher_label_noise_and_weight_scale():
     data = synthetic.teacher_student(
         KEY, num_examples=20000, input_dim=50, depth=2, width=400, noise=0.2
