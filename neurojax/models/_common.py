@@ -4,6 +4,7 @@ Every model validates its fields in ``__post_init__`` so that a bad
 configuration raises a ``ValueError`` naming the field at construction time,
 before anything is traced or compiled (see DESIGN.md, "Errors").
 """
+import numbers
 from typing import Any, Callable, Sequence, Union
 
 import flax.linen as nn
@@ -39,7 +40,20 @@ def resolve_activation(activation: Activation) -> Callable[[jax.Array], jax.Arra
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def freeze_sequences(module: Any, *fields: str) -> None:
+    """Turn list-valued fields of a module into tuples, in ``__post_init__``.
+
+    Configs (``ml_collections.ConfigDict``) hand over lists; a module holding a
+    list cannot be hashed, which breaks ``jax.jit(..., static_argnums=...)``
+    over the model. Modules are dataclasses, hence ``object.__setattr__``.
+    """
+    for field in fields:
+        value = getattr(module, field)
+        if isinstance(value, list):
+            object.__setattr__(module, field, tuple(value))
 
 
 def check_positive_int(field: str, value: Any, allow_none: bool = False) -> None:
@@ -66,7 +80,7 @@ def check_widths(field: str, widths: Any, allow_empty: bool = True) -> None:
 
 def check_positive_float(field: str, value: Any) -> None:
     """Raise ``ValueError`` unless ``value`` is a finite number > 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
             0 < value < float("inf")):
         raise ValueError(f"{field} must be a positive number, got {value!r}")
 

@@ -11,7 +11,7 @@ import flax.linen as nn
 import jax
 
 from neurojax.models._common import (Activation, check_positive_int, check_widths,
-                                     flatten, resolve_activation)
+                                     flatten, freeze_sequences, resolve_activation)
 from neurojax.models.conv import Conv
 from neurojax.models.layers import Act, MaxPool
 
@@ -38,6 +38,7 @@ class SmallCNN(nn.Module):
     dtype: Any = None
 
     def __post_init__(self) -> None:
+        freeze_sequences(self, "widths")
         check_widths("widths", self.widths, allow_empty=False)
         check_positive_int("hidden", self.hidden, allow_none=True)
         check_positive_int("num_classes", self.num_classes, allow_none=True)

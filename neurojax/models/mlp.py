@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax
 
 from neurojax.models._common import (Activation, check_positive_int, check_widths,
-                                     flatten, resolve_activation)
+                                     flatten, freeze_sequences, resolve_activation)
 from neurojax.models.layers import Act
 
 
@@ -38,6 +38,7 @@ class MLP(nn.Module):
     dtype: Any = None
 
     def __post_init__(self) -> None:
+        freeze_sequences(self, "widths")
         check_widths("widths", self.widths)
         check_positive_int("num_outputs", self.num_outputs, allow_none=True)
         resolve_activation(self.activation)
@@ -80,6 +81,7 @@ class DeepLinear(nn.Module):
     dtype: Any = None
 
     def __post_init__(self) -> None:
+        freeze_sequences(self, "widths")
         check_widths("widths", self.widths)
         check_positive_int("num_outputs", self.num_outputs, allow_none=True)
         if self.num_outputs is None and len(self.widths) == 0:

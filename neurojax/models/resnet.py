@@ -25,7 +25,7 @@ import flax.linen as nn
 import jax
 
 from neurojax.models._common import (check_positive_float, check_positive_int,
-                                     check_widths, scale_width)
+                                     check_widths, freeze_sequences, scale_width)
 from neurojax.models.conv import Conv
 from neurojax.models.layers import GlobalAvgPool
 
@@ -161,6 +161,7 @@ class ResNet(nn.Module):
     dtype: Any = None
 
     def __post_init__(self) -> None:
+        freeze_sequences(self, "stage_sizes")
         check_widths("stage_sizes", self.stage_sizes, allow_empty=False)
         _resolve_block(self.block_cls)
         check_positive_int("num_classes", self.num_classes, allow_none=True)

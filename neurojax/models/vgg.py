@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax
 
 from neurojax.models._common import (check_positive_float, check_positive_int,
-                                     check_widths, scale_width)
+                                     check_widths, freeze_sequences, scale_width)
 from neurojax.models.conv import Conv
 from neurojax.models.layers import Act, GlobalAvgPool, MaxPool
 
@@ -55,6 +55,7 @@ class VGG(nn.Module):
     dtype: Any = None
 
     def __post_init__(self) -> None:
+        freeze_sequences(self, "classifier_widths")
         if self.depth not in VGG_CONFIGS:
             raise ValueError(
                 f"depth must be one of {sorted(VGG_CONFIGS)}, got {self.depth!r}")

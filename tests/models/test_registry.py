@@ -2,6 +2,7 @@
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from neurojax.models import MODEL_NAMES, VGG, ResNet, get_model, model_kwargs
@@ -23,19 +24,19 @@ for _name in MODEL_NAMES:
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
-@pytest.mark.parametrize("train", [False, True])
-def test_every_model_contract(name, train):
+def test_every_model_contract(name):
     """Same call for every model: apply(v, x, train=..., mutable=[...])."""
-    model = get_model(name, num_classes=4, **SMALL[name]) if "num_classes" in \
-        model_kwargs(name) else get_model(name, num_outputs=4, **SMALL[name])
+    head = "num_classes" if "num_classes" in model_kwargs(name) else "num_outputs"
+    model = get_model(name, **{head: 4}, **SMALL[name])
     shape = (2, 16, 16, 3)
     variables = abstract_init(model, shape)
 
     def forward(v, x):
-        return model.apply(v, x, train=train, mutable=["batch_stats"])
+        train_out, state = model.apply(v, x, train=True, mutable=["batch_stats"])
+        return train_out, state, model.apply(v, x, train=False)
 
-    out, state = jax.eval_shape(forward, variables, jnp.zeros(shape))
-    chex.assert_shape(out, (2, 4))
+    train_out, state, eval_out = jax.eval_shape(forward, variables, jnp.zeros(shape))
+    chex.assert_shape([train_out, eval_out], (2, 4))
     assert jax.tree.structure(state.get("batch_stats", {})) == \
         jax.tree.structure(variables.get("batch_stats", {}))
 
@@ -73,3 +74,20 @@ def test_unknown_name_lists_allowed():
 def test_bad_kwargs_name_the_argument(name, kwargs, field):
     with pytest.raises(ValueError, match=field):
         get_model(name, **kwargs)
+
+
+def test_config_style_values_are_accepted_and_models_hashable():
+    """Configs hand over lists and numpy scalars; models must stay hashable
+    (a jitted step may take the model as a static argument)."""
+    models = [
+        get_model("mlp", widths=[np.int64(4), 4]),
+        get_model("deep_linear", widths=[3]),
+        get_model("small_cnn", widths=[2, 3]),
+        get_model("vgg", depth=np.int64(11), width_factor=np.float32(0.5),
+                  classifier_widths=[8]),
+        get_model("resnet", stage_sizes=[1, 1], block_cls="bottleneck"),
+    ]
+    for model in models:
+        hash(model)
+    assert models[0].widths == (4, 4)
+    assert models[4].stage_sizes == (1, 1)

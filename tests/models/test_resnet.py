@@ -95,16 +95,22 @@ def test_width_multiplier_and_string_block():
 
 
 def test_zero_init_residual():
-    model = _tiny(zero_init_residual=True)
-    variables = init(model, jnp.zeros((1, 8, 8, 3)))
-    np.testing.assert_array_equal(variables["params"]["stage1_block1"]["bn2"]["scale"], 0)
-    np.testing.assert_array_equal(variables["params"]["stage1_block1"]["bn1"]["scale"], 1)
+    block = BasicBlock(features=4, zero_init_residual=True)
+    params = init(block, jnp.zeros((1, 4, 4, 4)))["params"]
+    np.testing.assert_array_equal(params["bn2"]["scale"], 0)
+    np.testing.assert_array_equal(params["bn1"]["scale"], 1)
+    assert "proj_conv" not in params  # same shape in and out: identity shortcut
 
 
-def test_batchnorm_train_updates_and_eval_uses_batch_stats():
+@pytest.fixture(scope="module")
+def tiny_basic():
     model = _tiny()
     x = randn(4, 8, 8, 3, seed=0) * 2 + 1
-    variables = init(model, x)
+    return model, init(model, x), x
+
+
+def test_batchnorm_train_updates_and_eval_uses_batch_stats(tiny_basic):
+    model, variables, x = tiny_basic
 
     @jax.jit
     def run(variables):
@@ -147,12 +153,9 @@ def test_batchnorm_train_updates_and_eval_uses_batch_stats():
                                rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("block", [BasicBlock, BottleneckBlock])
-def test_jit_forward_and_grad(block):
-    model = ResNet(stage_sizes=(1, 1), block_cls=block, num_classes=3, width=0.125)
-    x = randn(2, 8, 8, 3, seed=0)
-    labels = jnp.array([0, 2])
-    variables = init(model, x)
+def test_jit_forward_and_grad(tiny_basic):
+    model, variables, x = tiny_basic
+    labels = jnp.array([0, 2, 1, 0])
 
     def loss_fn(params, batch_stats):
         logits, state = model.apply({"params": params, "batch_stats": batch_stats},
@@ -160,16 +163,38 @@ def test_jit_forward_and_grad(block):
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
         return loss, state["batch_stats"]
 
-    grad_fn = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))
-    (loss, new_stats), grads = grad_fn(variables["params"], variables["batch_stats"])
+    @jax.jit
+    def step(variables):
+        (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            variables["params"], variables["batch_stats"])
+        return loss, new_stats, grads, model.apply(variables, x, train=False)
+
+    loss, new_stats, grads, logits = step(variables)
     chex.assert_trees_all_equal_shapes(grads, variables["params"])
-    chex.assert_tree_all_finite((loss, grads, new_stats))
-    assert np.isfinite(float(loss))
+    chex.assert_tree_all_finite((loss, grads, new_stats, logits))
+    chex.assert_shape(logits, (4, 3))
     norms = jax.tree.leaves(jax.tree.map(lambda g: float(jnp.abs(g).sum()), grads))
     assert all(n > 0 for n in norms)  # every parameter gets a gradient
 
-    logits = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x)
-    chex.assert_shape(logits, (2, 3))
+
+def test_grad_through_strided_bottleneck_block():
+    block = BottleneckBlock(features=2, strides=(2, 2))
+    x = randn(2, 4, 4, 3, seed=2)
+    variables = init(block, x)
+
+    @jax.jit
+    def grads(params):
+        def loss(params):
+            y, _ = block.apply({"params": params,
+                                "batch_stats": variables["batch_stats"]},
+                               x, train=True, mutable=["batch_stats"])
+            return jnp.sum(y ** 2)
+        return jax.grad(loss)(params)
+
+    g = grads(variables["params"])
+    chex.assert_trees_all_equal_shapes(g, variables["params"])
+    assert g["proj_conv"]["kernel"].shape == (1, 1, 3, 8)
+    chex.assert_tree_all_finite(g)
 
 
 def test_bfloat16_compute_dtype():
