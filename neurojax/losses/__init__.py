@@ -12,3 +12,9 @@ def get_loss(name: str):
     if name not in LOSSES:
         raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {name!r}")
     return LOSSES[name]
+
+# Self-supervised losses take embeddings of views, not (outputs, batch); they
+# live in their own table so the supervised loop's LOSSES stays uniform.
+from neurojax.losses.ssl import (SSL_LOSSES, barlow_twins, barlow_twins_multiview,
+                                 eq10_invariance, simclr, spectral_contrastive,
+                                 vicreg, vicreg_multiview)

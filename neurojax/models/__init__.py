@@ -21,3 +21,8 @@ __all__ = [
     "SmallCNN", "VGG", "get_model", "intermediate_features", "layer_names",
     "model_kwargs",
 ]
+
+from neurojax.models.projector import (Projector, beta_for_dim, beta_sweep,
+                                       projector_num_params)
+
+__all__ += ["Projector", "beta_for_dim", "beta_sweep", "projector_num_params"]
