@@ -72,6 +72,8 @@ def plot_eigenspectrum(eigenvalues, path: str, *, fit=None, title: str = "") -> 
                     return float(np.asarray(f[key]))
             return default
         a, b = get("alpha"), get("intercept")
+        if a is None or b is None:
+            raise ValueError(f"fit needs 'alpha' and 'intercept', got keys {sorted(f)}")
         first = int(get("first_rank", 1))
         last = int(get("last_rank", lam.size))
         scale = get("normalizer", float(lam[lam > 0].sum()))

@@ -136,7 +136,7 @@ def eigenspectrum(features: ArrayLike, *, max_eigenvalues: Optional[int] = None,
         dtype: accumulation dtype (see above).
 
     Returns:
-        (min(n, D),) or (max_eigenvalues,) eigenvalues, descending, >= 0.
+        (min(n, D, max_eigenvalues),) eigenvalues, descending, >= 0.
     """
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")

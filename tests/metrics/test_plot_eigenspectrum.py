@@ -1,5 +1,6 @@
 """plot_eigenspectrum writes a PNG, with and without a fit."""
 import numpy as np
+import pytest
 
 from neurojax.metrics import alpha
 from neurojax.plots import plot_eigenspectrum
@@ -16,3 +17,8 @@ def test_plot_eigenspectrum_writes_png(tmp_path):
         plot_eigenspectrum(lam, str(path), fit=f, title="test")
         assert path.stat().st_size > 1000
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_eigenspectrum_rejects_incomplete_fit(tmp_path):
+    with pytest.raises(ValueError, match="alpha"):
+        plot_eigenspectrum(np.ones(5), str(tmp_path / "x.png"), fit={"r2": 1.0})
