@@ -115,8 +115,9 @@ def projector_num_params(input_dim: int, output_dim: int,
     The paper's projector on ResNet-50 features: ``projector_num_params(2048,
     d)`` = 2048 d + d^2 (the two weight matrices) + 3 d (BatchNorm scale and
     shift, output bias): 135,360 for d = 64, 83,910,656 for d = 8192. Table 5's
-    "approx" column counts the weight matrices only, truncated: 2048 d + d^2 =
-    135,168 -> "135k", 589,824 -> "589k" (d = 256), 83,886,080 -> "83.9M".
+    "approx" column counts the weight matrices only, 2048 d + d^2, truncated
+    or rounded: 135,168 -> "135k", 589,824 -> "589k" (d = 256),
+    83,886,080 -> "83.9M".
     """
     check_positive_int("input_dim", input_dim)
     check_positive_int("output_dim", output_dim)

@@ -445,15 +445,14 @@ def test_contract(name):
     total = sum(w * aux[k] for k, w in weights(hyper).items())
     np.testing.assert_allclose(eager, total, rtol=1e-5)
 
-    # vmap over a hyperparameter axis
+    # vmap over a leading config axis (stacked input sets) of vmap over a
+    # hyperparameter axis (inputs shared): one compile, both batching patterns
     hs = [hyper, 2 * hyper, 0.5 * hyper]    # python floats: no recompiles
-    batched = jax.jit(jax.vmap(lambda h: fn(z, h)[0]))(np.array(hs, np.float32))
-    np.testing.assert_allclose(batched, [jfn(z, h)[0] for h in hs], rtol=1e-5)
-    # vmap over a leading config axis (a stack of input sets, one hyper each)
     zs = np.stack([z, _inputs(name, seed=1)])
-    batched = jax.jit(jax.vmap(fn))(zs, np.array(hs[:2], np.float32))[0]
-    np.testing.assert_allclose(batched, [jfn(zs[0], hs[0])[0], jfn(zs[1], hs[1])[0]],
-                               rtol=1e-5)
+    grid = jax.vmap(jax.vmap(lambda z, h: fn(z, h)[0], in_axes=(None, 0)), in_axes=(0, None))
+    batched = jax.jit(grid)(zs, np.array(hs, np.float32))
+    chex.assert_shape(batched, (2, 3))
+    np.testing.assert_allclose(batched, [[jfn(zc, h)[0] for h in hs] for zc in zs], rtol=1e-5)
 
     # gradients are finite and nonzero
     grad = jax.jit(jax.grad(lambda z: fn(z, hyper)[0]))(z)
