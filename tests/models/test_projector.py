@@ -2,7 +2,6 @@
 Table 5 of the paper; the beta = c / d helper."""
 import chex
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
