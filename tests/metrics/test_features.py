@@ -13,6 +13,14 @@ from neurojax.metrics import (collect_features, covariance_init, covariance_matr
 from neurojax.models import MLP, intermediate_features
 
 
+@pytest.fixture(autouse=True)
+def full_precision_matmuls():
+    # GPUs multiply float32 in TF32 by default, differently in the jitted and
+    # the eager path; compare the two at full precision.
+    with jax.default_matmul_precision("highest"):
+        yield
+
+
 @pytest.fixture(scope="module")
 def setup():
     model = MLP(widths=(16, 12), num_outputs=3)
