@@ -1,4 +1,4 @@
-"""Input pipelines (TFDS + grain), the offline digits dataset, synthetic tasks."""
+"""Input pipelines (TFDS + grain), offline datasets (digits, procedural shapes), synthetic tasks."""
 
 from neurojax.data.pipeline import ArraySource, ToFloatImage, load, make_loader, shard_bounds
 from neurojax.data.sources import (

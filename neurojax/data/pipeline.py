@@ -65,12 +65,23 @@ class ArraySource:
 class ToFloatImage(grain.transforms.Map):
     """``image`` uint8 -> float32 in [0, 1] (NHWC kept), ``label`` -> int32.
 
-    Other keys pass through unchanged. Images that are already floating point
-    are only cast, not rescaled.
+    Other floating-point values (e.g. the shapes dataset's generative
+    factors) become float32: TFDS decodes scalar features as Python floats,
+    which batching would otherwise turn into float64. Everything else passes
+    through unchanged. Images that are already floating point are only cast,
+    not rescaled.
     """
 
     def map(self, element: Example) -> Example:
         out = dict(element)
+        for key, value in out.items():
+            if key in ("image", "label"):
+                continue
+            if isinstance(value, float) or (
+                isinstance(value, (np.ndarray, np.floating))
+                and np.issubdtype(value.dtype, np.floating)
+            ):
+                out[key] = np.asarray(value, dtype=np.float32)
         if "image" in out:
             image = np.asarray(out["image"])
             if np.issubdtype(image.dtype, np.integer):
@@ -99,14 +110,14 @@ def load(
 ) -> grain.IterDataset:
     """Iterates over dict batches of the named dataset's ``split``.
 
-    The offline ``"digits"`` are prepared into ``data_dir`` on first use; the
-    real datasets must already be prepared there as array_record (else a
-    ``sources.DatasetNotPreparedError`` names the command). Nothing is ever
-    downloaded.
+    The offline ``"digits"`` and the generated ``"shapes"`` are prepared
+    into ``data_dir`` on first use; the real datasets must already be
+    prepared there as array_record (else a ``sources.DatasetNotPreparedError``
+    names the command). Nothing is ever downloaded.
 
     Args:
-        name: one of ``sources.DATASETS`` (digits, mnist, cifar10, cifar100,
-            stl10, imagenet2012).
+        name: one of ``sources.DATASETS`` (digits, shapes, shapes_small,
+            mnist, cifar10, cifar100, stl10, imagenet2012).
         split: a TFDS split such as ``"train"``, ``"test"``, ``"train[:90%]"``.
         data_dir: defaults to ``$NEUROJAX_DATA_DIR`` or ``~/tensorflow_datasets``.
         Other arguments: see :func:`make_loader`.

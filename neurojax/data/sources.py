@@ -1,8 +1,9 @@
 """Named datasets as random-access TFDS sources (array_record, no TensorFlow).
 
-Every dataset, the offline digits included, is opened the same way: a TFDS
-builder in ``data_dir`` and ``builder.as_data_source(split)``. The offline
-digits are prepared on first use; the real datasets are never downloaded
+Every dataset, the offline digits and procedural shapes included, is opened
+the same way: a TFDS builder in ``data_dir`` and
+``builder.as_data_source(split)``. The offline datasets are prepared on
+first use; the real datasets are never downloaded
 from here: when they are not prepared, a :class:`DatasetNotPreparedError`
 says which command prepares them.
 """
@@ -10,19 +11,22 @@ says which command prepares them.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import tensorflow_datasets as tfds
 
-from neurojax.data import digits
+from neurojax.data import digits, shapes
 
 DATA_DIR_ENV = "NEUROJAX_DATA_DIR"
 
 # Public name -> TFDS builder name.
 DATASETS: Mapping[str, str] = {
     "digits": digits.NAME,
+    "shapes": f"{shapes.NAME}/default",
+    "shapes_small": f"{shapes.NAME}/small",
     "mnist": "mnist",
     "cifar10": "cifar10",
     "cifar100": "cifar100",
@@ -30,8 +34,12 @@ DATASETS: Mapping[str, str] = {
     "imagenet2012": "imagenet2012",
 }
 
-# Prepared here on first use: the data ship inside a dependency.
-_OFFLINE = {"digits": digits.NeurojaxDigits}
+# Prepared here on first use: the data ship inside a dependency or are generated.
+_OFFLINE = {
+    "digits": digits.NeurojaxDigits,
+    "shapes": functools.partial(shapes.NeurojaxShapes, config="default"),
+    "shapes_small": functools.partial(shapes.NeurojaxShapes, config="small"),
+}
 
 _FILE_FORMAT = "array_record"
 
@@ -100,7 +108,7 @@ def dataset_info(name: str, data_dir: str | os.PathLike[str] | None = None) -> D
     """Returns the classes, image shape and split sizes of ``name``.
 
     Works for a real dataset that is not prepared (from the builder's code),
-    with empty ``num_examples``; the offline digits are prepared first.
+    with empty ``num_examples``; the offline datasets are prepared first.
     """
     builder = get_builder(name, data_dir)
     info = builder.info
