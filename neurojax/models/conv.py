@@ -229,6 +229,8 @@ class Conv(nn.Module):
 
     @nn.compact
     def __call__(self, x):
+        if isinstance(self.kernel_size, int) or len(self.kernel_size) != 2:
+            raise ValueError(f"Conv.kernel_size must be (kh, kw), got {self.kernel_size!r}")
         kh, kw = self.kernel_size
         kernel = self.param("kernel", self.kernel_init,
                             (kh, kw, x.shape[-1], self.features), self.param_dtype)

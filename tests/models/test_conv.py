@@ -1,0 +1,313 @@
+"""conv2d / Conv against XLA's convolution and its autodiff, in every mode.
+
+The reference is ``jax.lax.conv_general_dilated`` differentiated by JAX. The
+CPU fast path is exercised twice: ``impl='auto'`` (what models get on CPU:
+the tap formulation only for 1x1 kernels and small strided outputs) and
+``impl='taps'`` (the tap formulation forced for every shape). The GPU/TPU
+path is checked by lowering for those platforms with ``jax.export``.
+"""
+import contextlib
+import functools
+import re
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import export, lax
+from jax.flatten_util import ravel_pytree
+
+from neurojax.models import conv as conv_lib
+from neurojax.models.conv import Conv, conv2d
+
+DN = ("NHWC", "HWIO", "NHWC")
+
+# (kernel, stride, padding, input size): 1x1/3x3 at strides 1 and 2, a 7x7
+# stride-2 stem, odd sizes, SAME / VALID / explicit (asymmetric, and negative).
+CASES = [
+    (1, 1, "SAME", 7), (1, 2, "SAME", 7), (1, 2, "VALID", 8),
+    (3, 1, "SAME", 7), (3, 1, "VALID", 9), (3, 1, ((2, 1), (0, 2)), 7),
+    (3, 2, "SAME", 9), (3, 2, "VALID", 7), (3, 2, ((1, 0), (2, 1)), 8),
+    (3, 2, ((-1, 1), (1, 1)), 9), (7, 2, ((3, 3), (3, 3)), 11),
+]
+
+
+def _auto_choice(kernel, stride, padding, size):
+    """What impl='auto' picks for the CPU weight gradient of a test case."""
+    pads = conv_lib._explicit_padding((size, size), (kernel, kernel), (stride, stride),
+                                      padding)
+    return conv_lib._cpu_weight_grad_impl((2, size, size, 3), (kernel, kernel, 3, 4),
+                                          (stride, stride), pads)
+
+
+# 'taps' for every case; 'auto' where it differs from plain XLA, plus one case
+# where it resolves to XLA's conv.
+VALUE_CASES = ([c + ("taps",) for c in CASES] +
+               [c + ("auto",) for c in CASES if _auto_choice(*c) == "taps"] +
+               [CASES[3] + ("auto",)])
+
+
+def _ref(x, k, stride, padding):
+    return lax.conv_general_dilated(x, k, (stride, stride), padding,
+                                    dimension_numbers=DN)
+
+
+def _normal(seed, shape, dtype=jnp.float32, scale=1.0):
+    # numpy's generator: jax.random would compile a sampler per shape.
+    rng = np.random.default_rng(seed)
+    return jnp.asarray(scale * rng.standard_normal(shape), dtype)
+
+
+def _inputs(kernel, size, dtype=jnp.float32, cin=3, cout=4, batch=2, seed=0):
+    x = _normal(seed, (batch, size, size, cin), dtype)
+    k = _normal(seed + 100, (kernel, kernel, cin, cout), dtype, 1.0 / kernel)
+    return x, k
+
+
+def _loss(conv):
+    # A non-linear scalar so both gradients depend on the output values.
+    return lambda x, k: jnp.sum(jnp.sin(conv(x, k)).astype(jnp.float32))
+
+
+@contextlib.contextmanager
+def _x64():
+    old = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", old)
+
+
+def _value_and_grads(conv):
+    return lambda x, k: (conv(x, k), jax.grad(_loss(conv), (0, 1))(x, k))
+
+
+@pytest.mark.parametrize("kernel,stride,padding,size,impl", VALUE_CASES)
+def test_value_and_grads_equal_xla(kernel, stride, padding, size, impl):
+    x, k = _inputs(kernel, size)
+    ours = functools.partial(conv2d, strides=(stride, stride), padding=padding,
+                             impl=impl)
+    ref = functools.partial(_ref, stride=stride, padding=padding)
+    chex.assert_trees_all_close(jax.jit(_value_and_grads(ours))(x, k),
+                                jax.jit(_value_and_grads(ref))(x, k),
+                                atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kernel,stride,padding,size", [CASES[1], CASES[8]])
+def test_without_jit(kernel, stride, padding, size):
+    x, k = _inputs(kernel, size)
+    ours = functools.partial(conv2d, strides=(stride, stride), padding=padding,
+                             impl="taps")
+    ref = functools.partial(_ref, stride=stride, padding=padding)
+    chex.assert_trees_all_close(_value_and_grads(ours)(x, k),
+                                _value_and_grads(ref)(x, k), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kernel,stride,padding,size,impl",
+                         [(1, 2, "SAME", 8, "auto"), (3, 1, "SAME", 7, "taps"),
+                          (3, 2, "SAME", 9, "taps")])
+def test_bfloat16(kernel, stride, padding, size, impl):
+    x, k = _inputs(kernel, size, jnp.bfloat16, cin=8)
+    ours = jax.jit(functools.partial(conv2d, strides=(stride, stride),
+                                     padding=padding, impl=impl))
+    ref = functools.partial(_ref, stride=stride, padding=padding)
+    y = ours(x, k)
+    assert y.dtype == jnp.bfloat16
+    # Reference in float32 on the same (bfloat16-rounded) inputs.
+    x32, k32 = x.astype(jnp.float32), k.astype(jnp.float32)
+    chex.assert_trees_all_close(y.astype(jnp.float32), ref(x32, k32),
+                                atol=3e-2, rtol=3e-2)
+    g = jax.jit(jax.grad(_loss(ours), (0, 1)))(x, k)
+    g_ref = jax.jit(jax.grad(_loss(ref), (0, 1)))(x32, k32)
+    assert g[0].dtype == g[1].dtype == jnp.bfloat16
+    for a, b in zip(g, g_ref):
+        scale = float(jnp.max(jnp.abs(b)))
+        chex.assert_trees_all_close(a.astype(jnp.float32), b,
+                                    atol=3e-2 * scale, rtol=3e-2)
+
+
+@pytest.mark.parametrize("impl", ["auto"])  # taps here (stride 2, small)
+def test_vmap_over_inputs_and_kernels(impl):
+    xs, _ = _inputs(3, 9, batch=6)
+    xs = xs.reshape(3, 2, 9, 9, 3)
+    ks = _normal(5, (3, 3, 3, 3, 4))
+    ours = functools.partial(conv2d, strides=(2, 2), padding="SAME", impl=impl)
+    ref = functools.partial(_ref, stride=2, padding="SAME")
+    chex.assert_trees_all_close(jax.jit(jax.vmap(ours))(xs, ks),
+                                jax.vmap(ref)(xs, ks), atol=1e-5, rtol=1e-5)
+    # Kernel shared across the mapped axis; gradient of the vmapped function.
+    f = lambda c: lambda x, k: jnp.sum(jnp.sin(jax.vmap(c, (0, None))(x, k)))
+    chex.assert_trees_all_close(jax.jit(jax.grad(f(ours), (0, 1)))(xs, ks[0]),
+                                jax.jit(jax.grad(f(ref), (0, 1)))(xs, ks[0]),
+                                atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kernel,stride,impl",
+                         [(1, 2, "auto"), (3, 1, "taps"), (3, 2, "taps")])
+def test_jvp_and_jacfwd(kernel, stride, impl):
+    x, k = _inputs(kernel, 7)
+    tx, tk = _inputs(kernel, 7, seed=1)
+    ours = functools.partial(conv2d, strides=(stride, stride), impl=impl)
+    ref = functools.partial(_ref, stride=stride, padding="SAME")
+    y, t = jax.jit(lambda *a: jax.jvp(ours, a[:2], a[2:]))(x, k, tx, tk)
+    y_ref, t_ref = jax.jit(lambda *a: jax.jvp(ref, a[:2], a[2:]))(x, k, tx, tk)
+    chex.assert_trees_all_close((y, t), (y_ref, t_ref), atol=1e-5, rtol=1e-5)
+    # One tangent a symbolic zero (only the kernel / only the input varies).
+    jacs = lambda f: jax.jit(lambda x, k: (
+        jax.jacfwd(f, 0)(x, k), jax.jacfwd(f, 1)(x, k), jax.jacrev(f, 1)(x, k)))
+    # jacrev of ours is compared too: the transpose of the tangent rule.
+    chex.assert_trees_all_close(jacs(ours)(x[:1], k), jacs(ref)(x[:1], k),
+                                atol=1e-5, rtol=1e-5)
+
+
+def _tiny_model(conv):
+    """Two convolutions (3x3 s1, then 3x3 s2 or 1x1 s2) and a dense layer."""
+    def model(params, x):
+        h = jnp.tanh(conv(x, params["c1"], (1, 1), "SAME"))
+        h = jnp.tanh(conv(h, params["c2"], (2, 2), "SAME")
+                     + conv(h, params["sc"], (2, 2), "SAME"))
+        return jnp.tanh(h.reshape(h.shape[0], -1) @ params["w"])
+
+    def loss(params, x, y):
+        return jnp.mean((model(params, x) - y) ** 2)
+    return loss
+
+
+def _tiny_params(dtype):
+    return {"c1": _normal(30, (3, 3, 2, 3), dtype, 0.5),
+            "c2": _normal(31, (3, 3, 3, 2), dtype, 0.5),
+            "sc": _normal(32, (1, 1, 3, 2), dtype, 0.5),
+            "w": _normal(33, (2 * 3 * 3, 2), dtype, 0.3)}
+
+
+# 'auto' runs the first conv through XLA and the two strided ones through taps.
+@pytest.mark.parametrize("impl", ["auto"])
+def test_hessian_vector_products_equal_dense_hessian(impl):
+    with _x64():
+        dtype = jnp.float64
+        params = _tiny_params(dtype)
+        x = _normal(4, (3, 5, 5, 2), dtype)
+        y = _normal(5, (3, 2), dtype)
+        flat, unravel = ravel_pytree(params)
+        ours = _tiny_model(functools.partial(conv2d, impl=impl))
+        ref = _tiny_model(lambda a, b, s, p: _ref(a, b, s[0], p))
+        f = lambda v: ours(unravel(v), x, y)
+        hess = jax.jit(jax.hessian(lambda v: ref(unravel(v), x, y)))(flat)
+        assert hess.dtype == jnp.float64
+        basis = jnp.eye(flat.size, dtype=dtype)
+        fwd_over_rev = jax.jit(jax.vmap(
+            lambda v: jax.jvp(jax.grad(f), (flat,), (v,))[1]))
+        rev_over_rev = jax.jit(jax.vmap(
+            lambda v: jax.grad(lambda p: jnp.vdot(jax.grad(f)(p), v))(flat)))
+        # Column by column (a vmap over the basis), both modes.
+        np.testing.assert_allclose(fwd_over_rev(basis), hess, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(rev_over_rev(basis), hess, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("impl", ["auto"])
+def test_per_example_gradients(impl):
+    params = _tiny_params(jnp.float32)
+    x = _normal(4, (4, 5, 5, 2))
+    y = _normal(5, (4, 2))
+    ours = _tiny_model(functools.partial(conv2d, impl=impl))
+    ref = _tiny_model(lambda a, b, s, p: _ref(a, b, s[0], p))
+    one = lambda loss: lambda p, xi, yi: loss(p, xi[None], yi[None])
+    per_ex = jax.jit(jax.vmap(jax.grad(one(ours)), (None, 0, 0)))(params, x, y)
+    grad_one = jax.jit(jax.grad(one(ref)))
+    loop = [grad_one(params, x[i], y[i]) for i in range(4)]
+    chex.assert_trees_all_close(per_ex, jax.tree.map(lambda *a: jnp.stack(a), *loop),
+                                atol=1e-5, rtol=1e-5)
+
+
+def _count(text, op):
+    return len(re.findall(r"stablehlo\." + op + r"\b", text))
+
+
+def test_platform_selection():
+    """CPU gets the tap weight gradient; GPU/TPU get XLA's three convs."""
+    x, k = _inputs(1, 8)
+    grad = jax.jit(jax.grad(_loss(lambda x, k: conv2d(x, k, (2, 2))), (0, 1)))
+    cpu = export.export(grad, platforms=["cpu"])(x, k).mlir_module()
+    # fwd + input gradient as convolutions, the weight gradient as a dot.
+    assert (_count(cpu, "convolution"), _count(cpu, "dot_general")) == (2, 1)
+    for platform in ("cuda", "tpu"):
+        text = export.export(grad, platforms=[platform])(x, k).mlir_module()
+        assert (_count(text, "convolution"), _count(text, "dot_general")) == (3, 0)
+    # The GPU path, run here: XLA's own convolution and gradients, unchanged.
+    x, k = _inputs(3, 9)
+    pads = conv_lib._explicit_padding((9, 9), (3, 3), (2, 2), "SAME")
+    f = lambda x, k: conv_lib._conv_xla(x, k, (2, 2), pads)
+    chex.assert_trees_all_close(jax.grad(_loss(f), (0, 1))(x, k),
+                                jax.grad(_loss(lambda a, b: _ref(a, b, 2, "SAME")),
+                                         (0, 1))(x, k), atol=0, rtol=0)
+
+
+def test_weight_grad_choice_for_resnet_shapes():
+    """The measured choice (see the module docstring), from static shapes."""
+    choice = lambda size, k, s, cin=64: conv_lib._cpu_weight_grad_impl(
+        (64, size, size, cin), (k, k, cin, 64), (s, s),
+        conv_lib._explicit_padding((size, size), (k, k), (s, s), "SAME"))
+    assert choice(32, 3, 1) == "xla"      # issue 8's shape
+    assert choice(4, 3, 1) == "xla"
+    assert choice(32, 3, 2) == "xla"      # 16x16 output
+    assert choice(16, 3, 2) == "taps"     # 8x8 output
+    assert choice(8, 3, 2) == "taps"
+    assert choice(32, 1, 2) == "taps"     # 1x1 shortcut
+    assert choice(32, 1, 1) == "taps"
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(features=4, kernel_size=(3, 3)),
+    dict(features=5, kernel_size=(1, 1), strides=(2, 2)),
+    dict(features=4, kernel_size=(3, 3), strides=(2, 2), padding="VALID", use_bias=False),
+    dict(features=3, kernel_size=(5, 5), strides=(2, 2), padding=((2, 1), (2, 2))),
+    dict(features=4, kernel_size=(3, 3), dtype=jnp.bfloat16)])
+def test_flax_module_matches_linen_conv(kwargs):
+    x = _normal(0, (2, 9, 9, 3))
+    ours, theirs = Conv(**kwargs), nn.Conv(**kwargs)
+    # Same parameter names, shapes and dtypes (shapes only: no sampling).
+    shapes = jax.eval_shape(theirs.init, jax.random.key(1), x)
+    chex.assert_trees_all_equal_shapes_and_dtypes(
+        jax.eval_shape(ours.init, jax.random.key(1), x), shapes)
+    leaves, treedef = jax.tree.flatten(shapes)
+    params = jax.tree.unflatten(treedef, [
+        _normal(i, s.shape, s.dtype, 0.3) for i, s in enumerate(leaves)])
+    tol = 3e-2 if "dtype" in kwargs else 1e-5
+    value_and_grad = lambda m: jax.jit(lambda p, x: (m.apply(p, x), jax.grad(
+        lambda p: jnp.sum(jnp.sin(m.apply(p, x)).astype(jnp.float32)))(p)))
+    y, g = value_and_grad(ours)(params, x)
+    y_ref, g_ref = value_and_grad(theirs)(params, x)
+    assert y.dtype == y_ref.dtype
+    chex.assert_trees_all_close(y.astype(jnp.float32), y_ref.astype(jnp.float32),
+                                atol=tol, rtol=tol)
+    chex.assert_trees_all_close(g, g_ref, atol=tol, rtol=tol)
+
+
+def test_flax_module_init_and_batch_dims():
+    """Same initial values as nn.Conv; extra leading and no batch dimensions."""
+    x = _normal(0, (2, 3, 8, 8, 3))
+    ours, theirs = Conv(4, (3, 3), (2, 2)), nn.Conv(4, (3, 3), (2, 2))
+    params = theirs.init(jax.random.key(1), x)
+    chex.assert_trees_all_close(ours.init(jax.random.key(1), x), params)
+    for inp in (x, x[0, 0]):
+        chex.assert_trees_all_close(ours.apply(params, inp), theirs.apply(params, inp),
+                                    atol=1e-5, rtol=1e-5)
+
+
+def test_invalid_arguments_raise():
+    x, k = _inputs(3, 7)
+    with pytest.raises(ValueError, match="padding"):
+        conv2d(x, k, padding="CIRCULAR")
+    with pytest.raises(ValueError, match="impl"):
+        conv2d(x, k, impl="fast")
+    with pytest.raises(ValueError, match="channels"):
+        conv2d(x[..., :2], k)
+    with pytest.raises(ValueError, match="strides"):
+        conv2d(x, k, strides=(0, 1))
+    with pytest.raises(ValueError, match="kernel_size"):
+        Conv(4, kernel_size=3).init(jax.random.key(0), x)
+    with pytest.raises(ValueError, match="empty output"):
+        conv2d(x, jnp.ones((9, 9, 3, 4)), padding="VALID")
