@@ -19,6 +19,10 @@ in an environment without neurojax (e.g. an old jax for comparison)::
     python benchmarks/conv_grad.py --stride 2 --kernel 1 --cout 128
     python benchmarks/conv_grad.py --stack              # ResNet-18 CIFAR layers
     /tmp/venv083/bin/python benchmarks/conv_grad.py     # xla only (jax 0.8.3)
+    XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type= python benchmarks/conv_grad.py
+
+(the last one turns off the YNNPACK fusions that XLA:CPU uses for f32
+convolutions and dots in jaxlib 0.10.2, not in 0.8.3, for comparison).
 """
 import argparse
 import os

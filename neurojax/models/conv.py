@@ -21,16 +21,27 @@ How it is built
 * The backend is selected by ``jax.lax.platform_dependent``, so one jitted
   function picks per platform when it is lowered.
 
-Which formulation, measured (jax/jaxlib 0.10.2, 2-core AMD EPYC, float32, batch
-64, CPU-time medians; ``benchmarks/conv_grad.py`` reproduces them): XLA's
-forward convolution and input gradient were the fastest candidates at every
-ResNet-18 shape (per-tap matmuls, im2col, phase decomposition, a flipped-kernel
-forward convolution were all equal or slower), and so was XLA's weight gradient
-for 3x3 kernels at stride 1 and at stride 2 with output larger than 8x8. XLA's
-weight gradient is slow (it runs as a convolution whose window is the whole
-image) for 1x1 kernels (3-5x slower than one matmul) and for strided kernels
-with a small output (3x3 stride 2 to <= 8x8: ~1.5x slower than per-tap
-matmuls): those shapes use the tap formulation. See ``_cpu_weight_grad_impl``.
+Which formulation, measured (jax/jaxlib 0.10.2, 2-core AMD EPYC, float32,
+batch 64, process-CPU-time medians; ``benchmarks/conv_grad.py`` reproduces
+them). On 0.10.x, XLA:CPU runs f32 convolutions (and dots) through YNNPACK
+fusions. At the issue's shape (64x32x32x64 -> 64, 3x3, stride 1) XLA took
+fwd ~52 ms, input grad ~52 ms, weight grad ~80-110 ms, the same as jaxlib
+0.8.3 measured in the same session; candidates were slower: weight grad as
+per-tap matmuls ~240-280 ms, im2col ~260 ms, a transposed standard forward
+conv ~190-235 ms; input grad as a flipped-kernel conv or phase decomposition
+~66-76 ms, per-tap scatter ~150-165 ms; forward as im2col ~220-270 ms. XLA
+therefore keeps the forward pass, the input gradient (all shapes) and the
+weight gradient of 3x3 kernels at stride 1 or with a larger than 8x8 output.
+XLA's weight gradient is slow where its window-is-the-image convolution has
+little output: 1x1 kernels (27 -> 7 ms, 17 -> 4 ms, 11 -> 4 ms for the
+ResNet-18 shortcuts) and strided kernels with a <= 8x8 output (3x3 stride 2:
+64 -> 31 ms at 16x16x128 -> 256, 41 -> 28 ms at 8x8x256 -> 512): those use
+the tap formulation. See ``_cpu_weight_grad_impl``. The 19x weight-gradient
+slowdown reported in issue 8 (1400 ms vs 74 ms on 0.8.3) did not reproduce in
+that session; under CPU contention the YNNPACK weight-gradient conv degraded
+more than 0.8.3's Eigen one (1 core + a busy neighbour: ~420-510 ms vs
+~150-170 ms), and ``XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=`` turns
+the YNNPACK fusions off, for comparison.
 """
 import functools
 from typing import Any, Sequence, Union
