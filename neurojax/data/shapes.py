@@ -33,12 +33,17 @@ Rotation is stored as drawn, in [0, 2*pi); it is only defined modulo the
 shape's symmetry (``SYMMETRY_ORDER``: 2*pi/order; disc and ring have none).
 
 Determinism: an example is a function of (version, config seed, split,
-index). Parameters are drawn per chunk of ``CHUNK_SIZE`` examples from
-``np.random.default_rng([seed, split_id, chunk])``, using only uniform
-doubles (``Generator.random``), whose stream NumPy keeps fixed (Gaussian
-noise is made from them by Box-Muller), so the stored bytes do not depend on
-the NumPy version's choice of sampling algorithms. Any change to the
-generator must bump ``NeurojaxShapes.VERSION``.
+index, image size); its label and factors do not depend on the image size,
+so ``small`` shows the first 10,000 examples of ``default`` at 16x16.
+Parameters are drawn per chunk of ``CHUNK_SIZE`` examples from
+``np.random.default_rng([seed, split_id, chunk])`` using only uniform
+doubles (``Generator.random``; Gaussian noise is made from them by
+Box-Muller): NEP 19 lets NumPy change the algorithms of its other
+distributions between versions, and the uniform stream is the least likely
+to move. The same version and seed give the same bytes on a platform;
+across CPUs, float32 sin/cos may differ in the last bit and, rarely, move a
+pixel by one level. Any change to the generator must bump
+``NeurojaxShapes.VERSION``.
 
 Preparation is vectorised over a chunk (signed distances on the pixel grid,
 with a one-pixel soft edge for antialiasing) and takes seconds; the TFDS
@@ -131,7 +136,9 @@ def _segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray
     return np.linalg.norm(p - (a + t[:, None] * ab), axis=-1)
 
 
-def sample_factors(rng: np.random.Generator, num_examples: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def sample_factors(
+    rng: np.random.Generator, num_examples: int
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Draws balanced labels and the generative factors of ``num_examples``.
 
     Labels are a random permutation of ``arange(n) % 10``, so every chunk
@@ -261,9 +268,8 @@ def _shape_sdf(label: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         return np.abs(np.hypot(u, v) - mid) - half
     if name == "frame":
         outer = np.sqrt(0.5)  # half-side of a square of circumradius 1
-        return np.maximum(
-            _box_sdf(u, v, outer, outer), -_box_sdf(u, v, _FRAME_INNER * outer, _FRAME_INNER * outer)
-        )
+        inner = _FRAME_INNER * outer
+        return np.maximum(_box_sdf(u, v, outer, outer), -_box_sdf(u, v, inner, inner))
     raise ValueError(f"label must be in [0, {NUM_CLASSES}), got {label}")
 
 
@@ -318,9 +324,11 @@ def render(
         return f[name][:, None, None]
 
     # Gradient: t runs from 0 to 1 across the image along bg_angle.
-    along = (x - 0.5) * np.cos(per_example("bg_angle")) + (y - 0.5) * np.sin(per_example("bg_angle"))
+    angle = per_example("bg_angle")
+    along = (x - 0.5) * np.cos(angle) + (y - 0.5) * np.sin(angle)
     t = np.clip(0.5 + along / np.sqrt(2.0), 0.0, 1.0)[..., None]
-    background = f["bg_color0"][:, None, None] + t * (f["bg_color1"] - f["bg_color0"])[:, None, None]
+    bg0, bg1 = f["bg_color0"][:, None, None], f["bg_color1"][:, None, None]
+    background = bg0 + t * (bg1 - bg0)
     phase = 2 * np.pi * per_example("texture_freq") * (
         x * np.cos(per_example("texture_angle")) + y * np.sin(per_example("texture_angle"))
     ) + per_example("texture_phase")

@@ -58,11 +58,9 @@ def small_dir(tmp_path_factory):
 
 
 def test_builder_configs_and_registration():
-    configs = {c.name: c for c in shapes.NeurojaxShapes.BUILDER_CONFIGS}
-    assert (configs["default"].image_size, configs["default"].num_train, configs["default"].num_test) == (
-        32, 50_000, 10_000)
-    assert (configs["small"].image_size, configs["small"].num_train, configs["small"].num_test) == (
-        16, 10_000, 2_000)
+    sizes = {c.name: (c.image_size, c.num_train, c.num_test)
+             for c in shapes.NeurojaxShapes.BUILDER_CONFIGS}
+    assert sizes == {"default": (32, 50_000, 10_000), "small": (16, 10_000, 2_000)}
     version = str(shapes.NeurojaxShapes.VERSION)
     assert version in shapes.NeurojaxShapes.RELEASE_NOTES
     assert sources.DATASETS["shapes"] == "neurojax_shapes/default"

@@ -1,0 +1,85 @@
+"""Smoke test of the shapes calibration script on a tiny shapes config (seconds)."""
+
+import json
+
+import chex
+import numpy as np
+import pytest
+
+from configs import supervised_shapes
+from neurojax import plots
+from neurojax.analysis import shapes_calibration as cal
+from neurojax.data import shapes, sources
+from neurojax.train import validate_config
+
+TINY = shapes.ShapesConfig(name="calibration_tiny", description="tests", image_size=8,
+                           num_train=200, num_test=100)
+
+
+@pytest.fixture
+def tiny_dataset(monkeypatch):
+    """Registers a tiny shapes config as 'shapes_tiny' / config_name 'tiny'."""
+    monkeypatch.setitem(sources.DATASETS, "shapes_tiny", "neurojax_shapes/calibration_tiny")
+    monkeypatch.setitem(sources._OFFLINE, "shapes_tiny",
+                        lambda data_dir: shapes.NeurojaxShapes(config=TINY, data_dir=data_dir))
+    monkeypatch.setitem(cal.CONFIG_DATASETS, "tiny", "shapes_tiny")
+
+
+def test_pieces_on_arrays(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.random((60, 8, 8, 3)).astype(np.float32)
+    y = np.arange(60) % 10
+    train_std, test_std = cal.standardize(x[:40], x[40:])
+    np.testing.assert_allclose(train_std.mean(0), 0, atol=1e-5)
+    logistic = cal.logistic_probe(x[:40], y[:40], x[40:], y[40:])
+    assert 0 <= logistic["test_accuracy"] <= 1 and logistic["train_accuracy"] == 1.0
+    assert logistic["num_features"] == 8 * 8 * 3
+    # kNN with k=1 on the training set itself is exact.
+    assert cal.knn_probe(x, y, x, y, k=1)["test_accuracy"] == 1.0
+    features = cal.random_encoder_features(x, widths=(4, 8), hidden=16, batch_size=25)
+    chex.assert_shape(features["representation"], (60, 16))
+    chex.assert_shape(features["conv"], (60, 2 * 2 * 8))
+    assert np.all(features["representation"] >= 0)  # post-ReLU
+    cal.example_grid(x, y, str(tmp_path / "grid.png"), per_class=3)
+    assert (tmp_path / "grid.png").stat().st_size > 0
+
+
+def test_calibrate_writes_json_and_png(tiny_dataset, tmp_path, monkeypatch):
+    # The training loop's curves figure costs seconds and is tested with the loop.
+    monkeypatch.setattr(plots, "plot_training_curves", lambda *args, **kwargs: None)
+    overrides = {
+        "model.widths": (4,), "model.hidden": 8, "dataset.batch_size": 50,
+        "dataset.eval_batch_size": 100, "train.num_epochs": 0, "train.num_steps": 3,
+        "train.log_every": 1, "train.eval_every": 0, "train.checkpoint_every": 0,
+    }
+    results = cal.calibrate("tiny", str(tmp_path / "out"), data_dir=str(tmp_path / "tfds"),
+                            probe_train_examples=150, knn_k=3, supervised_overrides=overrides)
+    with open(tmp_path / "out" / "calibration.json") as f:
+        stored = json.load(f)
+    assert stored == json.loads(json.dumps(results))
+    assert (tmp_path / "out" / "examples.png").stat().st_size > 0
+    assert stored["dataset"] == "shapes_tiny" and stored["image_shape"] == [8, 8, 3]
+    assert stored["num_train"] == 200 and stored["prepare_seconds"] is not None
+    assert stored["pixels_logistic"]["num_train"] == 150
+    for key in ("pixels_logistic", "pixels_knn", "random_encoder_probe", "random_conv_probe",
+                "supervised"):
+        assert 0 <= stored[key]["test_accuracy"] <= 1, key
+    assert stored["random_encoder_probe"]["num_features"] == 8
+    assert stored["supervised"]["num_steps"] == 3
+
+
+def test_config_arguments():
+    for arg in ("", "small", "runlocal"):
+        validate_config(supervised_shapes.get_config(arg))
+    assert supervised_shapes.get_config("runlocal").dataset.name == "shapes_small"
+    with pytest.raises(ValueError, match="config argument"):
+        supervised_shapes.get_config("big")
+
+
+def test_supervised_config_follows_the_dataset_config():
+    config = cal.supervised_config("small", "/data", seed=3, overrides={"train.num_epochs": 2})
+    assert config.dataset.name == "shapes_small" and config.dataset.data_dir == "/data"
+    assert config.seed == 3 and config.train.num_epochs == 2
+    assert cal.supervised_config("default").dataset.name == "shapes"
+    with pytest.raises(ValueError, match="config_name"):
+        cal.calibrate("huge", "/tmp/unused")
