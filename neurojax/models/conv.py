@@ -43,8 +43,10 @@ more than 0.8.3's Eigen one (1 core + a busy neighbour: ~420-510 ms vs
 ~150-170 ms), and ``XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=`` turns
 the YNNPACK fusions off, for comparison.
 """
+import contextlib
+import contextvars
 import functools
-from typing import Any, Sequence, Union
+from typing import Any, Iterator, Sequence, Union
 
 import flax.linen as nn
 import jax
@@ -55,6 +57,26 @@ Padding = Union[str, int, Sequence[Union[int, tuple[int, int]]]]
 
 _DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 _IMPLS = ("auto", "xla", "taps")
+# Trace-time default for ``conv2d(impl=None)``, set by ``use_implementation``.
+_DEFAULT_IMPL: contextvars.ContextVar[str] = contextvars.ContextVar("neurojax_conv_impl",
+                                                                    default="auto")
+
+
+@contextlib.contextmanager
+def use_implementation(impl: str) -> Iterator[None]:
+    """Within the block, convolutions traced with ``impl=None`` use ``impl``.
+
+    Lets a benchmark or a test run a whole model with XLA's plain convolution
+    (``'xla'``) or the forced tap path, without editing the model. It affects
+    tracing only: functions jitted inside the block keep the choice.
+    """
+    if impl not in _IMPLS:
+        raise ValueError(f"impl must be one of {_IMPLS}, got {impl!r}")
+    token = _DEFAULT_IMPL.set(impl)
+    try:
+        yield
+    finally:
+        _DEFAULT_IMPL.reset(token)
 
 
 def _normalize_strides(strides) -> tuple[int, int]:
@@ -176,7 +198,7 @@ _conv_cpu.defjvp(_conv_cpu_jvp, symbolic_zeros=True)
 
 
 def conv2d(x: jax.Array, kernel: jax.Array, strides: Sequence[int] = (1, 1),
-           padding: Padding = "SAME", *, impl: str = "auto") -> jax.Array:
+           padding: Padding = "SAME", *, impl: str | None = None) -> jax.Array:
     """2-D convolution, ``x`` NHWC, ``kernel`` HWIO, returns NHWC.
 
     Equal to ``jax.lax.conv_general_dilated(x, kernel, strides, padding,
@@ -188,7 +210,8 @@ def conv2d(x: jax.Array, kernel: jax.Array, strides: Sequence[int] = (1, 1),
       kernel: shape (KH, KW, C_in, C_out).
       strides: (sh, sw) or one int.
       padding: 'SAME', 'SAME_LOWER', 'VALID', an int, or ((lo, hi), (lo, hi)).
-      impl: 'auto' (default): XLA everywhere except on the CPU backend, where
+      impl: ``None`` (default): the innermost ``use_implementation`` block's
+        choice, else 'auto'. 'auto': XLA everywhere except on the CPU backend, where
         the weight gradient uses the formulation measured fastest for this
         shape; 'xla': XLA's convolution and gradients on every backend;
         'taps': force the per-tap weight gradient on every backend (for
@@ -200,6 +223,7 @@ def conv2d(x: jax.Array, kernel: jax.Array, strides: Sequence[int] = (1, 1),
     if x.shape[3] != kernel.shape[2]:
         raise ValueError(f"x has {x.shape[3]} channels but kernel expects "
                          f"{kernel.shape[2]} (kernel shape {kernel.shape})")
+    impl = _DEFAULT_IMPL.get() if impl is None else impl
     if impl not in _IMPLS:
         raise ValueError(f"impl must be one of {_IMPLS}, got {impl!r}")
     strides = _normalize_strides(strides)

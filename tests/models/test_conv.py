@@ -318,3 +318,19 @@ def test_invalid_arguments_raise():
         Conv(4, kernel_size=3).init(jax.random.key(0), x)
     with pytest.raises(ValueError, match="empty output"):
         conv2d(x, jnp.ones((9, 9, 3, 4)), padding="VALID")
+
+
+def test_use_implementation_sets_the_traced_default():
+    x = jnp.ones((2, 6, 6, 3), jnp.float32)
+    k = jnp.ones((3, 3, 3, 4), jnp.float32)
+    traced = lambda: str(jax.make_jaxpr(lambda x, k: conv_lib.conv2d(x, k))(x, k))
+    assert "custom_jvp_call" not in traced()  # 3x3 stride 1: 'auto' is XLA's conv
+    with conv_lib.use_implementation("taps"):
+        assert "custom_jvp_call" in traced()
+        with conv_lib.use_implementation("xla"):
+            assert "custom_jvp_call" not in traced()
+        assert "custom_jvp_call" in traced()
+    assert "custom_jvp_call" not in traced()
+    with pytest.raises(ValueError, match="impl must be one of"):
+        with conv_lib.use_implementation("fast"):
+            pass
