@@ -28,7 +28,29 @@ Both pixel baselines should stay near chance (10%); the gap between the
 random encoder and the supervised network is the room in which
 self-supervised methods are compared. Logistic probes are fitted on at most
 ``--probe_train_examples`` training examples (L-BFGS on 3072 raw pixels is
-slow on 2 cores); kNN uses the whole training split.
+slow on 2 cores); kNN uses the whole training split, with k=10 (on raw
+16x16 pixels of a draft of the generator, k=1, 10 and 50 agreed within a
+point).
+
+Measured (dataset version 1.0.0, seed 0, 2 CPU cores shared with other jobs,
+jax 0.10.2; test accuracy, chance 10%), ``small`` (16x16, 10k / 2k) then
+``default`` (32x32, 50k / 10k):
+
+- preparation on first use: 3.2 s; 35 s
+- pixels_logistic: 12.9%; 10.0% (both fitted on 10k examples)
+- pixels_knn: 16.2% (10k neighbours); 20.4% (50k)
+- random_encoder_probe: 21.5%; 21.6% (256 features)
+- random_conv_probe: 26.1% (512 features); 27.8% (2048 features)
+- supervised: 52.7% (40 epochs, 6.3 min); 97.5% (20 epochs, see below)
+- whole script: 8.3 min; 8.6 min without the supervised run.
+
+20 epochs of the default config take ~50 min on 2 CPU cores (157 s per
+epoch), so its converged number comes from an equivalent loop on an NVIDIA
+H200 (same model, optimiser, batch size and generated data); SUPERVISED_CPU
+kNN on raw pixels creeps up with the training set (16% at 10k, 20% at 50k):
+the nuisance factors are finitely many, so neighbours that share pose and
+colours eventually share the class; a linear readout of the pixels cannot
+use that and stays near chance.
 """
 
 from __future__ import annotations
@@ -141,7 +163,8 @@ def random_encoder_features(
     """
     model = models.get_model("small_cnn", num_classes=None, **model_kwargs)
     last_pool = f"pool_{len(model.widths) - 1}"
-    variables = model.init(jax.random.PRNGKey(seed), images[:1], train=False)
+    # Jitted: eager init dispatches (and compiles) op by op, which is slower.
+    variables = jax.jit(model.init)(jax.random.PRNGKey(seed), images[:1])
 
     @jax.jit
     def features(x):
