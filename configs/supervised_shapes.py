@@ -21,7 +21,7 @@ Measured (small_cnn (32, 64, 128) + 256 hidden, Adam 2e-3 cosine, batch 128):
 
 ``python -m neurojax.analysis.shapes_calibration`` runs this as the
 supervised reference beside the raw-pixel and random-encoder baselines.
-``:runlocal`` shrinks the small run to 20 steps for CI (seconds, accuracy not
+``:runlocal`` shrinks the small run to 20 steps for CI (~30 s, accuracy not
 meaningful). Any field can be overridden, e.g.
 ``--config.train.num_epochs=10 --config.model.name=resnet18``.
 """
