@@ -334,3 +334,44 @@ def test_use_implementation_sets_the_traced_default():
     with pytest.raises(ValueError, match="impl must be one of"):
         with conv_lib.use_implementation("fast"):
             pass
+
+
+# Inputs smaller than the kernel (VGG's 2x2 stage on CIFAR): on CPU 'auto' is
+# the plain per-tap sum, every derivative by JAX's autodiff.
+SMALL_INPUT_CASES = [(3, 1, "SAME", 2), (3, 2, "SAME", 2), (5, 1, "SAME", 3),
+                     (3, 1, ((1, 1), (2, 0)), 1)]
+
+
+@pytest.mark.parametrize("kernel,stride,padding,size", SMALL_INPUT_CASES)
+def test_small_inputs_use_plain_taps_and_match_xla(kernel, stride, padding, size):
+    x, k = _inputs(kernel, size)
+    ours = functools.partial(conv2d, strides=(stride, stride), padding=padding)
+    ref = functools.partial(_ref, stride=stride, padding=padding)
+    assert "platform_index" in str(jax.make_jaxpr(ours)(x, k))
+    if jax.default_backend() == "cpu":  # no XLA convolution left on CPU
+        hlo = jax.jit(jax.grad(lambda x, k: ours(x, k).sum(), (0, 1))).lower(x, k)
+        assert "convolution" not in hlo.compile().as_text()
+    chex.assert_trees_all_close(jax.jit(_value_and_grads(ours))(x, k),
+                                jax.jit(_value_and_grads(ref))(x, k),
+                                atol=1e-5, rtol=1e-5)
+    tx, tk = _inputs(kernel, size, seed=1)
+    chex.assert_trees_all_close(jax.jvp(ours, (x, k), (tx, tk)),
+                                jax.jvp(ref, (x, k), (tx, tk)), atol=1e-5, rtol=1e-5)
+
+
+def test_small_input_hvp_equals_dense_hessian():
+    with _x64():
+        dtype = jnp.float64
+        x = _normal(7, (2, 2, 2, 3), dtype)
+        k0 = _normal(8, (3, 3, 3, 2), dtype, 0.5)
+        f = lambda k: jnp.sum(jnp.tanh(conv2d(x, k)) ** 2)
+        g = lambda k: jnp.sum(jnp.tanh(_ref(x, k, 1, "SAME")) ** 2)
+        flat, unravel = ravel_pytree(k0)
+        hess = jax.hessian(lambda v: g(unravel(v)))(flat)
+        fv = lambda v: f(unravel(v))
+        basis = jnp.eye(flat.size, dtype=dtype)
+        fwd_over_rev = jax.vmap(lambda v: jax.jvp(jax.grad(fv), (flat,), (v,))[1])(basis)
+        rev_over_rev = jax.vmap(
+            lambda v: jax.grad(lambda p: jnp.vdot(jax.grad(fv)(p), v))(flat))(basis)
+        np.testing.assert_allclose(fwd_over_rev, hess, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(rev_over_rev, hess, rtol=1e-10, atol=1e-12)
