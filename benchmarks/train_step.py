@@ -14,7 +14,7 @@ size, prints in one run:
   run: the practical peak of the machine.
 
     python benchmarks/train_step.py                      # everything (~10 min on 2 cores)
-    python benchmarks/train_step.py --models=resnet18 --batch_sizes=64 --no_torch_compile
+    python benchmarks/train_step.py --models=resnet18 --batch_sizes=64 --notorch_compile
 
 Medians of ``--repeats`` timed steps after ``--warmup`` untimed ones. Numbers
 are for comparison within one run only (shared machines are noisy).
