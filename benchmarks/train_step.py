@@ -13,7 +13,7 @@ size, prints in one run:
   as a fraction of a 4096x4096 float32 matmul's FLOP/s measured in the same
   run: the practical peak of the machine.
 
-    python benchmarks/train_step.py                      # everything (~10 min on 2 cores)
+    python benchmarks/train_step.py                      # everything (~15 min on 2 cores)
     python benchmarks/train_step.py --models=resnet18 --batch_sizes=64 --notorch_compile
 
 Medians of ``--repeats`` timed steps after ``--warmup`` untimed ones. Numbers
