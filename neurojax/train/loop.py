@@ -17,6 +17,7 @@ raises ``FloatingPointError`` naming the first bad step. No checkpoint is
 written after a bad step, so the last good one stays intact.
 """
 import dataclasses
+import itertools
 import math
 import os
 import time
@@ -69,15 +70,38 @@ def _pad_batch(batch: dict, size: int) -> dict:
     return out
 
 
-def evaluate(eval_step, state: TrainState, loader, batch_size: int, mesh) -> dict:
-    """Exact means over one pass of ``loader`` (the last batch padded and masked)."""
-    totals = None
-    for batch in loader:
+def evaluate(eval_step, state: TrainState, loader, batch_size: int, mesh,
+             num_batches: int | None = None) -> dict:
+    """Exact means over one pass of ``loader`` (the last batch padded and masked).
+
+    ``num_batches``: how many steps to run. On several hosts every process
+    must run the same number of (collective) eval steps although shards may
+    differ by one example, so each runs the largest shard's count and feeds
+    fully masked batches once its own loader is exhausted. ``None`` runs one
+    step per batch of ``loader``.
+    """
+    totals, template = None, None
+    batches = iter(loader)
+    for i in itertools.count():
+        if num_batches is not None and i >= num_batches:
+            break
+        batch = next(batches, None)
+        if batch is None:
+            if num_batches is None or template is None:
+                break
+            batch = {k: v[:0] for k, v in template.items()}  # all padding
+        template = batch if template is None else template
         sums = eval_step(state, shard_batch(_pad_batch(batch, batch_size), mesh))
         totals = sums if totals is None else jax.tree.map(np.add, totals, sums)
     totals = jax.device_get(totals)
     count = totals.pop("count")
     return {k: float(v) / float(count) for k, v in totals.items()}
+
+
+def eval_batches_per_process(num_examples: int, batch_size: int) -> int:
+    """Eval steps of the largest process shard (shards differ by at most one)."""
+    largest_shard = -(-num_examples // jax.process_count())
+    return -(-largest_shard // batch_size)
 
 
 def _check_finite(pending: list[tuple[int, dict]], checkpoint_dir: str, last_saved) -> None:
@@ -125,10 +149,14 @@ def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
     train_step = make_train_step(model_objective(model, loss_fn, **loss_hyper), tx, mesh=mesh)
     eval_step = make_eval_step(model, loss_fn, mesh=mesh)
 
+    eval_split = ds_cfg.get("eval_split", "test")
+    num_eval_batches = eval_batches_per_process(
+        len(nj_data.data_source(ds_cfg.name, eval_split, data_dir)), eval_batch_size)
+
     def eval_loader():
-        return nj_data.load(ds_cfg.name, ds_cfg.get("eval_split", "test"),
-                            batch_size=eval_batch_size, data_dir=data_dir, shuffle=False,
-                            num_epochs=1, drop_remainder=False)
+        return nj_data.load(ds_cfg.name, eval_split, batch_size=eval_batch_size,
+                            data_dir=data_dir, shuffle=False, num_epochs=1,
+                            drop_remainder=False)
 
     checkpoint_dir = os.path.join(os.path.abspath(workdir), "checkpoints")
     manager = ocp.CheckpointManager(checkpoint_dir, options=ocp.CheckpointManagerOptions(
@@ -162,7 +190,8 @@ def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
         pending.clear()
 
     def run_eval(step: int) -> dict:
-        metrics = evaluate(eval_step, state, eval_loader(), eval_batch_size, mesh)
+        metrics = evaluate(eval_step, state, eval_loader(), eval_batch_size, mesh,
+                           num_batches=num_eval_batches)
         writer.write(step, "eval", metrics)
         if jax.process_index() == 0:
             plots.plot_training_curves(read_metrics(writer.path), os.path.join(workdir, "curves.png"),

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from neurojax.losses import softmax_cross_entropy
 from neurojax.train import (create_train_state, make_eval_step, make_mesh, make_train_step,
@@ -131,3 +132,21 @@ def test_sharded_step_equals_single_device_step():
     out = subprocess.run([sys.executable, "-c", _SHARDED_SCRIPT], cwd=root, env=env,
                          capture_output=True, text=True, timeout=300)
     assert "SHARDED_OK" in out.stdout, out.stdout + out.stderr
+
+
+def test_evaluate_extra_masked_batches_change_nothing():
+    """Processes with a smaller shard run extra all-padding eval steps."""
+    from neurojax.train.loop import eval_batches_per_process, evaluate
+
+    model, params, model_state, batch = _setup(batch_size=8)
+    state = create_train_state(params, optax.sgd(0.1), model_state=model_state)
+    eval_step = make_eval_step(model, softmax_cross_entropy)
+    mesh = make_mesh()
+    loader = [{k: v[:4] for k, v in batch.items()}, {k: v[4:7] for k, v in batch.items()}]
+    exact = evaluate(eval_step, state, loader, 4, mesh)
+    padded = evaluate(eval_step, state, loader, 4, mesh, num_batches=4)
+    assert padded == pytest.approx(exact)
+    logits = model.apply({"params": params, **model_state}, batch["image"][:7], train=False)
+    ref = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"][:7]).mean()
+    assert exact["loss"] == pytest.approx(float(ref), rel=1e-5)
+    assert eval_batches_per_process(7, 4) == 2 and eval_batches_per_process(9, 4) == 3
