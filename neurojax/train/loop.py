@@ -104,10 +104,9 @@ def eval_batches_per_process(num_examples: int, batch_size: int) -> int:
     return -(-largest_shard // batch_size)
 
 
-def _check_finite(pending: list[tuple[int, dict]], checkpoint_dir: str, last_saved) -> None:
-    """Raises at the first step in ``pending`` whose loss is NaN or Inf."""
-    losses_ = jax.device_get([m["loss"] for _, m in pending])
-    for (step, _), value in zip(pending, losses_):
+def _check_finite(steps: list[int], values: list[dict], checkpoint_dir: str, last_saved) -> None:
+    """Raises at the first of ``steps`` whose (host) loss is NaN or Inf."""
+    for step, value in zip(steps, (v["loss"] for v in values)):
         if not math.isfinite(float(value)):
             where = (f"the last good checkpoint (step {last_saved}) is in {checkpoint_dir}"
                      if last_saved is not None else "no checkpoint had been written yet")
@@ -182,8 +181,8 @@ def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
     def flush(step: int) -> None:
         if not pending:
             return
-        _check_finite(pending, checkpoint_dir, last_saved)
-        values = jax.device_get([m for _, m in pending])
+        values = jax.device_get([m for _, m in pending])  # one transfer
+        _check_finite([s for s, _ in pending], values, checkpoint_dir, last_saved)
         means = {k: float(np.mean([v[k] for v in values])) for k in values[0]}
         writer.write(step, "train", means)
         bar.set_postfix(loss=f"{means['loss']:.4f}")
