@@ -15,12 +15,17 @@ from typing import Any, Callable, Mapping
 
 import optax
 
+from neurojax.optim.injection import inject_gradient_bias, inject_gradient_noise
+
 # name -> factory(**kwargs) -> optax.GradientTransformation
 GRADIENT_TRANSFORMS: dict[str, Callable[..., optax.GradientTransformation]] = {
     "clip_by_global_norm": optax.clip_by_global_norm,
     "clip": optax.clip,
     "add_noise": optax.add_noise,
     "centralize": optax.centralize,
+    # Ghosh et al. 2023, Eq. 1: ("inject_gradient_noise", {"sigma": 0.1, "seed": 0})
+    "inject_gradient_bias": inject_gradient_bias,
+    "inject_gradient_noise": inject_gradient_noise,
 }
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "lars", "lamb", "rmsprop")
