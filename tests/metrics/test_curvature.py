@@ -5,7 +5,6 @@ finite differences of the gradient (no second-order autodiff), and NumPy's
 dense linear algebra (``eigvalsh``, trace, Frobenius norm). Monte Carlo
 tolerances come from each estimator's exact variance for the given Hessian.
 """
-import contextlib
 import math
 
 import jax
@@ -19,19 +18,10 @@ from neurojax.metrics.curvature import (dense_hessian, gradient_norm, hessian_fr
 from neurojax.models import SmallCNN
 
 
-@contextlib.contextmanager
-def _x64():
-    old = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_enable_x64", old)
-
-
 @pytest.fixture
 def x64():
-    with _x64():
+    """float64 inside the test only (restored afterwards)."""
+    with jax.enable_x64(True):
         yield
 
 
