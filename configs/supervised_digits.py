@@ -46,6 +46,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.train.eval_every = 220
     config.train.checkpoint_every = 220
     config.train.keep_checkpoints = 2
+    # alpha-ReQ and effective rank of these layers (neurojax.models.layer_names;
+    # "" = the output) on 360 held-out images every k steps (0 = off)
+    config.train.spectrum_every = 0
+    config.train.spectrum_layers = ()
+    config.train.spectrum_examples = 360
 
     if arg == "runlocal":
         config.train.num_epochs = 2

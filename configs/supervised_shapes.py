@@ -73,6 +73,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.train.eval_every = 5 * steps_per_epoch
     config.train.checkpoint_every = 5 * steps_per_epoch
     config.train.keep_checkpoints = 2
+    # alpha-ReQ and effective rank of these layers (neurojax.models.layer_names;
+    # "" = the output) on 1000 held-out images every k steps (0 = off)
+    config.train.spectrum_every = 0
+    config.train.spectrum_layers = ()
+    config.train.spectrum_examples = 1000
 
     if arg == "runlocal":
         config.train.num_epochs = 0

@@ -1,10 +1,17 @@
-"""The supervised training loop: build from a config, train, evaluate, resume.
+"""The training loop: build from a config, train, evaluate, resume.
 
 ``train_and_evaluate(config, workdir)`` is what ``python -m launch.run`` calls.
+``config.task`` picks what is trained and how it is evaluated
+(``neurojax.train.task``: 'supervised' or 'ssl'); everything else is shared.
 It writes to ``workdir``:
 
 - ``metrics.jsonl``: train scalars every ``log_every`` steps, eval scalars every
-  ``eval_every`` steps and at the end;
+  ``eval_every`` steps and at the end, each with ``train_seconds`` (time spent
+  training, evaluation excluded, continued across resumption) and eval
+  records with ``epoch`` and ``examples_seen``; with
+  ``train.spectrum_every = k`` also alpha-ReQ and effective-rank records of
+  ``train.spectrum_layers`` every k steps (``neurojax.train.spectrum_monitor``)
+  and ``eigenspectrum_{layer}.png`` at the end;
 - ``curves.png``: the training curves, redrawn at each evaluation;
 - ``checkpoints/``: orbax checkpoints of the train state *and* the data
   iterator's position, so that a run killed at any step and restarted with
@@ -17,7 +24,6 @@ raises ``FloatingPointError`` naming the first bad step. No checkpoint is
 written after a bad step, so the last good one stays intact.
 """
 import dataclasses
-import itertools
 import math
 import os
 import time
@@ -30,13 +36,23 @@ import orbax.checkpoint as ocp
 import tqdm
 
 from neurojax import data as nj_data
-from neurojax import losses, models, plots
+from neurojax import plots
 from neurojax.optim import make_optimizer
 from neurojax.train.config import validate_config
 from neurojax.train.logging import MetricsWriter, read_metrics
 from neurojax.train.state import TrainState, create_train_state
-from neurojax.train.step import (make_eval_step, make_mesh, make_train_step, model_objective,
-                                 replicate, shard_batch)
+from neurojax.train.spectrum_monitor import SpectrumMonitor
+from neurojax.train.step import make_mesh, make_train_step, replicate, shard_batch
+from neurojax.train.task import supervised_task
+
+
+
+def _ssl_task(*args):
+    from neurojax.train.ssl import ssl_task  # supervised runs need no augmentation code
+    return ssl_task(*args)
+
+
+TASKS = {"supervised": supervised_task, "ssl": _ssl_task}
 
 Hook = Callable[[int, TrainState, dict], None]
 
@@ -49,59 +65,34 @@ class RunResult:
     seconds: float
 
 
-def _build_model(config, num_classes: int):
-    """The config's model, its output size defaulting to the dataset's classes."""
-    kwargs = {k: v for k, v in config.model.items() if k != "name"}
-    for field in ("num_classes", "num_outputs"):
-        if field in models.model_kwargs(config.model.name):
-            kwargs.setdefault(field, num_classes)
-    try:
-        return models.get_model(config.model.name, **kwargs)
-    except ValueError as e:
-        raise ValueError(f"config.model: {e}") from e
+class TrainClock:
+    """Seconds spent training (evaluation excluded), continued across resumption."""
+
+    def __init__(self, offset: float = 0.0):
+        self._offset, self._since = offset, time.time()
+
+    def seconds(self) -> float:
+        running = time.time() - self._since if self._since is not None else 0.0
+        return self._offset + running
+
+    def pause(self) -> None:
+        self._offset, self._since = self.seconds(), None
+
+    def resume(self) -> None:
+        self._since = time.time()
 
 
-def _pad_batch(batch: dict, size: int) -> dict:
-    """Pads a partial eval batch to ``size`` rows with a 0/1 ``mask``."""
-    n = len(batch["label"])
-    out = {k: np.concatenate([v, np.zeros((size - n,) + v.shape[1:], v.dtype)])
-           for k, v in batch.items()}
-    out["mask"] = (np.arange(size) < n).astype(np.float32)
-    return out
+def _logged_train_seconds(path: str) -> float:
+    """The last ``train_seconds`` a (truncated) metrics file holds, else 0.
 
-
-def evaluate(eval_step, state: TrainState, loader, batch_size: int, mesh,
-             num_batches: int | None = None) -> dict:
-    """Exact means over one pass of ``loader`` (the last batch padded and masked).
-
-    ``num_batches``: how many steps to run. On several hosts every process
-    must run the same number of (collective) eval steps although shards may
-    differ by one example, so each runs the largest shard's count and feeds
-    fully masked batches once its own loader is exhausted. ``None`` runs one
-    step per batch of ``loader``.
+    A resumed run continues from it: the training time between that record
+    and the checkpoint is not counted twice (at most ``log_every`` steps of it
+    are lost).
     """
-    totals, template = None, None
-    batches = iter(loader)
-    for i in itertools.count():
-        if num_batches is not None and i >= num_batches:
-            break
-        batch = next(batches, None)
-        if batch is None:
-            if num_batches is None or template is None:
-                break
-            batch = {k: v[:0] for k, v in template.items()}  # all padding
-        template = batch if template is None else template
-        sums = eval_step(state, shard_batch(_pad_batch(batch, batch_size), mesh))
-        totals = sums if totals is None else jax.tree.map(np.add, totals, sums)
-    totals = jax.device_get(totals)
-    count = totals.pop("count")
-    return {k: float(v) / float(count) for k, v in totals.items()}
-
-
-def eval_batches_per_process(num_examples: int, batch_size: int) -> int:
-    """Eval steps of the largest process shard (shards differ by at most one)."""
-    largest_shard = -(-num_examples // jax.process_count())
-    return -(-largest_shard // batch_size)
+    if not os.path.exists(path):
+        return 0.0
+    seconds = [r["train_seconds"] for r in read_metrics(path) if "train_seconds" in r]
+    return float(seconds[-1]) if seconds else 0.0
 
 
 def _check_finite(steps: list[int], values: list[dict], checkpoint_dir: str, last_saved) -> None:
@@ -120,42 +111,34 @@ def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
     os.makedirs(workdir, exist_ok=True)
     ds_cfg, tr = config.dataset, config.train
     data_dir = ds_cfg.get("data_dir") or None
-    train_loader = nj_data.load(ds_cfg.name, ds_cfg.get("train_split", "train"),
-                                batch_size=ds_cfg.batch_size, data_dir=data_dir,
-                                seed=config.seed, shuffle=True, num_epochs=None,
-                                drop_remainder=True)  # prepares the offline datasets
+    train_split = ds_cfg.get("train_split", "train")
+    fraction = ds_cfg.get("fraction", 1.0)
+    train_loader = nj_data.load(ds_cfg.name, train_split, batch_size=ds_cfg.batch_size,
+                                data_dir=data_dir, seed=config.seed, shuffle=True,
+                                num_epochs=None, drop_remainder=True,
+                                **({"fraction": fraction} if fraction != 1.0 else {}))
     info = nj_data.dataset_info(ds_cfg.name, data_dir=data_dir)
-    steps_per_epoch = info.num_examples[ds_cfg.get("train_split", "train")] // ds_cfg.batch_size
+    num_train = int(round(fraction * info.num_examples[train_split]))
+    steps_per_epoch = num_train // ds_cfg.batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"config.dataset.batch_size ({ds_cfg.batch_size}) exceeds the "
-                         f"training set size")
+                         f"training set size ({num_train})")
     num_steps = tr.num_steps or tr.num_epochs * steps_per_epoch
-    eval_batch_size = ds_cfg.get("eval_batch_size", ds_cfg.batch_size)
     mesh = make_mesh()
 
-    model = _build_model(config, info.num_classes)
-    loss_fn = losses.get_loss(config.loss.name)
-    loss_hyper = {k: v for k, v in config.loss.items() if k != "name"}
+    task = TASKS[config.get("task", "supervised")](config, info, mesh, data_dir)
     tx = make_optimizer(config.optim, num_steps)
-
     rng = jax.random.PRNGKey(config.seed)
     init_rng, state_rng = jax.random.split(rng)
     sample_shape = (1,) + tuple(info.image_shape)
-    variables = jax.jit(lambda k: model.init(k, np.zeros(sample_shape, np.float32), train=False))(init_rng)
+    variables = jax.jit(lambda k: task.model.init(k, np.zeros(sample_shape, np.float32),
+                                                  train=False))(init_rng)
     params = variables.pop("params")
     state = replicate(create_train_state(params, tx, model_state=variables, rng=state_rng), mesh)
-
-    train_step = make_train_step(model_objective(model, loss_fn, **loss_hyper), tx, mesh=mesh)
-    eval_step = make_eval_step(model, loss_fn, mesh=mesh)
-
-    eval_split = ds_cfg.get("eval_split", "test")
-    num_eval_batches = eval_batches_per_process(
-        len(nj_data.data_source(ds_cfg.name, eval_split, data_dir)), eval_batch_size)
-
-    def eval_loader():
-        return nj_data.load(ds_cfg.name, eval_split, batch_size=eval_batch_size,
-                            data_dir=data_dir, shuffle=False, num_epochs=1,
-                            drop_remainder=False)
+    train_step = make_train_step(task.objective, tx, mesh=mesh)
+    spectrum_every = tr.get("spectrum_every", 0)
+    monitor = (SpectrumMonitor.from_config(config, task.model, mesh, data_dir)
+               if spectrum_every else None)
 
     checkpoint_dir = os.path.join(os.path.abspath(workdir), "checkpoints")
     manager = ocp.CheckpointManager(checkpoint_dir, options=ocp.CheckpointManagerOptions(
@@ -170,6 +153,7 @@ def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
             data=grain.checkpoint.CheckpointRestore(train_iter)))
         state = restored["state"]
         writer.truncate_after(start_step)
+    clock = TrainClock(_logged_train_seconds(writer.path))
 
     log_every = tr.get("log_every", 0) or max(1, min(100, num_steps // 20))
     eval_every = tr.get("eval_every", 0)
@@ -184,18 +168,33 @@ def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
         values = jax.device_get([m for _, m in pending])  # one transfer
         _check_finite([s for s, _ in pending], values, checkpoint_dir, last_saved)
         means = {k: float(np.mean([v[k] for v in values])) for k in values[0]}
+        means["train_seconds"] = clock.seconds()
         writer.write(step, "train", means)
         bar.set_postfix(loss=f"{means['loss']:.4f}")
         pending.clear()
 
     def run_eval(step: int) -> dict:
-        metrics = evaluate(eval_step, state, eval_loader(), eval_batch_size, mesh,
-                           num_batches=num_eval_batches)
+        jax.block_until_ready(state)  # the clock must not count queued steps as eval
+        clock.pause()
+        metrics = task.evaluate(state)
+        metrics.update(epoch=step / steps_per_epoch, train_seconds=clock.seconds(),
+                       examples_seen=step * ds_cfg.batch_size)
+        if step == num_steps and task.summarize is not None:
+            history = [r for r in read_metrics(writer.path) if r["split"] == "eval"]
+            metrics.update(task.summarize(history + [{"step": step, **metrics}]))
         writer.write(step, "eval", metrics)
+        clock.resume()
         if jax.process_index() == 0:
             plots.plot_training_curves(read_metrics(writer.path), os.path.join(workdir, "curves.png"),
                                        title=f"{config.model.name} on {ds_cfg.name}")
         return metrics
+
+    def run_spectrum(step: int) -> None:
+        clock.pause()
+        writer.write(step, "spectrum", monitor(state))
+        if step == num_steps and jax.process_index() == 0:
+            monitor.plot(workdir, step)
+        clock.resume()
 
     start = time.time()
     bar = tqdm.tqdm(total=num_steps, initial=start_step, disable=not progress,
@@ -211,6 +210,8 @@ def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
                 flush(step)
             if eval_every and step % eval_every == 0 and step != num_steps:
                 eval_metrics = run_eval(step)
+            if monitor is not None and (step % spectrum_every == 0 or step == num_steps):
+                run_spectrum(step)
             if (checkpoint_every and step % checkpoint_every == 0) or step == num_steps:
                 flush(step)  # never checkpoint a state that followed a bad step
                 manager.save(step, args=ocp.args.Composite(

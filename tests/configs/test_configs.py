@@ -10,7 +10,7 @@ from neurojax.train import validate_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG_FILES = sorted(p for p in glob.glob(os.path.join(ROOT, "configs", "*.py"))
-                      if not p.endswith("__init__.py"))
+                      if not os.path.basename(p).startswith("_"))
 
 
 def _load(path):

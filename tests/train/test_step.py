@@ -136,7 +136,7 @@ def test_sharded_step_equals_single_device_step():
 
 def test_evaluate_extra_masked_batches_change_nothing():
     """Processes with a smaller shard run extra all-padding eval steps."""
-    from neurojax.train.loop import eval_batches_per_process, evaluate
+    from neurojax.train.evaluation import eval_batches_per_process, evaluate
 
     model, params, model_state, batch = _setup(batch_size=8)
     state = create_train_state(params, optax.sgd(0.1), model_state=model_state)
