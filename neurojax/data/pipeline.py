@@ -2,7 +2,8 @@
 
 ``load`` opens a named dataset (see ``sources.DATASETS``) and ``make_loader``
 turns any random-access source (a TFDS data source, a list of dicts) into an
-iterable of numpy dict batches: shard by JAX process, shuffle with a seed,
+iterable of numpy dict batches: optionally keep a fixed fraction of the
+records, shard by JAX process, shuffle with a seed,
 repeat, map per example, batch, and optionally spread over worker processes.
 
 It is built with grain's dataset API (``grain.MapDataset``), with every
@@ -107,6 +108,8 @@ def load(
     transforms: Sequence[Transform] = (),
     preprocess: Transform | None = ToFloatImage(),
     shard_options: grain.sharding.ShardOptions | None = None,
+    fraction: float = 1.0,
+    fraction_seed: int = 0,
 ) -> grain.IterDataset:
     """Iterates over dict batches of the named dataset's ``split``.
 
@@ -127,6 +130,7 @@ def load(
         "label": int32 [B]}`` batches (with the default ``preprocess``).
     """
     _check_loader_args(batch_size, seed, shuffle, num_epochs, drop_remainder, worker_count)
+    _check_fraction(fraction, fraction_seed)
     source = sources.data_source(name, split, data_dir)
     return make_loader(
         source,
@@ -139,6 +143,8 @@ def load(
         transforms=transforms,
         preprocess=preprocess,
         shard_options=shard_options,
+        fraction=fraction,
+        fraction_seed=fraction_seed,
     )
 
 
@@ -154,10 +160,13 @@ def make_loader(
     transforms: Sequence[Transform] = (),
     preprocess: Transform | None = ToFloatImage(),
     shard_options: grain.sharding.ShardOptions | None = None,
+    fraction: float = 1.0,
+    fraction_seed: int = 0,
 ) -> grain.IterDataset:
     """Builds the grain pipeline over any random-access ``source``.
 
-    Order of work: this process's contiguous shard of the records (see
+    Order of work: the kept ``fraction`` of the records (see
+    :func:`fraction_indices`), this process's contiguous shard of them (see
     :func:`shard_bounds`), a seeded shuffle within it (reshuffled every
     epoch), ``num_epochs`` passes concatenated into one stream,
     ``preprocess``, then ``transforms`` in order, then batching.
@@ -189,6 +198,14 @@ def make_loader(
             (shard ``jax.process_index()`` of ``jax.process_count()``); pass
             ``grain.sharding.ShardOptions(i, n, drop_remainder)`` to pick a
             shard explicitly.
+        fraction: in (0, 1]; keep ``round(fraction * len(source))`` unique
+            records, the same ones every epoch and on every process (chosen
+            before sharding, so the shards partition the subset). The
+            paper's sample-efficiency runs (E3: 4 views on 50%, 8 views on
+            25% of the images) train on such a subset.
+        fraction_seed: 32-bit non-negative int choosing the subset,
+            independent of ``seed``: runs that differ in ``seed`` see the same
+            images, and a smaller fraction keeps a subset of a larger one.
 
     Returns:
         A ``grain.IterDataset``; each ``iter()`` starts from the beginning.
@@ -205,8 +222,11 @@ def make_loader(
         )
     steps = [_check_transform(t, "preprocess") for t in [preprocess] if t is not None]
     steps += [_check_transform(t, "transforms") for t in transforms]
+    _check_fraction(fraction, fraction_seed)
     if len(source) == 0:
         raise ValueError("source must not be empty")
+    if fraction < 1.0:
+        source = SubsetSource(source, fraction_indices(len(source), fraction, fraction_seed))
     # This process reads its own contiguous slice, shuffled locally. (grain's
     # DataLoader sharding instead serves every shard the length of the
     # smallest one, skipping examples when shards are uneven.)
@@ -243,6 +263,41 @@ def make_loader(
         _allow_grain_workers_without_absl_app()
         iter_ds = iter_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
     return iter_ds
+
+
+class SubsetSource:
+    """Random access to the records ``indices`` of ``source`` (in that order)."""
+
+    def __init__(self, source: Sequence[Example], indices: Sequence[int]):
+        self._source = source
+        self._indices = np.asarray(indices, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    def __getitem__(self, index: int) -> Example:
+        return self._source[int(self._indices[index])]
+
+    def __repr__(self) -> str:
+        return f"SubsetSource({len(self)} of {len(self._source)} records of {self._source!r})"
+
+
+def fraction_indices(num_records: int, fraction: float, seed: int = 0) -> np.ndarray:
+    """The sorted record indices kept by ``make_loader(..., fraction=...)``.
+
+    The first ``round(fraction * num_records)`` entries (Python's ``round``,
+    ties to even) of a permutation drawn by ``numpy.random.default_rng(seed)``,
+    sorted so that reads keep the storage order. A smaller fraction with the
+    same seed keeps a subset of a larger one's records.
+    """
+    _check_fraction(fraction, seed)
+    count = round(fraction * num_records)
+    if count < 1:
+        raise ValueError(
+            f"fraction={fraction!r} keeps round({fraction!r} * {num_records}) = 0 records"
+        )
+    permutation = np.random.default_rng(seed).permutation(num_records)
+    return np.sort(permutation[:count])
 
 
 def shard_bounds(num_records: int, shard_options: grain.sharding.ShardOptions) -> tuple[int, int]:
@@ -286,6 +341,19 @@ def _allow_grain_workers_without_absl_app() -> None:
 
     if not flags.FLAGS.is_parsed():
         flags.FLAGS.mark_as_parsed()
+
+
+def _check_fraction(fraction: Any, fraction_seed: Any) -> None:
+    """Raises ValueError naming ``fraction`` or ``fraction_seed`` when invalid."""
+    is_real = isinstance(fraction, (int, float, np.integer, np.floating))
+    if isinstance(fraction, bool) or not is_real or not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be a number in (0, 1], got {fraction!r}")
+    if (
+        not isinstance(fraction_seed, (int, np.integer))
+        or isinstance(fraction_seed, bool)
+        or not 0 <= fraction_seed < _MAX_SEED
+    ):
+        raise ValueError(f"fraction_seed must be an int in [0, 2**32), got {fraction_seed!r}")
 
 
 def _check_loader_args(
