@@ -18,7 +18,7 @@ from neurojax.compress.quantize import (Quantized, bin_width, bits_from_entropy,
                                         dynamic_quantize, entropy_bits, estimate_entropy,
                                         histogram, rms, value_range)
 from neurojax.compress.tree import (LeafStats, TreeStats, compress_array, compress_tree,
-                                    decompress_array, decompress_tree)
+                                    decompress_array, decompress_tree, quantize_tree)
 
 __all__ = [
     "codec", "quantize", "tree",
@@ -26,5 +26,5 @@ __all__ = [
     "huffman_code_lengths", "info", "Quantized", "bin_width", "bits_from_entropy",
     "bits_from_gradient_rms", "compression_ratio", "dynamic_quantize", "entropy_bits",
     "estimate_entropy", "histogram", "rms", "value_range", "LeafStats", "TreeStats",
-    "compress_array", "compress_tree", "decompress_array", "decompress_tree",
+    "compress_array", "compress_tree", "decompress_array", "decompress_tree", "quantize_tree",
 ]

@@ -25,9 +25,10 @@ Huffman (Huffman 1952; the thesis's HuffmanCodebook/Encode/Decode):
 * Canonical codewords: present symbols sorted by ``(length, symbol)`` get
   consecutive codes, ``code_j = (sum_{i<j} 2^(Lmax - l_i)) >> (Lmax - l_j)``.
   Only the lengths are sent; the receiver rebuilds the same codewords.
-* Encode is vectorised: per-symbol codeword and length by table look-up, bit
-  offsets by ``cumsum``, and each codeword (at most 20 + 7 bits after its
-  byte alignment) is split into 4 bytes which are summed into the output with
+* Encode is vectorised (in chunks of 65536 symbols): per-symbol codeword and
+  length by table look-up, bit offsets by ``cumsum``, and each codeword (at
+  most 20 bits, at offset < 32 in its first 32-bit word) is shifted into a
+  64-bit window whose two halves are summed into the output words with
   ``np.bincount`` (the bits of different codewords are disjoint, so the sum
   is the bitwise OR).
 * Decode is table driven and vectorised over blocks: the stream is one
@@ -64,7 +65,7 @@ METHODS = {"huffman": 1, "ans": 2}
 _METHOD_NAMES = {v: k for k, v in METHODS.items()}
 MAX_NUM_SYMBOLS = 1 << 16
 MAX_CODE_LENGTH = 20       # LUT of 2^20 entries; 20 + 7 bits fit one 32-bit window
-_ENCODE_CHUNK = 1 << 18    # symbols per vectorised encode step
+_ENCODE_CHUNK = 1 << 16    # symbols per vectorised encode step (small temporaries)
 _HEAD = struct.Struct("<4sBBBBQ")  # magic, version, method, ndim, reserved, total length
 
 
@@ -272,35 +273,36 @@ def _huffman_encode(flat: np.ndarray, counts: np.ndarray, block_size):
     block_size = int(block_size)
     codewords = canonical_codewords(lengths)
     len_lut = lengths.astype(np.int64)
-    code_lut = codewords.astype(np.int64)
+    code_lut = codewords.astype(np.uint64)
     total_bits = int((counts * len_lut).sum())
-    nbytes = (total_bits + 7) >> 3
-    out = np.zeros(nbytes + 8, np.uint8)
+    words = np.zeros((total_bits >> 5) + 3, np.uint64)     # big-endian 32-bit words
     block_starts = np.empty(-(-n // block_size), np.int64)
     bitpos = 0
     # Chunks keep the temporaries small (cache- and allocator-friendly).
     for s in range(0, n, _ENCODE_CHUNK):
-        sym_len = len_lut[flat[s:s + _ENCODE_CHUNK]]
-        sym_code = code_lut[flat[s:s + _ENCODE_CHUNK]]
+        f = flat[s:s + _ENCODE_CHUNK]
+        sym_len = len_lut[f]
         end = np.cumsum(sym_len)
         start = end - sym_len
         first = (-s) % block_size                 # first block start inside this chunk
-        block_starts[(s + first) // block_size:(s + sym_len.size - 1) // block_size + 1] = \
+        block_starts[(s + first) // block_size:(s + f.size - 1) // block_size + 1] = \
             bitpos + start[first::block_size]
-        start += bitpos & 7                        # relative to the chunk's first byte
-        # Left-align each codeword in a 32-bit window starting at its first byte.
-        window = sym_code << (32 - sym_len - (start & 7))
-        byte = start >> 3
-        m = int(byte[-1]) + 4
-        acc = np.zeros(m, np.float64)
-        for k, shift in enumerate((24, 16, 8, 0)):
-            acc[k:] += np.bincount(byte, weights=((window >> shift) & 0xFF).astype(np.float64),
-                                   minlength=m - k)[:m - k]
-        base = bitpos >> 3
-        out[base:base + m] |= acc.astype(np.uint8)
+        start += bitpos & 31                       # relative to the chunk's first word
+        # Left-align each codeword (<= 20 bits) at its offset in a 64-bit window
+        # over its first two 32-bit words, then add the high halves into word w
+        # and the low halves into word w + 1 (bits are disjoint: sum == OR;
+        # float64 sums of values < 2^32 are exact).
+        v = code_lut[f] << (64 - sym_len - (start & 31)).astype(np.uint64)
+        w = start >> 5
+        m = int(w[-1]) + 2
+        acc = np.bincount(w, weights=(v >> np.uint64(32)).astype(np.float64), minlength=m)
+        acc[1:] += np.bincount(w, weights=(v & np.uint64(0xFFFFFFFF)).astype(np.float64),
+                               minlength=m)[:m - 1]
+        base = bitpos >> 5
+        words[base:base + m] += acc.astype(np.uint64)
         bitpos += int(end[-1])
     assert bitpos == total_bits
-    payload = out[:nbytes].tobytes()
+    payload = words.astype(">u4").tobytes()[:(total_bits + 7) >> 3]
     # Block index: bit length of every block but the last.
     nblocks = block_starts.size
     blen = np.diff(np.append(block_starts, total_bits))[:-1]
@@ -444,7 +446,9 @@ def encode(codes, num_symbols: int, *, method: str = "huffman", block_size=None)
     """
     _check_method(method)
     codes, num_symbols = _check_codes(codes, num_symbols)
-    flat = codes.reshape(-1).astype(np.int64, copy=False)
+    flat = codes.reshape(-1)
+    if flat.dtype.itemsize > 4 or flat.dtype == np.uint32:
+        flat = flat.astype(np.int64, copy=False)
     counts = np.bincount(flat, minlength=num_symbols).astype(np.int64)
     if method == "huffman":
         lengths, aux, payload, total_bits = _huffman_encode(flat, counts, block_size)

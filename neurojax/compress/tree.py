@@ -184,6 +184,37 @@ def _leaves_to_packages(leaves, names, key, *, method, fraction, prelim_bits, fl
     return out
 
 
+def quantize_tree(params, *, fraction: float = qz.DEFAULT_FRACTION,
+                  prelim_bits: int = qz.DEFAULT_PRELIM_BITS, floor: float = qz.DEFAULT_FLOOR,
+                  num_bits: int | None = None, key=None, seed: int = 0,
+                  min_bits: int = qz.MIN_BITS, max_bits: int = qz.MAX_BITS,
+                  sampler: str = "stratified") -> dict:
+    """Algorithm 1 lines 3-6 only (no entropy coding): ``{keystr(path):
+    Quantized}`` with host (NumPy) fields for every floating leaf, exactly
+    the quantisation :func:`compress_tree` codes with the same arguments."""
+    _check_config("huffman", fraction, prelim_bits, floor, num_bits, min_bits, max_bits,
+                  sampler)
+    if key is None:
+        key = jax.random.key(int(seed))
+    flat, _ = jax.tree_util.tree_flatten_with_path(params)
+    arrays = [x if isinstance(x, jax.Array) else np.asarray(x) for _, x in flat]
+    floats = [i for i, x in enumerate(arrays) if _is_float(x.dtype)]
+    if not floats:
+        return {}
+    out = _quantize_leaves(
+        [arrays[i] for i in floats], key, indices=tuple(floats),
+        num_bits=None if num_bits is None else int(num_bits), fraction=float(fraction),
+        prelim_bits=int(prelim_bits), floor=float(floor), min_bits=int(min_bits),
+        max_bits=int(max_bits), sampler=sampler)
+    result = {}
+    for i, (q, finite) in zip(floats, out):
+        name = jax.tree_util.keystr(flat[i][0])
+        if not bool(finite):
+            raise ValueError(f"params{name}: cannot quantise non-finite values (NaN/Inf)")
+        result[name] = qz.Quantized(*(np.asarray(x) for x in q))
+    return result
+
+
 def compress_array(w, key=None, *, method: str = "huffman",
                    fraction: float = qz.DEFAULT_FRACTION,
                    prelim_bits: int = qz.DEFAULT_PRELIM_BITS,
@@ -373,5 +404,6 @@ def decompress_tree(blob, template: Any = None):
     return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
-__all__ = ["compress_array", "decompress_array", "compress_tree", "decompress_tree",
+__all__ = ["quantize_tree", "compress_array", "decompress_array", "compress_tree",
+           "decompress_tree",
            "LeafStats", "TreeStats"]

@@ -51,6 +51,15 @@ def test_methods_share_the_quantisation_and_seed_is_deterministic(params):
     assert nc.compress_tree(params, seed=1) == nc.compress_tree(params, key=jax.random.key(1))
 
 
+def test_quantize_tree_is_what_compress_tree_codes(params):
+    quantized = nc.quantize_tree(params, seed=2)
+    _, stats = nc.compress_tree(params, seed=2, return_stats=True)
+    for st in stats.leaves:
+        q = quantized[st.path[len("params"):]]
+        assert int(q.num_bits) == st.num_bits and q.codes.dtype == np.int32
+        assert nc.entropy_of_codes(q.codes) == pytest.approx(st.code_entropy)
+
+
 def test_fixed_bits_and_floor(params):
     _, stats = nc.compress_tree(params, num_bits=3, return_stats=True)
     assert {s.num_bits for s in stats.leaves} == {3}
