@@ -58,7 +58,8 @@ def _view_group(key: Array, images: Array, count: int, recipe: AugmentRecipe) ->
     vmap compiles about 1.6x slower and runs no faster).
     """
     n = images.shape[0]
-    keys = jax.random.split(key, (count, n)).reshape(count * n)
+    keys = jax.random.split(key, (count, n))
+    keys = keys.reshape((count * n,) + keys.shape[2:])  # typed or raw uint32 keys
     tiled = jnp.broadcast_to(images, (count, *images.shape)).reshape(count * n, *images.shape[1:])
     views = jax.vmap(lambda k, x: augment(k, x, recipe))(keys, tiled)
     return views.reshape(count, n, *views.shape[1:])
