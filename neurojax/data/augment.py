@@ -186,6 +186,15 @@ def _centre_crop_size(height: int, width: int, ratio: tuple[float, float]) -> tu
     return height, width
 
 
+def _separable(rows: Array, image: Array, cols: Array) -> Array:
+    """``rows @ image @ cols^T`` per channel, in float32 at full precision
+    (TPUs and recent GPUs otherwise multiply float32 in reduced precision)."""
+    out = jnp.einsum(
+        "oh,hwc,pw->opc", rows, image.astype(jnp.float32), cols, precision=_HIGHEST
+    )
+    return out.astype(image.dtype)
+
+
 def _resize_matrix(
     start: Array, length: Array, in_size: int, out_size: int, antialias: bool
 ) -> Array:
@@ -226,10 +235,7 @@ def resized_crop(
     box = jnp.asarray(box)
     rows = _resize_matrix(box[0], box[2], image.shape[0], out_h, antialias)
     cols = _resize_matrix(box[1], box[3], image.shape[1], out_w, antialias)
-    out = jnp.einsum(
-        "oh,hwc,pw->opc", rows, image.astype(jnp.float32), cols, precision=_HIGHEST
-    )
-    return out.astype(image.dtype)
+    return _separable(rows, image, cols)
 
 
 def random_resized_crop(
@@ -497,10 +503,7 @@ def gaussian_blur(image: Array, sigma: Any, kernel_size: int) -> Array:
     weights = weights / weights.sum()
     rows = _reflect_blur_matrix(image.shape[0], weights)
     cols = _reflect_blur_matrix(image.shape[1], weights)
-    out = jnp.einsum(
-        "oh,hwc,pw->opc", rows, image.astype(jnp.float32), cols, precision=_HIGHEST
-    )
-    return out.astype(image.dtype)
+    return _separable(rows, image, cols)
 
 
 def random_gaussian_blur(
@@ -537,18 +540,29 @@ def random_solarize(key: Array, image: Array, p: float, threshold: float = 0.5) 
 # ---------------------------------------------------------------- normalise
 
 
+def _check_stats(mean: Any, std: Any, channels: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """``mean``/``std`` as 1-D float arrays of length 1 or ``channels``; ``std > 0``."""
+    arrays = []
+    for name, value in (("mean", mean), ("std", std)):
+        try:
+            arr = np.asarray(value, np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a sequence of numbers, got {value!r}") from None
+        allowed = (1, channels) if channels is not None else (len(np.atleast_1d(mean)),)
+        if arr.ndim != 1 or len(arr) not in allowed or not np.all(np.isfinite(arr)):
+            want = f"1 or C = {channels}" if channels is not None else "that of mean"
+            raise ValueError(f"{name} must be finite with length {want}, got {value!r}")
+        arrays.append(arr)
+    if np.any(arrays[1] <= 0):
+        raise ValueError(f"std must be > 0, got {std!r}")
+    return arrays[0], arrays[1]
+
+
 def normalize(image: Array, mean: Sequence[float], std: Sequence[float]) -> Array:
-    """``(x - mean) / std`` per channel; ``mean``/``std`` have length 1 or C."""
+    """``(x - mean) / std`` per channel (last axis); ``mean``/``std`` have length 1 or C."""
     image = jnp.asarray(image)
-    mean_arr, std_arr = np.asarray(mean, np.float64), np.asarray(std, np.float64)
     channels = image.shape[-1] if image.ndim else 0
-    for name, arr in (("mean", mean_arr), ("std", std_arr)):
-        if arr.ndim != 1 or len(arr) not in (1, channels) or not np.all(np.isfinite(arr)):
-            raise ValueError(
-                f"{name} must be finite with length 1 or C = {channels}, got {arr.tolist()!r}"
-            )
-    if np.any(std_arr <= 0):
-        raise ValueError(f"std must be > 0, got {std_arr.tolist()!r}")
+    mean_arr, std_arr = _check_stats(mean, std, channels)
     dtype = image.dtype if jnp.issubdtype(image.dtype, jnp.floating) else jnp.float32
     return ((image - mean_arr.astype(dtype)) / std_arr.astype(dtype)).astype(dtype)
 
@@ -611,9 +625,9 @@ class AugmentRecipe:
         if (self.mean is None) != (self.std is None):
             raise ValueError("mean and std must both be given or both be None")
         if self.mean is not None:
-            object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
-            object.__setattr__(self, "std", tuple(float(s) for s in self.std))
-            normalize(jnp.zeros((1, 1, len(self.mean))), self.mean, self.std)  # checks
+            mean, std = _check_stats(self.mean, self.std, None)
+            object.__setattr__(self, "mean", tuple(mean.tolist()))
+            object.__setattr__(self, "std", tuple(std.tolist()))
 
 
 def augment(key: Array, image: Array, recipe: AugmentRecipe) -> Array:
