@@ -99,3 +99,9 @@ def test_bad_arguments_raise_value_error_naming_them(kwargs, name):
     args.update(kwargs)
     with pytest.raises(ValueError, match=name):
         make_views(**args)
+
+
+def test_raw_uint32_keys_give_the_same_views_as_typed_keys(mixed):
+    key, large, _ = mixed
+    (again,) = _make_views(jax.random.key_data(key), _images(), 2, RECIPE)
+    np.testing.assert_array_equal(again, large)
