@@ -39,6 +39,11 @@ Bit-width rules:
   ``H`` is the Shannon entropy (bits) of the ``2^M``-bin histogram of a
   random fraction ``F`` of the array, quantised with the array's own
   ``w_min, w_max`` to ``M`` bits (ESTIMATE ENTROPY), and ``N = H + c``.
+  The subset (``max(1, round(F |W|))`` weights, without replacement) is
+  stratified by default -- one uniformly drawn weight per contiguous stratum
+  of ``|W| / k`` weights, ``O(k)`` work -- because a uniform ``k``-subset
+  (``sampler="uniform"``) permutes the whole array (1.5 s for a 2.4M-weight
+  layer on CPU); both include every weight with probability ~``F``.
   ``H`` is real, so it must be rounded; we take
 
       N = clip(ceil(H + c - 1e-6), min_bits, max_bits)

@@ -147,8 +147,7 @@ def _package_quantized(q: qz.Quantized, finite, dtype, method, block_size, name)
     return blob, stats
 
 
-def _check_config(method, fraction, prelim_bits, floor, num_bits, min_bits, max_bits, sampler):
-    codec._check_method(method)
+def _check_config(fraction, prelim_bits, floor, num_bits, min_bits, max_bits, sampler):
     qz._check_fraction(fraction)
     qz._check_static_bits(prelim_bits, "prelim_bits")
     qz._check_bounds(min_bits, max_bits)
@@ -160,19 +159,28 @@ def _check_config(method, fraction, prelim_bits, floor, num_bits, min_bits, max_
         raise ValueError(f"sampler must be one of {qz.SAMPLERS}, got {sampler!r}")
 
 
-def _leaves_to_packages(leaves, names, key, *, method, fraction, prelim_bits, floor, num_bits,
-                        min_bits, max_bits, block_size, sampler):
-    _check_config(method, fraction, prelim_bits, floor, num_bits, min_bits, max_bits, sampler)
+def _quantize_arrays(leaves, key, *, fraction, prelim_bits, floor, num_bits, min_bits,
+                     max_bits, sampler):
+    """Validate the config and quantise the floating arrays among ``leaves``:
+    returns ``(arrays, {index: (Quantized, all_finite)})``."""
+    _check_config(fraction, prelim_bits, floor, num_bits, min_bits, max_bits, sampler)
     arrays = [x if isinstance(x, jax.Array) else np.asarray(x) for x in leaves]
     floats = [i for i, x in enumerate(arrays) if _is_float(x.dtype)]
-    if floats and num_bits is None and key is None:
+    if not floats:
+        return arrays, {}
+    if num_bits is None and key is None:
         raise ValueError("key is required for the dynamic bit width (or pass num_bits)")
-    quantized = _quantize_leaves(
+    out = _quantize_leaves(
         [arrays[i] for i in floats], key if key is not None else jax.random.key(0),
         indices=tuple(floats), num_bits=None if num_bits is None else int(num_bits),
         fraction=float(fraction), prelim_bits=int(prelim_bits), floor=float(floor),
-        min_bits=int(min_bits), max_bits=int(max_bits), sampler=sampler) if floats else []
-    by_index = dict(zip(floats, quantized))
+        min_bits=int(min_bits), max_bits=int(max_bits), sampler=sampler)
+    return arrays, dict(zip(floats, out))
+
+
+def _leaves_to_packages(leaves, names, key, *, method, block_size, **config):
+    codec._check_method(method)
+    arrays, by_index = _quantize_arrays(leaves, key, **config)
     out = []
     for i, arr in enumerate(arrays):
         if i in by_index:
@@ -192,22 +200,14 @@ def quantize_tree(params, *, fraction: float = qz.DEFAULT_FRACTION,
     """Algorithm 1 lines 3-6 only (no entropy coding): ``{keystr(path):
     Quantized}`` with host (NumPy) fields for every floating leaf, exactly
     the quantisation :func:`compress_tree` codes with the same arguments."""
-    _check_config("huffman", fraction, prelim_bits, floor, num_bits, min_bits, max_bits,
-                  sampler)
     if key is None:
         key = jax.random.key(int(seed))
     flat, _ = jax.tree_util.tree_flatten_with_path(params)
-    arrays = [x if isinstance(x, jax.Array) else np.asarray(x) for _, x in flat]
-    floats = [i for i, x in enumerate(arrays) if _is_float(x.dtype)]
-    if not floats:
-        return {}
-    out = _quantize_leaves(
-        [arrays[i] for i in floats], key, indices=tuple(floats),
-        num_bits=None if num_bits is None else int(num_bits), fraction=float(fraction),
-        prelim_bits=int(prelim_bits), floor=float(floor), min_bits=int(min_bits),
-        max_bits=int(max_bits), sampler=sampler)
+    _, by_index = _quantize_arrays(
+        [x for _, x in flat], key, fraction=fraction, prelim_bits=prelim_bits, floor=floor,
+        num_bits=num_bits, min_bits=min_bits, max_bits=max_bits, sampler=sampler)
     result = {}
-    for i, (q, finite) in zip(floats, out):
+    for i, (q, finite) in by_index.items():
         name = jax.tree_util.keystr(flat[i][0])
         if not bool(finite):
             raise ValueError(f"params{name}: cannot quantise non-finite values (NaN/Inf)")
