@@ -1,6 +1,12 @@
-"""Input pipelines (TFDS + grain), offline datasets (digits, procedural shapes), synthetic tasks."""
+"""Input pipelines (TFDS + grain), offline datasets (digits, procedural shapes), synthetic
+tasks, jittable augmentations and multi-view generation for SSL."""
 
-from neurojax.data.pipeline import ArraySource, ToFloatImage, load, make_loader, shard_bounds
+from neurojax.data.augment import (AugmentRecipe, augment, cifar_recipe, color_jitter,
+                                   horizontal_flip, imagenet_recipe, normalize,
+                                   random_grayscale, random_resized_crop, stl10_recipe)
+from neurojax.data.pipeline import (ArraySource, SubsetSource, ToFloatImage, fraction_indices,
+                                    load, make_loader, shard_bounds)
+from neurojax.data.views import make_views
 from neurojax.data.sources import (
     DATASETS,
     DatasetInfo,
@@ -12,6 +18,19 @@ from neurojax.data.sources import (
 )
 
 __all__ = [
+    "AugmentRecipe",
+    "SubsetSource",
+    "augment",
+    "cifar_recipe",
+    "color_jitter",
+    "fraction_indices",
+    "horizontal_flip",
+    "imagenet_recipe",
+    "make_views",
+    "normalize",
+    "random_grayscale",
+    "random_resized_crop",
+    "stl10_recipe",
     "ArraySource",
     "DATASETS",
     "DatasetInfo",

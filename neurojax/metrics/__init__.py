@@ -5,11 +5,20 @@ eigenvalue array: alpha (alpha-ReQ), effective rank (RankMe), participation
 ratio, the tail ratio of alpha-ReQ Theorem 2.2, and ``spectrum_metrics`` for
 all of them from one eigendecomposition. ``neurojax.metrics.features``
 collects a model's features over a dataset, or streams their covariance.
+Probes (``neurojax.metrics.probes``): closed-form ridge, the thesis' trained
+linear probe, weighted kNN. Curvature (``neurojax.metrics.curvature``):
+Hessian-vector products, Hutchinson trace, Lanczos extremal eigenvalues.
 """
+from neurojax.metrics.curvature import (dense_hessian, gradient_norm, hessian_frobenius_norm,
+                                        hessian_trace, hvp, lanczos_eigenvalues)
 from neurojax.metrics.features import (CovarianceState, StreamingCovariance,
                                        collect_features, covariance_init,
                                        covariance_matrix, covariance_update,
                                        streaming_covariance)
+from neurojax.metrics.probes import (DEFAULT_KNN_K, DEFAULT_KNN_TEMPERATURE,
+                                     DEFAULT_RIDGE_REGULARIZERS, LinearProbeResult,
+                                     RidgeProbeResult, knn_probe, linear_probe, ridge_probe,
+                                     time_to_accuracy)
 from neurojax.metrics.spectrum import (DEFAULT_FIT_RANGE, FASTSSL_PLOT_FIT_RANGE,
                                        RANKME_EPS, REPTRIX_FIT_RANGE, PowerLawFit,
                                        accumulation_dtype, alpha, effective_rank,
@@ -18,6 +27,10 @@ from neurojax.metrics.spectrum import (DEFAULT_FIT_RANGE, FASTSSL_PLOT_FIT_RANGE
                                        tail_ratio)
 
 __all__ = [
+    "DEFAULT_KNN_K", "DEFAULT_KNN_TEMPERATURE", "DEFAULT_RIDGE_REGULARIZERS",
+    "LinearProbeResult", "RidgeProbeResult", "knn_probe", "linear_probe", "ridge_probe",
+    "time_to_accuracy", "dense_hessian", "gradient_norm", "hessian_frobenius_norm",
+    "hessian_trace", "hvp", "lanczos_eigenvalues",
     "CovarianceState", "DEFAULT_FIT_RANGE", "FASTSSL_PLOT_FIT_RANGE", "PowerLawFit",
     "RANKME_EPS", "REPTRIX_FIT_RANGE", "StreamingCovariance", "accumulation_dtype",
     "alpha", "collect_features", "covariance_init", "covariance_matrix",

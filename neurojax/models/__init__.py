@@ -26,3 +26,7 @@ from neurojax.models.projector import (Projector, beta_for_dim, beta_sweep,
                                        projector_num_params)
 
 __all__ += ["Projector", "beta_for_dim", "beta_sweep", "projector_num_params"]
+
+from neurojax.models.ssl import SSLNetwork, build_ssl_network
+
+__all__ += ["SSLNetwork", "build_ssl_network"]

@@ -37,6 +37,7 @@ import tqdm
 
 from neurojax import data as nj_data
 from neurojax import plots
+from neurojax.data.pipeline import fraction_indices
 from neurojax.optim import make_optimizer
 from neurojax.train.config import validate_config
 from neurojax.train.logging import MetricsWriter, read_metrics
@@ -115,10 +116,9 @@ def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
     fraction = ds_cfg.get("fraction", 1.0)
     train_loader = nj_data.load(ds_cfg.name, train_split, batch_size=ds_cfg.batch_size,
                                 data_dir=data_dir, seed=config.seed, shuffle=True,
-                                num_epochs=None, drop_remainder=True,
-                                **({"fraction": fraction} if fraction != 1.0 else {}))
+                                num_epochs=None, drop_remainder=True, fraction=fraction)
     info = nj_data.dataset_info(ds_cfg.name, data_dir=data_dir)
-    num_train = int(round(fraction * info.num_examples[train_split]))
+    num_train = len(fraction_indices(info.num_examples[train_split], fraction))
     steps_per_epoch = num_train // ds_cfg.batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"config.dataset.batch_size ({ds_cfg.batch_size}) exceeds the "
