@@ -28,6 +28,13 @@ class SmallCNN(nn.Module):
             flattened pooled conv features when ``hidden`` is ``None``).
         kernel_size: spatial size of every conv kernel.
         activation: activation name or callable.
+        batch_norm: BatchNorm between each conv and its activation (as in
+            the ResNets SSL methods are usually trained with; layers
+            ``bn_{i}``). Off by default (the LeNet-style stack).
+        global_pool: average the last stage's features over space instead of
+            flattening them, so the representation has ``widths[-1]``
+            entries whatever the input size (needed for mixed-resolution
+            views).
         dtype: computation dtype.
     """
     widths: Sequence[int] = (32, 64)
@@ -35,6 +42,8 @@ class SmallCNN(nn.Module):
     num_classes: Optional[int] = 10
     kernel_size: int = 3
     activation: Activation = "relu"
+    batch_norm: bool = False
+    global_pool: bool = False
     dtype: Any = None
 
     def __post_init__(self) -> None:
@@ -48,15 +57,19 @@ class SmallCNN(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        """Forward pass on NHWC images; ``train`` is ignored (no BatchNorm)."""
-        del train
+        """Forward pass on NHWC images; with ``batch_norm``, ``train=True``
+        normalises with batch statistics and updates ``batch_stats``."""
         act = resolve_activation(self.activation)
         k = (self.kernel_size, self.kernel_size)
         for i, width in enumerate(self.widths):
-            x = Conv(width, kernel_size=k, dtype=self.dtype, name=f"conv_{i}")(x)
+            x = Conv(width, kernel_size=k, use_bias=not self.batch_norm, dtype=self.dtype,
+                     name=f"conv_{i}")(x)
+            if self.batch_norm:
+                x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                                 dtype=self.dtype, name=f"bn_{i}")(x)
             x = Act(act, name=f"act_{i}")(x)
             x = MaxPool(name=f"pool_{i}")(x)
-        x = flatten(x)
+        x = x.mean(axis=(1, 2)) if self.global_pool else flatten(x)
         if self.hidden is not None:
             x = nn.Dense(self.hidden, dtype=self.dtype, name="hidden")(x)
             x = Act(act, name="hidden_act")(x)

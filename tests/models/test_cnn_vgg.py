@@ -134,3 +134,30 @@ def test_vgg_bad_arguments(kwargs, field):
 def test_small_cnn_bad_arguments(kwargs, field):
     with pytest.raises(ValueError, match=field):
         SmallCNN(**kwargs)
+
+
+def test_small_cnn_global_pool_averages_the_last_stage_at_any_resolution():
+    model = SmallCNN(widths=(4, 6), hidden=None, num_classes=None, global_pool=True)
+    for size in (8, 16):
+        x = np.random.default_rng(size).normal(size=(3, size, size, 2)).astype(np.float32)
+        variables = model.init(jax.random.PRNGKey(0), x)
+        out = model.apply(variables, x)
+        pooled = intermediate_features(model, variables, x, filter="pool_1")["pool_1"]
+        assert out.shape == (3, 6)
+        np.testing.assert_allclose(out, np.asarray(pooled).mean(axis=(1, 2)), rtol=1e-6)
+
+
+def test_small_cnn_batch_norm_normalises_conv_outputs_in_training():
+    model = SmallCNN(widths=(5,), hidden=None, num_classes=None, batch_norm=True)
+    x = np.random.default_rng(0).normal(2.0, 3.0, size=(16, 6, 6, 2)).astype(np.float32)
+    variables = model.init(jax.random.PRNGKey(0), x)
+    assert "bias" not in variables["params"]["conv_0"]  # BN's shift replaces it
+    (_, state) = model.apply(variables, x, train=True, mutable=["batch_stats", "intermediates"],
+                             capture_intermediates=lambda m, name: m.name == "bn_0")
+    normed = np.asarray(state["intermediates"]["bn_0"]["__call__"][0])
+    np.testing.assert_allclose(normed.mean(axis=(0, 1, 2)), 0.0, atol=1e-5)
+    np.testing.assert_allclose(normed.var(axis=(0, 1, 2)), 1.0, rtol=1e-3)
+    conv = variables["params"]["conv_0"]["kernel"]
+    moved = state["batch_stats"]["bn_0"]["mean"]
+    assert not np.allclose(moved, variables["batch_stats"]["bn_0"]["mean"])
+    assert conv.shape == (3, 3, 2, 5)

@@ -1,0 +1,310 @@
+"""The small-scale SSL experiments of Part III, on the offline procedural shapes.
+
+Ghosh et al., "Harnessing small projectors and multiple views for efficient
+vision pretraining" (NeurIPS 2024; thesis Part III; ``shared/specs/000_partB.md``
+section 2), scaled to 2 CPU cores: the small CNN encoder on ``shapes_small``
+(16 x 16 RGB, 10,000 training images; ``configs/ssl_shapes.py:small``),
+Barlow Twins, probes every few epochs (kNN and closed-form ridge on the
+encoder's features of the labelled training set, scored on the test set).
+
+Experiments (``--experiment``):
+
+- ``projector`` (E1, Table 1/5, Fig. 2): probe accuracy against the
+  projector dimension d for beta = c / d (the paper's recommendation) and
+  for a fixed beta (the one for the largest d, as the paper's "fixed beta"
+  is the one tuned for d = 8192).
+- ``views`` (E2 and E3, Figs. 3-4, Tables 2-3): m = 2, 4, 8 views on all the
+  data, and m = 4 on 50% / m = 8 on 25% of the unique images (the number of
+  augmented samples per epoch fixed), probe accuracy against epochs and
+  against training time. Beta is the same for every m (5.12 / pdim), so
+  only the number of views changes.
+- ``alpha`` (alpha-ReQ, Part II; issue 4): a Barlow Twins sweep over the
+  redundancy weight lambda, the projector dimension and the learning rate;
+  probe accuracy and the final SSL loss against alpha of the encoder's
+  features, with Spearman rank correlations (the claim: alpha tracks
+  accuracy where the loss does not). It reuses the ``projector`` runs.
+
+Every run is a ``train_and_evaluate`` of the config in its own workdir under
+``--outdir``; a finished run is not run again (its ``result.json`` is read),
+and an interrupted one resumes from its checkpoint, so the sweep can be
+stopped and restarted. Each experiment writes ``{experiment}.json`` and
+``{experiment}.png``.
+
+Run:
+    python -m neurojax.analysis.ssl_experiments --experiment=projector --outdir=/tmp/ssl_exp
+    python -m neurojax.analysis.ssl_experiments --experiment=all --epochs=10 --outdir=/tmp/ssl_exp
+"""
+import dataclasses
+import json
+import os
+from typing import Callable, Optional, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import scipy.stats  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from neurojax.models.projector import PAPER_BT_BETA_TIMES_DIM  # noqa: E402
+
+EXPERIMENTS = ("projector", "views", "alpha")
+PROBE_KEYS = ("ridge_accuracy", "knn_accuracy")
+
+
+@dataclasses.dataclass(frozen=True)
+class Base:
+    """What every run of a sweep shares: ``configs/ssl_shapes.py:small``
+    trained for ``epochs``, probed every ``eval_every_epochs`` (kNN k = 200
+    and ridge on all 10,000 training images)."""
+    epochs: int = 10
+    eval_every_epochs: int = 2
+    seed: int = 0
+    data_dir: str = ""
+
+
+def configure(base: Base, overrides: dict):
+    """A fresh ``ssl_shapes:small`` config with ``base`` and the dotted-key
+    ``overrides`` applied (``loss.lambd`` keeps following
+    ``projector.output_dim`` unless overridden); eval and checkpoint
+    intervals in epochs of the (possibly fractional) training set."""
+    from configs import ssl_shapes
+    from neurojax import data as nj_data
+    config = ssl_shapes.get_config("small")
+    config.seed = base.seed
+    config.dataset.data_dir = base.data_dir
+    config.train.num_epochs = base.epochs
+    config.train.log_every = 20
+    config.probe.accuracy_thresholds = ()
+    for key, value in overrides.items():
+        *blocks, field = key.split(".")
+        node = config
+        for block in blocks:
+            node = node[block]
+        node[field] = value
+    n = nj_data.dataset_info(config.dataset.name,
+                             data_dir=config.dataset.data_dir or None).num_examples["train"]
+    steps_per_epoch = len(nj_data.fraction_indices(n, config.dataset.fraction)) \
+        // config.dataset.batch_size
+    config.train.eval_every = base.eval_every_epochs * steps_per_epoch
+    config.train.checkpoint_every = base.eval_every_epochs * steps_per_epoch
+    return config
+
+
+def run(config, workdir: str, *, progress: bool = True) -> dict:
+    """Final eval metrics and the eval history of one run (cached in
+    ``workdir/result.json``)."""
+    path = os.path.join(workdir, "result.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    from neurojax.train.logging import read_metrics
+    from neurojax.train.loop import train_and_evaluate
+    result = train_and_evaluate(config, workdir, progress=progress)
+    records = read_metrics(os.path.join(workdir, "metrics.jsonl"))
+    train = [r for r in records if r["split"] == "train"]
+    out = {"final": result.eval_metrics,
+           "history": [r for r in records if r["split"] == "eval"],
+           "final_loss": float(np.mean([r["loss"] for r in train[-5:]])),
+           "config": json.loads(config.to_json_best_effort())}
+    with open(path, "w") as f:
+        json.dump(out, f, indent=1)
+    return out
+
+
+def _runs(outdir: str, experiment: str, base, grid: Sequence[tuple[str, dict]],
+          progress: bool) -> dict[str, dict]:
+    out = {}
+    for i, (name, overrides) in enumerate(grid):
+        print(f"[{experiment}] run {i + 1}/{len(grid)}: {name} {overrides}", flush=True)
+        out[name] = run(configure(base, overrides), os.path.join(outdir, experiment, name),
+                        progress=progress)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# E1: projector dimension, beta = c / d vs fixed beta
+# ---------------------------------------------------------------------------
+
+def projector_grid(dims: Sequence[int], c: float = PAPER_BT_BETA_TIMES_DIM):
+    """(name, overrides) for beta = c / d and for the fixed beta c / max(dims)."""
+    fixed = c / max(dims)
+    grid = [(f"d{d}_scaled", {"projector.output_dim": d, "loss.lambd": c / d}) for d in dims]
+    grid += [(f"d{d}_fixed", {"projector.output_dim": d, "loss.lambd": fixed})
+             for d in dims if d != max(dims)]
+    return grid, fixed
+
+
+def projector_experiment(outdir: str, base, dims: Sequence[int], progress: bool) -> dict:
+    grid, fixed = projector_grid(dims)
+    runs = _runs(outdir, "projector", base, grid, progress)
+    rows = []
+    for d in dims:
+        for kind in ("scaled", "fixed"):
+            name = f"d{d}_{kind}" if (kind == "scaled" or d != max(dims)) else f"d{d}_scaled"
+            final = runs[name]["final"]
+            rows.append({"d": d, "beta": "c/d" if kind == "scaled" else "fixed",
+                         "lambd": runs[name]["config"]["loss"]["lambd"],
+                         **{k: final[k] for k in (*PROBE_KEYS, "alpha", "effective_rank")}})
+    summary = {"dims": list(dims), "c": PAPER_BT_BETA_TIMES_DIM, "fixed_beta": fixed,
+               "rows": rows}
+    _plot_projector(summary, os.path.join(outdir, "projector.png"))
+    return summary
+
+
+def _plot_projector(summary: dict, path: str) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for ax, key in zip(axes, PROBE_KEYS):
+        for beta, style in (("c/d", "o-"), ("fixed", "s--")):
+            rows = [r for r in summary["rows"] if r["beta"] == beta]
+            label = (rf"$\beta = {summary['c']:g}/d$" if beta == "c/d"
+                     else rf"fixed $\beta = {summary['fixed_beta']:.2g}$")
+            ax.plot([r["d"] for r in rows], [100 * r[key] for r in rows], style, label=label)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("projector dimension d")
+        ax.set_ylabel(f"{key.split('_')[0]} probe accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle("Barlow Twins on shapes_small: projector dimension (E1)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------
+# E2/E3: number of views, and views on a fraction of the data
+# ---------------------------------------------------------------------------
+
+VIEW_SETTINGS = ((2, 1.0), (4, 1.0), (8, 1.0), (4, 0.5), (8, 0.25))
+
+
+def views_experiment(outdir: str, base, settings=VIEW_SETTINGS, progress: bool = True) -> dict:
+    grid = [(f"m{m}_f{int(100 * f)}", {"views.num_views": m, "dataset.fraction": f})
+            for m, f in settings]
+    runs = _runs(outdir, "views", base, grid, progress)
+    curves = {}
+    for (name, _), (m, f) in zip(grid, settings):
+        hist = runs[name]["history"]
+        curves[name] = {"m": m, "fraction": f,
+                        "epoch": [r["epoch"] for r in hist],
+                        "train_seconds": [r["train_seconds"] for r in hist],
+                        **{k: [r[k] for r in hist] for k in PROBE_KEYS},
+                        "final": {k: runs[name]["final"][k] for k in PROBE_KEYS}}
+    summary = {"settings": [list(s) for s in settings], "curves": curves}
+    _plot_views(summary, os.path.join(outdir, "views.png"))
+    return summary
+
+
+def _plot_views(summary: dict, path: str) -> None:
+    fig, axes = plt.subplots(2, 2, figsize=(9, 7))
+    for row, key in enumerate(PROBE_KEYS):
+        for col, x in enumerate(("epoch", "train_seconds")):
+            ax = axes[row, col]
+            for name, c in summary["curves"].items():
+                style = "-" if c["fraction"] == 1.0 else "--"
+                ax.plot(c[x], [100 * a for a in c[key]], style, marker=".",
+                        label=f"m = {c['m']}, {int(100 * c['fraction'])}% data")
+            ax.set_xlabel("epoch" if x == "epoch" else "training time (s, 2 CPU cores)")
+            ax.set_ylabel(f"{key.split('_')[0]} probe accuracy (%)")
+            ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle("Barlow Twins on shapes_small: views per image (E2, E3)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------
+# alpha-ReQ: does alpha track probe accuracy across a Barlow Twins sweep?
+# ---------------------------------------------------------------------------
+
+def alpha_grid(pdim: int = 256):
+    """lambda and learning-rate variations around the base run (the projector
+    runs add the pdim axis)."""
+    grid = [(f"lambd{lam:g}", {"loss.lambd": lam}) for lam in (0.0005, 0.002, 0.08, 0.3)]
+    grid += [(f"lr{lr:g}", {"optim.lr": lr}) for lr in (1e-4, 3e-4, 3e-3)]
+    return grid
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's rank correlation (scipy), nan when undefined."""
+    rho = scipy.stats.spearmanr(x, y).statistic
+    return float(rho) if np.isfinite(rho) else float("nan")
+
+
+def alpha_experiment(outdir: str, base, dims: Sequence[int], progress: bool) -> dict:
+    runs = dict(_runs(outdir, "alpha", base, alpha_grid(), progress))
+    runs.update({f"projector/{k}": v for k, v in
+                 _runs(outdir, "projector", base, projector_grid(dims)[0], progress).items()})
+    points = [{"run": name, "alpha": r["final"]["alpha"], "final_loss": r["final_loss"],
+               **{k: r["final"][k] for k in PROBE_KEYS}} for name, r in runs.items()]
+    # The paper's claim is about |alpha - 1| for alpha near 1 as well as alpha
+    # itself; report both rank correlations.
+    corr = {}
+    for key in PROBE_KEYS:
+        acc = [p[key] for p in points]
+        corr[key] = {"alpha": spearman([p["alpha"] for p in points], acc),
+                     "abs_alpha_minus_1": spearman([abs(p["alpha"] - 1) for p in points], acc),
+                     "final_ssl_loss": spearman([p["final_loss"] for p in points], acc)}
+    summary = {"points": points, "spearman": corr}
+    _plot_alpha(summary, os.path.join(outdir, "alpha.png"))
+    return summary
+
+
+def _plot_alpha(summary: dict, path: str) -> None:
+    pts = summary["points"]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    key = "ridge_accuracy"
+    acc = [100 * p[key] for p in pts]
+    rho = summary["spearman"][key]
+    axes[0].scatter([p["alpha"] for p in pts], acc)
+    axes[0].set_xlabel(r"$\alpha$ of the encoder features (test set)")
+    axes[0].set_title(rf"Spearman $\rho$ = {rho['alpha']:.2f}")
+    axes[1].scatter([p["final_loss"] for p in pts], acc, color="C1")
+    axes[1].set_xscale("log")
+    axes[1].set_xlabel("final Barlow Twins loss")
+    axes[1].set_title(rf"Spearman $\rho$ = {rho['final_ssl_loss']:.2f}")
+    for ax in axes:
+        ax.set_ylabel("ridge probe accuracy (%)")
+        ax.grid(alpha=0.3)
+    fig.suptitle(r"Barlow Twins sweep on shapes_small ($\lambda$, d, lr): $\alpha$ vs loss")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------
+
+_EXPERIMENT = flags.DEFINE_enum("experiment", "all", (*EXPERIMENTS, "all"), "Which experiment.")
+_OUTDIR = flags.DEFINE_string("outdir", None, "Where runs, JSON and PNG go.")
+_EPOCHS = flags.DEFINE_integer("epochs", 10, "Pretraining epochs per run.")
+_DIMS = flags.DEFINE_list("dims", ["16", "64", "256", "1024"], "Projector dims for E1.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of every run.")
+
+
+def main(argv) -> None:
+    del argv
+    if not _OUTDIR.value:
+        raise app.UsageError("--outdir is required")
+    os.makedirs(_OUTDIR.value, exist_ok=True)
+    base = Base(epochs=_EPOCHS.value, seed=_SEED.value)
+    dims = [int(d) for d in _DIMS.value]
+    experiments: dict[str, Callable[[], dict]] = {
+        "projector": lambda: projector_experiment(_OUTDIR.value, base, dims, True),
+        "views": lambda: views_experiment(_OUTDIR.value, base),
+        "alpha": lambda: alpha_experiment(_OUTDIR.value, base, dims, True),
+    }
+    names = EXPERIMENTS if _EXPERIMENT.value == "all" else (_EXPERIMENT.value,)
+    for name in names:
+        summary = experiments[name]()
+        summary["epochs"] = _EPOCHS.value
+        with open(os.path.join(_OUTDIR.value, f"{name}.json"), "w") as f:
+            json.dump(summary, f, indent=1)
+        print(json.dumps({name: summary.get("spearman", summary.get("rows", ""))}, indent=1)
+              if name != "views" else json.dumps(
+                  {k: v["final"] for k, v in summary["curves"].items()}, indent=1))
+
+
+if __name__ == "__main__":
+    app.run(main)

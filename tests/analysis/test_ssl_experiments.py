@@ -1,0 +1,51 @@
+"""The SSL experiment driver: grids, per-run configs, rank correlation, caching."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from neurojax.analysis import ssl_experiments as se
+from neurojax.train import validate_config
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("tfds"))
+
+
+def test_projector_grid_scales_beta_with_one_over_d():
+    grid, fixed = se.projector_grid([16, 64, 256], c=5.12)
+    lambd = {name: o["loss.lambd"] for name, o in grid}
+    assert lambd["d16_scaled"] == pytest.approx(0.32) and lambd["d256_scaled"] == pytest.approx(0.02)
+    assert fixed == pytest.approx(0.02) and lambd["d16_fixed"] == lambd["d64_fixed"] == fixed
+    assert "d256_fixed" not in lambd  # the same run as d256_scaled
+
+
+def test_configure_applies_overrides_and_epoch_intervals_of_the_subset(data_dir):
+    base = se.Base(epochs=3, eval_every_epochs=1, data_dir=data_dir)
+    config = se.configure(base, {"views.num_views": 4, "dataset.fraction": 0.5,
+                                 "projector.output_dim": 64})
+    validate_config(config)
+    assert config.views.num_views == 4 and config.dataset.fraction == 0.5
+    # shapes_small has 10,000 training images: 5,000 kept, 19 batches of 256
+    assert config.train.eval_every == 19 == config.train.checkpoint_every
+    # beta follows the projector dimension unless overridden
+    assert config.loss.lambd == pytest.approx(5.12 / 64)
+    assert config.train.num_epochs == 3
+
+
+def test_spearman_matches_a_rank_computation():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=12), rng.normal(size=12)
+    rx, ry = np.argsort(np.argsort(x)), np.argsort(np.argsort(y))
+    expected = np.corrcoef(rx, ry)[0, 1]
+    assert se.spearman(x, y) == pytest.approx(expected)
+    assert np.isnan(se.spearman([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]))
+
+
+def test_a_finished_run_is_read_back_not_rerun(tmp_path):
+    cached = {"final": {"ridge_accuracy": 0.5}, "history": [], "final_loss": 1.0, "config": {}}
+    with open(tmp_path / "result.json", "w") as f:
+        json.dump(cached, f)
+    assert se.run(config=None, workdir=str(tmp_path)) == cached
