@@ -45,7 +45,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import scipy.stats  # noqa: E402
-from absl import app, flags  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
 
 from neurojax.models.projector import PAPER_BT_BETA_TIMES_DIM  # noqa: E402
 
@@ -290,6 +290,7 @@ def main(argv) -> None:
     del argv
     if not _OUTDIR.value:
         raise app.UsageError("--outdir is required")
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     os.makedirs(_OUTDIR.value, exist_ok=True)
     base = Base(epochs=_EPOCHS.value, seed=_SEED.value)
     dims = [int(d) for d in _DIMS.value]

@@ -145,11 +145,10 @@ def ssl_objective(model: SSLNetwork, loss_fn: Callable, views_fn: Callable, *,
     return objective
 
 
-def _probe_metrics(config, train, test) -> dict:
+def _probe_metrics(config, train, test, num_classes: int) -> dict:
     """Probe accuracies and spectrum metrics of (features, labels) pairs."""
     p = config.probe
     (x_tr, y_tr), (x_te, y_te) = train, test
-    num_classes = int(max(y_tr.max(), y_te.max())) + 1
     out = {}
     if "knn" in p.probes:
         k = min(p.knn_k, len(x_tr))
@@ -214,7 +213,8 @@ def ssl_task(config, info, mesh, data_dir) -> Task:
         return x[:n], y[:n]
 
     def evaluate_fn(state) -> dict:
-        return _probe_metrics(config, features(state, "train"), features(state, "test"))
+        return _probe_metrics(config, features(state, "train"), features(state, "test"),
+                              info.num_classes)
 
     def summarize(records):
         return time_to_thresholds(records, tuple(p.get("accuracy_thresholds", ())))
