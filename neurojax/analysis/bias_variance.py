@@ -685,6 +685,43 @@ def probability_of_descent(key, eigenvalues, dt, *, bias_ratio=0.0, noise_ratio=
             "p_descent_draw": jnp.mean(per < 0), "delta": per, "grad_norm": gn}
 
 
+def probability_of_descent_grid(key, spectra, dt, *, bias_ratios=None, noise_ratios=None,
+                                num_teachers: int = 10, num_students: int = 100,
+                                num_examples: int = 100) -> dict:
+    """``probability_of_descent`` for many cells in one compiled, vmapped call.
+
+    Args:
+        spectra: ``(C, d)`` Hessian spectra, one per cell.
+        bias_ratios, noise_ratios: ``(C,)`` (default zeros).
+        Other arguments as ``probability_of_descent`` (isotropic noise sets);
+        cell ``c`` uses ``jax.random.fold_in(key, c)``.
+
+    Returns:
+        dict: ``p_descent`` and ``p_descent_draw``, each ``(C,)``.
+    """
+    spectra = jnp.asarray(spectra)
+    if spectra.ndim != 2:
+        raise ValueError(f"spectra must have shape (cells, d), got {spectra.shape}")
+    _check_positive("dt", dt)
+    c, d = spectra.shape
+    _check_int("num_examples", num_examples, d)
+    dtype = jnp.result_type(spectra.dtype, jnp.float32)
+    zeros = jnp.zeros((c,), dtype)
+    br = zeros if bias_ratios is None else jnp.asarray(bias_ratios, dtype)
+    nr = zeros if noise_ratios is None else jnp.asarray(noise_ratios, dtype)
+    for name, v in (("bias_ratios", br), ("noise_ratios", nr)):
+        if v.shape != (c,):
+            raise ValueError(f"{name} must have shape ({c},), got {v.shape}")
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(c))
+    fn = functools.partial(_descent_trials, num_teachers=num_teachers,
+                           num_students=num_students, num_examples=num_examples,
+                           num_vectors=2, noise_set="isotropic")
+    per, _ = jax.jit(jax.vmap(fn, in_axes=(0, 0, None, 0, 0)))(keys, spectra.astype(dtype), dt,
+                                                               br, nr)
+    return {"p_descent": jnp.mean(jnp.mean(per, axis=2) < 0, axis=1),
+            "p_descent_draw": jnp.mean(per < 0, axis=(1, 2))}
+
+
 def flat(tree) -> jax.Array:
     """``ravel_pytree(tree)[0]``: the flat vector the prediction functions take."""
     return ravel_pytree(tree)[0]
