@@ -1,0 +1,79 @@
+"""Executes the notebooks in colabs/ top to bottom and fails on any cell error.
+
+Each notebook runs in a fresh kernel (nbclient) whose working directory is a
+temporary directory, with ``ALPHA_REQ_WORKDIR`` pointing the alpha-ReQ
+notebook's run and figures there, on CPU with the offline data only.
+"""
+import json
+import os
+import pathlib
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+
+COLABS = pathlib.Path(__file__).resolve().parents[1] / "colabs"
+TIMEOUT_S = 300  # per cell; the whole alpha_req notebook takes ~1 min on 2 CPU cores
+
+
+def _execute(path: pathlib.Path, cwd: pathlib.Path, env: dict):
+    """Runs the notebook; returns it with outputs. Raises CellExecutionError."""
+    nb = nbformat.read(path, as_version=4)
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the kernel inherits this process's environment
+    try:
+        client = nbclient.NotebookClient(nb, timeout=TIMEOUT_S, kernel_name="python3",
+                                         resources={"metadata": {"path": str(cwd)}})
+        client.execute()
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return nb
+
+
+def _errors(nb) -> list[str]:
+    return [f"cell {i}: {o.get('ename')}: {o.get('evalue')}"
+            for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
+            for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+
+
+def test_alpha_req_notebook_runs_top_to_bottom(tmp_path):
+    workdir = tmp_path / "run"
+    env = {"ALPHA_REQ_WORKDIR": str(workdir), "JAX_PLATFORMS": "cpu"}
+    nb = _execute(COLABS / "alpha_req.ipynb", tmp_path, env)
+    assert _errors(nb) == []
+    assert all(cell.get("execution_count") for cell in nb.cells if cell.cell_type == "code")
+
+    # It trained, loaded and analysed a real checkpoint ...
+    assert (workdir / "config.json").is_file()
+    assert any((workdir / "checkpoints").iterdir())
+    rows = json.loads((workdir / "alpha_vs_probe.json").read_text())
+    layers = {r["layer"] for r in rows}
+    assert {"pixels", "act_0", "act_1", "act_2", "head"} <= layers
+    assert {r["network"] for r in rows} == {"trained", "init"}
+    for r in rows:
+        assert r["alpha"] > 0 and 0 <= r["alpha_r2"] <= 1
+    # ... whose last hidden layer a probe reads far better than chance (10 classes).
+    trained = {r["layer"]: r for r in rows if r["network"] == "trained"}
+    assert trained["act_2"]["ridge_accuracy"] > 0.8
+    # ... and drew one eigenspectrum per layer and the summary figure.
+    for layer in layers:
+        assert (workdir / f"eigenspectrum_{layer}.png").stat().st_size > 0
+    assert (workdir / "alpha_vs_accuracy.png").stat().st_size > 0
+    images = [o for cell in nb.cells for o in cell.get("outputs", [])
+              if "image/png" in o.get("data", {})]
+    assert len(images) == 2
+
+
+def test_a_failing_cell_is_reported(tmp_path):
+    """The harness itself can fail: an error in a cell surfaces as an exception."""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 / 0")])
+    path = tmp_path / "bad.ipynb"
+    nbformat.write(nb, path)
+    with pytest.raises(nbclient.exceptions.CellExecutionError, match="ZeroDivisionError"):
+        _execute(path, tmp_path, {})
