@@ -18,7 +18,7 @@ from typing import Any
 
 import tensorflow_datasets as tfds
 
-from neurojax.data import digits, shapes
+from neurojax.data import digits, imagenet100, shapes
 
 DATA_DIR_ENV = "NEUROJAX_DATA_DIR"
 
@@ -32,6 +32,7 @@ DATASETS: Mapping[str, str] = {
     "cifar100": "cifar100",
     "stl10": "stl10",
     "imagenet2012": "imagenet2012",
+    "imagenet100": imagenet100.BASE,
 }
 
 # Prepared here on first use: the data ship inside a dependency or are generated.
@@ -40,6 +41,10 @@ _OFFLINE = {
     "shapes": functools.partial(shapes.NeurojaxShapes, config="default"),
     "shapes_small": functools.partial(shapes.NeurojaxShapes, config="small"),
 }
+
+# Served as a view of their TFDS dataset (a class subset decoded to one size);
+# each module gives NUM_CLASSES, IMAGE_SHAPE, split_sizes and data_source.
+_VIEWS = {"imagenet100": imagenet100}
 
 _FILE_FORMAT = "array_record"
 
@@ -111,6 +116,11 @@ def dataset_info(name: str, data_dir: str | os.PathLike[str] | None = None) -> D
     with empty ``num_examples``; the offline datasets are prepared first.
     """
     builder = get_builder(name, data_dir)
+    if name in _VIEWS:
+        view = _VIEWS[name]
+        return DatasetInfo(name=name, num_classes=view.NUM_CLASSES,
+                           image_shape=view.IMAGE_SHAPE, num_examples=view.split_sizes(builder),
+                           prepared=builder.is_prepared())
     info = builder.info
     return DatasetInfo(
         name=name,
@@ -152,6 +162,8 @@ def data_source(
     # (which patches as_data_source and points builders at a missing dir)
     # serves its fake examples through this same path.
     try:
+        if name in _VIEWS:
+            return _VIEWS[name].data_source(builder, split)
         return builder.as_data_source(split=split)
     except (NotImplementedError, ValueError, FileNotFoundError) as err:
         if builder.is_prepared():
@@ -192,7 +204,7 @@ def _how_to_prepare(name: str, builder: tfds.core.DatasetBuilder) -> str:
         "(TFDS encodes the images with TensorFlow while preparing); reading "
         "the prepared array_record files needs neither."
     )
-    if name == "imagenet2012":
+    if DATASETS[name] == "imagenet2012":
         text += (
             f"\nimagenet2012 also needs the manually downloaded archives in "
             f"{os.path.join(root, 'downloads', 'manual')}."
