@@ -49,3 +49,13 @@ def test_a_finished_run_is_read_back_not_rerun(tmp_path):
     with open(tmp_path / "result.json", "w") as f:
         json.dump(cached, f)
     assert se.run(config=None, workdir=str(tmp_path)) == cached
+
+
+def test_identical_configs_share_a_workdir(data_dir, tmp_path):
+    base = se.Base(epochs=2, data_dir=data_dir)
+    a = se.configure(base, {"projector.output_dim": 256, "loss.lambd": 5.12 / 256})
+    b = se.configure(base, {"views.num_views": 2, "dataset.fraction": 1.0})
+    c = se.configure(base, {"views.num_views": 4})
+    first = se._workdir(str(tmp_path), a, "projector/d256")
+    assert se._workdir(str(tmp_path), b, "views/m2") == first == "projector/d256"
+    assert se._workdir(str(tmp_path), c, "views/m4") == "views/m4"
