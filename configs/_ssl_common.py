@@ -31,6 +31,7 @@ def ssl_config(*, dataset: str, encoder: str, pdim: int = 256, num_views: int = 
     config.dataset.batch_size = batch_size
     config.dataset.eval_batch_size = 500
     config.dataset.fraction = 1.0  # of the unique training images (the paper's E3)
+    config.dataset.worker_count = 0  # grain worker processes decoding the training data
 
     config.model = ml_collections.ConfigDict()
     config.model.name = encoder

@@ -33,6 +33,7 @@ def validate_config(config) -> None:
         raise ValueError(f"config.dataset.name must be a dataset name, got {ds.get('name')!r}")
     _positive_int(ds.get("batch_size"), "config.dataset.batch_size")
     _positive_int(ds.get("eval_batch_size", ds.batch_size), "config.dataset.eval_batch_size")
+    _positive_int(ds.get("worker_count", 0), "config.dataset.worker_count", allow_zero=True)
     if not isinstance(config.model.get("name"), str):
         raise ValueError(f"config.model.name must be a model name, got {config.model.get('name')!r}")
     task = config.get("task", "supervised")

@@ -116,7 +116,8 @@ def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
     fraction = ds_cfg.get("fraction", 1.0)
     train_loader = nj_data.load(ds_cfg.name, train_split, batch_size=ds_cfg.batch_size,
                                 data_dir=data_dir, seed=config.seed, shuffle=True,
-                                num_epochs=None, drop_remainder=True, fraction=fraction)
+                                num_epochs=None, drop_remainder=True, fraction=fraction,
+                                worker_count=ds_cfg.get("worker_count", 0))
     info = nj_data.dataset_info(ds_cfg.name, data_dir=data_dir)
     num_train = len(fraction_indices(info.num_examples[train_split], fraction))
     steps_per_epoch = num_train // ds_cfg.batch_size
