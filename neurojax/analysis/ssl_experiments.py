@@ -19,6 +19,8 @@ Experiments (``--experiment``):
   epochs and against training time (``views_experiment(settings=...)``
   adds m = 8 on all the data, 4x the cost of m = 2). Beta is the same for every m (5.12 / pdim), so
   only the number of views changes.
+- ``seeds``: the base run with seeds 0, 1, 2; the spread of its probe
+  accuracies is the yardstick for the differences above.
 - ``alpha`` (alpha-ReQ, Part II; issue 4): a Barlow Twins sweep over the
   redundancy weight lambda, the projector dimension and the learning rate;
   probe accuracy and the final SSL loss against alpha of the encoder's
@@ -52,7 +54,7 @@ from absl import app, flags, logging  # noqa: E402
 
 from neurojax.models.projector import PAPER_BT_BETA_TIMES_DIM  # noqa: E402
 
-EXPERIMENTS = ("projector", "views", "alpha")
+EXPERIMENTS = ("projector", "views", "alpha", "seeds")
 PROBE_KEYS = ("ridge_accuracy", "knn_accuracy")
 
 
@@ -299,6 +301,27 @@ def _plot_alpha(summary: dict, path: str) -> None:
 
 
 # ---------------------------------------------------------------------------
+# seed noise: how large a difference the sweeps can resolve
+# ---------------------------------------------------------------------------
+
+def seeds_experiment(outdir: str, base: Base, seeds: Sequence[int] = (0, 1, 2),
+                     progress: bool = True) -> dict:
+    """The base run (m = 2, d = 256) with several seeds: mean and standard
+    deviation of each probe's final accuracy, the yardstick for the other
+    experiments' differences."""
+    runs = {}
+    for seed in seeds:
+        b = dataclasses.replace(base, seed=seed)
+        runs[seed] = _runs(outdir, "seeds", b, [(f"seed{seed}", {})], progress)[f"seed{seed}"]
+    summary = {"seeds": list(seeds)}
+    for key in PROBE_KEYS:
+        acc = np.array([runs[s]["final"][key] for s in seeds])
+        summary[key] = {"values": acc.tolist(), "mean": float(acc.mean()),
+                        "std": float(acc.std(ddof=1)) if len(acc) > 1 else float("nan")}
+    return summary
+
+
+# ---------------------------------------------------------------------------
 
 _EXPERIMENT = flags.DEFINE_enum("experiment", "all", (*EXPERIMENTS, "all"), "Which experiment.")
 _OUTDIR = flags.DEFINE_string("outdir", None, "Where runs, JSON and PNG go.")
@@ -319,6 +342,7 @@ def main(argv) -> None:
         "projector": lambda: projector_experiment(_OUTDIR.value, base, dims, True),
         "views": lambda: views_experiment(_OUTDIR.value, base),
         "alpha": lambda: alpha_experiment(_OUTDIR.value, base, dims, True),
+        "seeds": lambda: seeds_experiment(_OUTDIR.value, base),
     }
     names = EXPERIMENTS if _EXPERIMENT.value == "all" else (_EXPERIMENT.value,)
     for name in names:
@@ -326,9 +350,7 @@ def main(argv) -> None:
         summary["epochs"] = _EPOCHS.value
         with open(os.path.join(_OUTDIR.value, f"{name}.json"), "w") as f:
             json.dump(summary, f, indent=1)
-        print(json.dumps({name: summary.get("spearman", summary.get("rows", ""))}, indent=1)
-              if name != "views" else json.dumps(
-                  {k: v["final"] for k, v in summary["curves"].items()}, indent=1))
+        print(json.dumps({name: summary}, indent=1)[:4000])
 
 
 if __name__ == "__main__":

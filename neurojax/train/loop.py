@@ -47,7 +47,6 @@ from neurojax.train.step import make_mesh, make_train_step, replicate, shard_bat
 from neurojax.train.task import supervised_task
 
 
-
 def _ssl_task(*args):
     from neurojax.train.ssl import ssl_task  # supervised runs need no augmentation code
     return ssl_task(*args)
