@@ -1,7 +1,8 @@
 """Input pipelines (TFDS + grain), offline datasets (digits, procedural shapes), synthetic
 tasks, jittable augmentations and multi-view generation for SSL."""
 
-from neurojax.data.augment import (AugmentRecipe, augment, cifar_recipe, color_jitter,
+# (the function ``augment`` stays in its module: ``neurojax.data.augment`` names the module)
+from neurojax.data.augment import (AugmentRecipe, cifar_recipe, color_jitter,
                                    horizontal_flip, imagenet_recipe, normalize,
                                    random_grayscale, random_resized_crop, stl10_recipe)
 from neurojax.data.pipeline import (ArraySource, SubsetSource, ToFloatImage, fraction_indices,
@@ -20,7 +21,6 @@ from neurojax.data.sources import (
 __all__ = [
     "AugmentRecipe",
     "SubsetSource",
-    "augment",
     "cifar_recipe",
     "color_jitter",
     "fraction_indices",
