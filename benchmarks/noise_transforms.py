@@ -16,8 +16,9 @@ Prints, in one run:
     python benchmarks/noise_transforms.py --model=resnet18   # slow on CPU (see DESIGN.md)
 
 Medians of ``--repeats`` timed calls after one warm-up call (compilation
-excluded). Ratios are comparable within one run only; the machine is shared.
+excluded); the step variants are timed in interleaved rounds. Ratios are comparable within one run only; the machine is shared.
 """
+import functools
 import statistics
 import time
 
@@ -61,7 +62,7 @@ def time_transforms(model_name, batch_size, repeats):
     mutable = list(extra)
 
     def loss(p, ex):
-        out = model.apply({"params": p, **ex}, x, train=True, mutable=mutable)
+        out = model.apply({"params": p, **ex}, x, train=True, mutable=mutable or False)
         logits, new = out if mutable else (out, {})
         return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y)), new
 
@@ -78,7 +79,7 @@ def time_transforms(model_name, batch_size, repeats):
                                   inject_gradient_noise(0.1, seed=0, relative=True),
                                   optax.sgd(0.01, momentum=0.9)),
     }
-    out = {}
+    calls = {}
     for name, opt in variants.items():
         @jax.jit
         def step(p, ex, st, opt=opt):
@@ -87,8 +88,17 @@ def time_transforms(model_name, batch_size, repeats):
             return optax.apply_updates(p, u), {**ex, **new}, st
 
         state = opt.init(params)
-        out[name] = _median_time(lambda: step(params, extra, state), repeats)
-    return out, sum(v.size for v in jax.tree.leaves(params))
+        calls[name] = functools.partial(step, params, extra, state)
+        jax.block_until_ready(calls[name]())  # compile + warm-up
+    # interleaved rounds: a shared machine's drifting load hits every variant alike
+    times = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            t0 = time.perf_counter()
+            jax.block_until_ready(call())
+            times[name].append(time.perf_counter() - t0)
+    return ({k: statistics.median(v) for k, v in times.items()},
+            sum(v.size for v in jax.tree.leaves(params)))
 
 
 def time_trace(hidden, probes, repeats):
@@ -124,7 +134,6 @@ def main(argv):
     print(f"  dense Hessian + trace   {tr['dense_s'] * 1e3:9.2f} ms  trace {tr['trace_dense']:.4f}")
     print(f"  dense / Hutchinson time ratio {tr['dense_s'] / tr['hutchinson_s']:.1f}; "
           f"relative trace error {abs(tr['trace_hutchinson'] / tr['trace_dense'] - 1):.3f}")
-    return times, tr
 
 
 if __name__ == "__main__":

@@ -119,6 +119,7 @@ def figure4(outdir: str, quick: bool = False, seed: int = 0) -> dict:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401
     teachers, students = (4, 4) if quick else (20, 20)
     steps, dt, lr = 300, 1e-3, 0.05  # measurement step dt; the control trains with lr
     b_small = [0.02, 0.04]
@@ -169,7 +170,6 @@ def figure4(outdir: str, quick: bool = False, seed: int = 0) -> dict:
     for r in range(len(outs))[sub]:
         axes[0].plot(gnorm[r], meas[r, :, 0], ".", ms=2)
     axes[0].axhline(0, color="k", lw=0.5)
-    axes[0].set_xscale("log")
     axes[0].set_xlabel("||grad L||")
     axes[0].set_ylabel("Delta L(b=0.02, 0)")
     axes[0].set_title(f"A: linear in ||g|| (log-log slope {loglog:.2f}), either sign")
@@ -177,6 +177,7 @@ def figure4(outdir: str, quick: bool = False, seed: int = 0) -> dict:
         axes[1].plot(bl[order], final[r, order], "o-", ms=3)
     axes[1].set_xscale("log")
     axes[1].set_yscale("log")
+    axes[1].xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     axes[1].set_xlabel("b")
     axes[1].set_ylabel("Delta L(b, 0) at smallest ||g||")
     axes[1].set_title(f"B: quadratic in b (slope {np.mean(slopes_b):.2f})")
