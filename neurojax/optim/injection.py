@@ -357,8 +357,11 @@ def inject_gradient_noise(sigma, *, key: Optional[jax.Array] = None, seed: Optio
         acc = _acc_dtype(params)
         running = (None if r is None else
                    jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), acc), params))
-        return InjectNoiseState(count=jnp.zeros([], jnp.int32), rng_key=key,
-                                cycle_key=key, running_sum=running)
+        # fresh buffers: a jitted step donates its state, and the same array
+        # twice (or the closure's key itself) cannot be donated
+        return InjectNoiseState(count=jnp.zeros([], jnp.int32),
+                                rng_key=jnp.array(key, copy=True),
+                                cycle_key=jnp.array(key, copy=True), running_sum=running)
 
     def update_fn(updates, state, params=None):
         del params

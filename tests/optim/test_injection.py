@@ -312,3 +312,21 @@ def test_factory_builds_the_injection_chain_from_a_config():
     with pytest.raises(ValueError, match="sigma"):
         make_optimizer(dict(name="sgd", lr=LR, transforms=(
             ("inject_gradient_noise", {"sigma": -1.0, "seed": 0}),)), total_steps=10)
+
+
+def test_noise_state_survives_a_donating_train_step():
+    """The train step donates its state: the transform's state must hold
+    distinct buffers, and init must work again after a donation."""
+    from neurojax.train.state import create_train_state
+    from neurojax.train.step import make_train_step
+    tx = optax.chain(inject_gradient_noise(0.1, seed=0, zero_sum_set=3), optax.sgd(0.1))
+    def objective(p, model_state, batch, rng):
+        return jnp.sum((p["w"] * batch["x"]) ** 2), ({}, model_state)
+
+    step = make_train_step(objective, tx, donate=True)
+    batch = {"x": np.ones((2, 3), np.float32)}
+    for _ in range(2):  # a second state from the same transform after donation
+        state = create_train_state({"w": jnp.ones((3,))}, tx, rng=jax.random.PRNGKey(0))
+        for _ in range(2):
+            state, metrics = step(state, batch)
+        assert np.isfinite(float(metrics["loss"]))
