@@ -12,11 +12,7 @@ code), with ``inject_gradient_bias(1e-3, relative=True)`` in front of the
 optimiser. Named cells: ``configs/bias_variance_digits.py:clean`` (no bias,
 no noise), ``:noisy`` (adds ``inject_gradient_noise(1.0, relative=True)``),
 ``:runlocal`` (5 steps for CI, ~30 s with compilation). Sized for 2 CPU
-cores: about 1 min for 200 steps. Known issue: ``:noisy`` fails in
-``launch.run`` ("Attempt to donate the same buffer twice"): the noise
-transform's initial state holds the same key array as ``rng_key`` and
-``cycle_key`` and the train step donates its state; the figure script
-(no donation) is unaffected.
+cores: about 1 min for 200 steps.
 
 The whole grid (``config.sweep``: relative bias per parameter x relative
 noise norm x seeds, all cells vmapped into one compiled run, < 5 min on 2
