@@ -13,6 +13,13 @@ Gaussian inputs: train/test MSE against alpha), ``thm21.{png,json}``
 ``model_selection.{png,json}`` (Algorithm 1 on a synthetic pool with planted
 alphas and a synthetic Goldilocks accuracy).
 
+The fourth analysis, alpha against probe accuracy and the final SSL loss
+over a Barlow Twins sweep (lambda, projector dimension, learning rate) on
+the offline shapes, trains networks and lives with the other SSL sweeps:
+:func:`barlow_twins_sweep` here runs
+``neurojax.analysis.ssl_experiments``' ``alpha`` experiment
+(``python -m neurojax.analysis.ssl_experiments --experiment=alpha``).
+
 The task (Fig. 2, Sec. 2.2 "Another motivating example"). Inputs
 x ~ N(0, R diag(lambda) R^T) with lambda_j = c j^-alpha (j = 1..d) and R a
 Haar rotation (``neurojax.data.synthetic.power_law_gaussian``); a linear
@@ -1015,6 +1022,24 @@ def plot_model_selection(result: dict[str, Any], path: str) -> None:
 # --------------------------------------------------------------------------
 # Output and CLI
 # --------------------------------------------------------------------------
+
+
+def barlow_twins_sweep(outdir: str, *, epochs: int = 6,
+                       dims: Sequence[int] = (16, 64, 256)) -> dict[str, Any]:
+    """alpha vs accuracy and vs the final loss over a Barlow Twins sweep.
+
+    Paper Sec. 3 (Fig. 4: alpha tracks linear-probe accuracy across BT
+    hyperparameters where the BT loss does not). Runs (or reads back)
+    ``ssl_experiments.alpha_experiment`` under ``outdir``: lambda in
+    {0.002, 0.3}, learning rate in {1e-4, 3e-3} around the base run, and the
+    projector sweep's d in ``dims`` with beta = 5.12 / d and fixed beta,
+    each ``epochs`` epochs of ``configs/ssl_shapes.py:small``; writes
+    ``alpha.png`` and returns the points with the Spearman rank correlations
+    of alpha, |alpha - 1| and the final loss with each probe's accuracy.
+    """
+    from neurojax.analysis import ssl_experiments
+    return ssl_experiments.alpha_experiment(outdir, ssl_experiments.Base(epochs=epochs),
+                                            dims, True)
 
 
 def _jsonable(obj: Any) -> Any:

@@ -59,3 +59,28 @@ def test_identical_configs_share_a_workdir(data_dir, tmp_path):
     first = se._workdir(str(tmp_path), a, "projector/d256")
     assert se._workdir(str(tmp_path), b, "views/m2") == first == "projector/d256"
     assert se._workdir(str(tmp_path), c, "views/m4") == "views/m4"
+
+
+def test_alpha_experiment_correlates_cached_runs(data_dir, tmp_path):
+    """With every run's result already on disk, the experiment only reads
+    them: the rank correlations are those of the planted numbers."""
+    import scipy.stats
+    base = se.Base(epochs=1, data_dir=data_dir)
+    names = ([("alpha", n) for n, _ in se.alpha_grid()]
+             + [("projector", n) for n, _ in se.projector_grid([16, 64])[0]])
+    rng = np.random.default_rng(0)
+    planted = {}
+    for i, (exp, name) in enumerate(names):
+        os.makedirs(tmp_path / exp / name)
+        final = {"alpha": float(1 + rng.random()), "ridge_accuracy": float(rng.random()),
+                 "knn_accuracy": float(rng.random())}
+        planted[name] = final
+        with open(tmp_path / exp / name / "result.json", "w") as f:
+            json.dump({"final": final, "history": [], "final_loss": float(i), "config": {}}, f)
+    summary = se.alpha_experiment(str(tmp_path), base, [16, 64], progress=False)
+    pts = summary["points"]
+    assert len(pts) == len(names)
+    expected = scipy.stats.spearmanr([p["alpha"] for p in pts],
+                                     [p["ridge_accuracy"] for p in pts]).statistic
+    assert summary["spearman"]["ridge_accuracy"]["alpha"] == pytest.approx(expected)
+    assert os.path.getsize(tmp_path / "alpha.png") > 0
