@@ -7,7 +7,6 @@ loop, and Algorithm 1 against a hand-worked pool and a brute-force
 reimplementation.
 """
 
-import contextlib
 import json
 import math
 
@@ -19,16 +18,7 @@ import pytest
 from neurojax.analysis import alpha_req as ar
 from neurojax.data.synthetic import power_law_gaussian
 from neurojax.metrics.spectrum import alpha as fit_alpha
-
-
-@contextlib.contextmanager
-def float64():
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_enable_x64", previous)
+from tests._x64 import float64
 
 
 def svd_iterate(x, y, eta, k):

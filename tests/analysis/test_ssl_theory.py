@@ -2,7 +2,6 @@
 computations: explicit loops over the finite graph, dense NumPy linear algebra,
 scipy's expm and solve_ivp, and jax.grad of a loss written here."""
 
-import contextlib
 import json
 
 import jax
@@ -13,16 +12,7 @@ import scipy.integrate
 import scipy.linalg
 
 from neurojax.analysis import ssl_theory as st
-
-
-@contextlib.contextmanager
-def x64():
-    old = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_enable_x64", old)
+from tests._x64 import float64 as x64
 
 
 def random_graph_inputs(seed, n0=5, na=7):

@@ -6,7 +6,6 @@ the tap formulation only for 1x1 kernels and small strided outputs) and
 ``impl='taps'`` (the tap formulation forced for every shape). The GPU/TPU
 path is checked by lowering for those platforms with ``jax.export``.
 """
-import contextlib
 import functools
 import re
 
@@ -21,6 +20,7 @@ from jax.flatten_util import ravel_pytree
 
 from neurojax.models import conv as conv_lib
 from neurojax.models.conv import Conv, conv2d
+from tests._x64 import float64 as _x64
 
 DN = ("NHWC", "HWIO", "NHWC")
 
@@ -76,16 +76,6 @@ def _full_precision():
     # On GPU, float32 convs and dots may use TF32 by default; compare exactly.
     with jax.default_matmul_precision("float32"):
         yield
-
-
-@contextlib.contextmanager
-def _x64():
-    old = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_enable_x64", old)
 
 
 def _value_and_grads(conv):
