@@ -186,3 +186,25 @@ def test_ssl_validation_names_the_field(field, value, name):
         config.views.num_views = 4
     with pytest.raises(ValueError, match=name.replace(".", r"\.")):
         validate_config(config)
+
+
+def test_mixed_resolution_views_train_a_globally_pooled_encoder():
+    """Multi-crop (E6): two large and two small views per image in one loss;
+    each resolution group is embedded on its own, the loss sees all four."""
+    from neurojax.data.augment import cifar_recipe
+    from neurojax.data.views import make_views
+    x = np.random.default_rng(0).uniform(size=(8, 8, 8, 3)).astype(np.float32)
+    net = build_ssl_network("small_cnn", {"output_dim": 6}, widths=(4, 8), hidden=None,
+                            global_pool=True)
+    variables = net.init(jax.random.PRNGKey(0), x)
+    params = variables.pop("params")
+    views = lambda key, images: make_views(key, images, 2, cifar_recipe(8), small_views=2,
+                                           small_size=4)
+    seen = []
+    loss_fn = ssl_loss_fn("barlow_twins_multiview", 4, lambd=0.1)
+    objective = ssl_objective(net, lambda z: (seen.append(z.shape), loss_fn(z))[1], views)
+    (loss, _), grads = jax.value_and_grad(objective, has_aux=True)(
+        params, variables, {"image": x}, jax.random.PRNGKey(1))
+    assert seen == [(4, 8, 6)]
+    assert np.isfinite(float(loss))
+    assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
