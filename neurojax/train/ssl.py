@@ -182,6 +182,25 @@ def time_to_thresholds(records: list[dict], thresholds) -> dict:
     return out
 
 
+def _check_resolution_independent(model: SSLNetwork, size: int, small_size: int,
+                                  channels: int) -> None:
+    """ValueError unless the encoder's parameters (hence its representation
+    size) are the same for large and small views (shapes only, no compute)."""
+    def shapes(side):
+        x = jax.ShapeDtypeStruct((2, side, side, channels), jnp.float32)
+        return jax.tree.map(lambda a: a.shape,
+                            jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x)))
+    try:
+        same = shapes(size) == shapes(small_size)
+    except Exception:  # e.g. a small view too small for the encoder's pooling
+        same = False
+    if not same:
+        raise ValueError(
+            f"config.views.small_views needs an encoder whose representation does not "
+            f"depend on the input size ({size} vs {small_size}): use a globally pooled "
+            f"one (a ResNet, or config.model.global_pool=True for small_cnn)")
+
+
 def ssl_task(config, info, mesh, data_dir) -> Task:
     """The SSL task of the loop; see the module docstring."""
     image_size = int(info.image_shape[0])
@@ -192,6 +211,9 @@ def ssl_task(config, info, mesh, data_dir) -> Task:
     loss_hyper = {k: v for k, v in config.loss.items() if k != "name"}
     loss_fn = ssl_loss_fn(config.loss.name, num_views, **loss_hyper)
     objective = ssl_objective(model, loss_fn, view_function(config, image_size))
+    if config.views.get("small_views", 0):
+        _check_resolution_independent(model, view_size(config, image_size),
+                                      config.views.small_size, int(info.image_shape[-1]))
 
     ds = config.dataset
     batch_size = ds.get("eval_batch_size", ds.batch_size)

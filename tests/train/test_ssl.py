@@ -208,3 +208,12 @@ def test_mixed_resolution_views_train_a_globally_pooled_encoder():
     assert seen == [(4, 8, 6)]
     assert np.isfinite(float(loss))
     assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+
+
+def test_multicrop_with_a_flattening_encoder_fails_before_training(data_dir, tmp_path):
+    from neurojax.train.loop import train_and_evaluate
+    config = _ssl_shapes_config(data_dir)  # small_cnn flattens its last stage
+    config.views.small_views = 2
+    config.views.small_size = 8
+    with pytest.raises(ValueError, match="global_pool"):
+        train_and_evaluate(config, str(tmp_path), progress=False)
