@@ -189,7 +189,7 @@ def _check_resolution_independent(model: SSLNetwork, size: int, small_size: int,
     def shapes(side):
         x = jax.ShapeDtypeStruct((2, side, side, channels), jnp.float32)
         return jax.tree.map(lambda a: a.shape,
-                            jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x)))
+                            jax.eval_shape(lambda v: model.init(jax.random.PRNGKey(0), v), x))
     try:
         same = shapes(size) == shapes(small_size)
     except Exception:  # e.g. a small view too small for the encoder's pooling

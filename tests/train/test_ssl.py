@@ -217,3 +217,13 @@ def test_multicrop_with_a_flattening_encoder_fails_before_training(data_dir, tmp
     config.views.small_size = 8
     with pytest.raises(ValueError, match="global_pool"):
         train_and_evaluate(config, str(tmp_path), progress=False)
+
+
+def test_resolution_check_accepts_pooled_encoders_and_refuses_flattening_ones():
+    from neurojax.train.ssl import _check_resolution_independent
+    pooled = build_ssl_network("small_cnn", {"output_dim": 8}, widths=(4, 8), hidden=None,
+                               global_pool=True)
+    _check_resolution_independent(pooled, 16, 8, 3)  # no error
+    flat = build_ssl_network("small_cnn", {"output_dim": 8}, widths=(4, 8), hidden=None)
+    with pytest.raises(ValueError, match="config.views.small_views"):
+        _check_resolution_independent(flat, 16, 8, 3)
