@@ -221,16 +221,20 @@ def ssl_task(config, info, mesh, data_dir) -> Task:
         probe_features_fn(model, augment_recipe(config.views, view_size(config, image_size))),
         mesh)
     p = config.probe
-    splits = {"train": p.get("train_split", "train"), "test": ds.get("eval_split", "test")}
-    limits = {"train": p.get("max_train_examples", 0), "test": p.get("max_test_examples", 0)}
+    # (loader factory, examples used) per probe split, sized once
+    probe_sets = {}
+    for which, split, limit in (("train", p.get("train_split", "train"),
+                                 p.get("max_train_examples", 0)),
+                                ("test", ds.get("eval_split", "test"),
+                                 p.get("max_test_examples", 0))):
+        total = len(nj_data.data_source(ds.name, split, data_dir))
+        probe_sets[which] = (eval_loader_fn(config, split, batch_size, data_dir),
+                             min(total, limit) if limit else total)
 
     def features(state, which):
-        split = splits[which]
-        total = len(nj_data.data_source(ds.name, split, data_dir))
-        n = min(total, limits[which]) if limits[which] else total
+        loader, n = probe_sets[which]
         variables = {"params": state.params, **state.model_state}
-        loader = eval_loader_fn(config, split, batch_size, data_dir)()
-        x, y = gather_features(features_step, variables, loader, batch_size, mesh,
+        x, y = gather_features(features_step, variables, loader(), batch_size, mesh,
                                eval_batches_per_process(n, batch_size))
         return x[:n], y[:n]
 
