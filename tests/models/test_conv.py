@@ -39,7 +39,7 @@ def _auto_choice(kernel, stride, padding, size):
     pads = conv_lib._explicit_padding((size, size), (kernel, kernel), (stride, stride),
                                       padding)
     return conv_lib._cpu_weight_grad_impl((2, size, size, 3), (kernel, kernel, 3, 4),
-                                          (stride, stride), pads)
+                                          (stride, stride), pads)[0]
 
 
 # 'taps' for every case; 'auto' (through platform_dependent) for cases where
@@ -244,16 +244,46 @@ def test_platform_selection():
 
 def test_weight_grad_choice_for_resnet_shapes():
     """The measured choice (see the module docstring), from static shapes."""
-    choice = lambda size, k, s, cin=64: conv_lib._cpu_weight_grad_impl(
-        (64, size, size, cin), (k, k, cin, 64), (s, s),
+    choice = lambda size, k, s, cin=64, batch=64: conv_lib._cpu_weight_grad_impl(
+        (batch, size, size, cin), (k, k, cin, 64), (s, s),
         conv_lib._explicit_padding((size, size), (k, k), (s, s), "SAME"))
-    assert choice(32, 3, 1) == "xla"      # issue 8's shape
-    assert choice(4, 3, 1) == "xla"
-    assert choice(32, 3, 2) == "xla"      # 16x16 output
-    assert choice(16, 3, 2) == "taps"     # 8x8 output
-    assert choice(8, 3, 2) == "taps"
-    assert choice(32, 1, 2) == "taps"     # 1x1 shortcut
-    assert choice(32, 1, 1) == "taps"
+    # XLA's weight gradient over batch chunks of max(8, 512 / output pixels)
+    # examples, at most 16 chunks; taps unchunked.
+    assert choice(32, 3, 1) == ("xla", 8)      # issue 8's shape
+    assert choice(32, 3, 1, batch=128) == ("xla", 8)
+    assert choice(32, 3, 1, batch=512) == ("xla", 32)   # 16 chunks at most
+    assert choice(8, 3, 1) == ("xla", 8)
+    assert choice(4, 3, 1) == ("xla", 32)
+    assert choice(4, 3, 1, batch=16) == ("xla", 16)     # one chunk: plain XLA
+    assert choice(32, 3, 2) == ("xla", 8)      # 16x16 output
+    assert choice(16, 3, 2) == ("taps", 64)    # 8x8 output
+    assert choice(8, 3, 2) == ("taps", 64)
+    assert choice(32, 1, 2) == ("taps", 64)    # 1x1 shortcut
+    assert choice(32, 1, 1) == ("taps", 64)
+
+
+@pytest.mark.parametrize("batch,size", [(20, 7), (9, 16)])
+def test_batch_chunked_weight_gradient_equals_xla(batch, size):
+    """Chunks of 11 + 9 and of 8 + 1 examples (uneven last chunk): value,
+    both gradients, a jvp and a reverse-over-reverse HVP equal XLA's."""
+    x, k = _inputs(3, size, batch=batch)
+    pads = conv_lib._explicit_padding((size, size), (3, 3), (1, 1), "SAME")
+    method, chunk = conv_lib._cpu_weight_grad_impl(x.shape, k.shape, (1, 1), pads)
+    assert method == "xla" and chunk < batch
+    assert conv_lib._weight_grad_chunk(batch, size * size) == chunk
+    ours = functools.partial(conv2d, strides=(1, 1), padding="SAME")
+    ref = functools.partial(_ref, stride=1, padding="SAME")
+    cpu = export.export(jax.jit(jax.grad(_loss(ours), (0, 1))), platforms=["cpu"])(x, k)
+    # forward, input gradient, and one weight-gradient conv per chunk
+    assert _count(cpu.mlir_module(), "convolution") == 2 + -(-batch // chunk)
+    chex.assert_trees_all_close(jax.jit(_value_and_grads(ours))(x, k),
+                                jax.jit(_value_and_grads(ref))(x, k), atol=1e-5, rtol=1e-5)
+    tx, tk = _inputs(3, size, batch=batch, seed=3)
+    jvp = lambda f: jax.jit(lambda *a: jax.jvp(f, a[:2], a[2:]))(x, k, tx, tk)
+    chex.assert_trees_all_close(jvp(ours), jvp(ref), atol=1e-5, rtol=1e-5)
+    hvp = lambda f: jax.jit(jax.grad(
+        lambda kk: jnp.vdot(jax.grad(_loss(f), 1)(x, kk), tk)))(k)
+    chex.assert_trees_all_close(hvp(ours), hvp(ref), atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("kwargs", [
