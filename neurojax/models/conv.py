@@ -36,7 +36,17 @@ XLA's weight gradient is slow where its window-is-the-image convolution has
 little output: 1x1 kernels (27 -> 7 ms, 17 -> 4 ms, 11 -> 4 ms for the
 ResNet-18 shortcuts) and strided kernels with a <= 8x8 output (3x3 stride 2:
 64 -> 31 ms at 16x16x128 -> 256, 41 -> 28 ms at 8x8x256 -> 512): those use
-the tap formulation. See ``_cpu_weight_grad_impl``. The 19x weight-gradient
+the tap formulation. See ``_cpu_weight_grad_impl``. XLA's weight gradient
+also slows down superlinearly with the batch (32x32x64 -> 64: 99 ms at batch
+64, 282-299 ms at 128), so the remaining shapes take it over chunks of the
+batch, summed (``_weight_grad_chunk``): the ResNet-18 layers' weight gradients
+took 1.3x less time at batch 64 and 1.75x less at 128. Chunking the forward
+pass or the input gradient measured no faster. A Winograd F(2x2,3x3) or
+F(4x4,3x3) convolution written in jnp (2.25x / 4x fewer multiplies) did not
+beat XLA's direct one on the ResNet-18 shapes: forward 0.9-2.8x XLA's time,
+input gradient by autodiff 1.6-4.7x (its transforms run as memory-bound
+fusions, its batched small-K matmuls reach 60-140 GFLOP/s), and F(4x4,3x3)
+has 1e-5 relative error. The 19x weight-gradient
 slowdown reported in issue 8 (1400 ms vs 74 ms on 0.8.3) did not reproduce in
 that session; under CPU contention the YNNPACK weight-gradient conv degraded
 more than 0.8.3's Eigen one (1 core + a busy neighbour: ~420-510 ms vs
