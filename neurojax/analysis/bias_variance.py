@@ -48,6 +48,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
@@ -70,21 +71,31 @@ def _concrete_float(name: str, value) -> Optional[float]:
         raise ValueError(f"{name} must be a finite number, got {value!r}") from None
 
 
+def _concrete_values(name: str, value) -> Optional[np.ndarray]:
+    """``value`` as a float array (scalars and arrays alike); ``None`` under a trace."""
+    if isinstance(value, jax.core.Tracer):
+        return None
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a finite number, got {value!r}") from None
+
+
 def _check_finite(name: str, value) -> None:
-    v = _concrete_float(name, value)
-    if v is not None and not math.isfinite(v):
+    v = _concrete_values(name, value)
+    if v is not None and not np.all(np.isfinite(v)):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
 
 
 def _check_nonneg(name: str, value) -> None:
-    v = _concrete_float(name, value)
-    if v is not None and not (math.isfinite(v) and v >= 0):
+    v = _concrete_values(name, value)
+    if v is not None and not (np.all(np.isfinite(v)) and np.all(v >= 0)):
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
 def _check_positive(name: str, value) -> None:
-    v = _concrete_float(name, value)
-    if v is not None and not (math.isfinite(v) and v > 0):
+    v = _concrete_values(name, value)
+    if v is not None and not (np.all(np.isfinite(v)) and np.all(v > 0)):
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
 
 

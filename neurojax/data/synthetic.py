@@ -136,18 +136,54 @@ def _teacher_student(key, noise, *, num_examples, input_dim, output_dim, depth, 
 
 
 def haar_orthogonal(key: Array, dim: int) -> Array:
-    """A Haar-distributed random orthogonal matrix, ``[dim, dim]``.
+    """A Haar-distributed random orthogonal matrix, ``[dim, dim]``, without LAPACK.
 
-    QR of a Gaussian matrix, with each column of Q multiplied by the sign of
-    the matching diagonal entry of R; without that sign fix Q is not Haar
-    (Mezzadri 2007, "How to generate random matrices from the classical
-    compact groups").
+    A product of Householder reflections with the sign fix (Stewart 1980,
+    "The efficient generation of random orthogonal matrices with an
+    application to condition estimators"; Mezzadri 2007, "How to generate
+    random matrices from the classical compact groups"):
+
+        Q = H_1 H_2 ... H_d diag(-s_1, ..., -s_d),
+        H_k = I - 2 u_k u_k^T / (u_k^T u_k),   u_k = x_k + s_k ||x_k|| e_k,
+        x_k = (0, ..., 0, z_kk, ..., z_kd),    s_k = sign(z_kk),   z_kj iid N(0, 1).
+
+    This is the Q of the QR decomposition ``G = Q R`` with ``diag(R) > 0`` of
+    a Gaussian matrix ``G``, which is exactly Haar (for a fixed orthogonal
+    ``U``, ``U G`` has the law of ``G`` and ``U G = (U Q) R``, so ``U Q`` has
+    the law of ``Q``). Householder QR of ``G`` reflects column k's lower part
+    ``x_k`` onto ``-s_k ||x_k|| e_k`` (so ``r_kk = -s_k ||x_k||``, and the
+    columns of ``H_1 ... H_d`` are multiplied by ``sign(r_kk) = -s_k``), and
+    ``x_k`` is a standard Gaussian vector independent of ``x_1 .. x_{k-1}``
+    (``H_1 ... H_{k-1}`` depend only on the earlier columns and leave the
+    later ones iid Gaussian): Stewart's observation, which lets the
+    ``x_k`` be drawn directly instead of running the QR. Without the sign fix
+    Q is not Haar (Mezzadri 2007).
+
+    Pure ``jnp`` (a ``lax.scan`` of ``dim`` rank-1 updates, O(dim^3)): no
+    LAPACK call, so it can be vmapped freely on CPU, where jaxlib 0.10.2's
+    batched LAPACK kernels (``jnp.linalg.qr`` of a batch) can deadlock when
+    two run concurrently (``benchmarks/lapack_batch_hang.py``). Float32, or
+    float64 under ``jax.enable_x64``, like ``jax.random.normal``.
     """
     _check_int("dim", dim)
-    q, r = jnp.linalg.qr(jax.random.normal(key, (dim, dim)))
-    signs = jnp.sign(jnp.diagonal(r))
-    signs = jnp.where(signs == 0, 1.0, signs)  # measure zero, but stay orthogonal
-    return q * signs[None, :]
+    return _haar_orthogonal(key, dim)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _haar_orthogonal(key: Array, dim: int) -> Array:
+    z = jax.random.normal(key, (dim, dim))
+    eye = jnp.eye(dim, dtype=z.dtype)
+    x = jnp.where(jnp.triu(jnp.ones((dim, dim), bool)), z, 0.0)  # row k: x_k
+    s = jnp.where(jnp.diagonal(z) >= 0, 1.0, -1.0).astype(z.dtype)
+    u = x + (s * jnp.linalg.norm(x, axis=1))[:, None] * eye  # row k: u_k
+    uu = jnp.sum(u * u, axis=1)
+    scale = jnp.where(uu > 0, 2.0 / jnp.where(uu > 0, uu, 1.0), 0.0)  # x_k = 0: H_k = I
+
+    def reflect(m, k):  # m <- H_k m
+        return m - (scale[k] * u[k])[:, None] * (u[k] @ m)[None, :], None
+
+    q, _ = jax.lax.scan(reflect, eye, jnp.arange(dim - 1, -1, -1))
+    return q * (-s)[None, :]
 
 
 def power_law_spectrum(dim: int, alpha: float | Array, scale: float | Array = 1.0) -> Array:

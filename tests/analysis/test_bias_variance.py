@@ -380,6 +380,33 @@ def test_probability_of_descent_respects_thresholds():
     assert float(noisy["p_descent_draw"]) < 1.0
 
 
+def test_probability_of_descent_grid_vmapped_without_lapack():
+    # Fig. 7 stalled forever inside this call: jaxlib 0.10.2's batched LAPACK QR
+    # (vmapped over teachers, students and cells) deadlocks on CPU when two such
+    # calls run at once (benchmarks/lapack_batch_hang.py). The compiled grid has no
+    # custom calls now, and a tiny grid runs and respects Theorem 3.1.
+    dt, d = 0.1, 4
+    spectra = jnp.stack([jnp.linspace(1.0, 9.0, d), jnp.linspace(1.0, 30.0, d),
+                         jnp.linspace(21.0, 30.0, d)])
+    kw = dict(num_teachers=3, num_students=8, num_examples=12, num_vectors=2,
+              noise_set="isotropic")
+    keys = jax.random.split(jax.random.PRNGKey(0), 3)
+    fn = jax.jit(jax.vmap(lambda k, s, r: bv._descent_trials(k, s, dt, 0.0, r, **kw)))
+    hlo = fn.lower(keys, spectra, jnp.zeros(3)).compile().as_text()
+    assert "custom-call" not in hlo and "custom_call_target" not in hlo
+    out = bv.probability_of_descent_grid(jax.random.PRNGKey(0), spectra, dt, num_teachers=3,
+                                         num_students=8, num_examples=12)
+    p = np.asarray(out["p_descent"])
+    assert p.shape == (3,) and p[0] == 1.0 and p[2] == 0.0  # lambda_1 < 2/dt < lambda_N
+
+
+def test_isotropic_noise_set_is_exactly_isotropic():
+    s = np.asarray(bv.isotropic_noise_set(jax.random.PRNGKey(3), 7, jnp.float64))
+    assert s.shape == (14, 7)
+    np.testing.assert_allclose(s.sum(axis=0), 0.0, atol=1e-12)
+    np.testing.assert_allclose(s.T @ s / 14, np.eye(7) / 7, atol=1e-13)
+
+
 # ----------------------------------------------------------------------------- API
 
 
@@ -414,3 +441,16 @@ def test_predictions_run_under_jit():
                                                                    sigma=0.5)["total"])
     thr = jax.jit(lambda s: bv.noise_threshold(2.0, s, 0.1))(1.0)
     np.testing.assert_allclose(thr, 20 / 1.25)
+
+
+@pytest.mark.slow
+def test_figure7_quick_writes_results_that_respect_the_thresholds(tmp_path):
+    from neurojax.analysis import bias_variance_figures as figs
+    out = figs.figure7(str(tmp_path), quick=True)
+    assert (tmp_path / "bias_variance_fig7.png").exists()
+    assert (tmp_path / "bias_variance_fig7.json").exists()
+    for panel in ("A_true_gradient", "B_noise_sigma_eq_gnorm"):
+        s = out["summary"][panel]
+        assert s["min_p_where_descent_guaranteed"] == 1.0
+        assert s["max_p_where_ascent_guaranteed"] == 0.0
+    assert out["summary"]["C_bias"]["min_p_under_rigorous_bound"] == 1.0
