@@ -21,9 +21,12 @@ CPU cores) is the figure script:
     python -m neurojax.analysis.bias_variance --figure fig1 --outdir DIR [--quick]
 
 Measured results are in ``benchmarks/results/bias_variance_fig1.json``. The
-paper's full VGG-16 / CIFAR-10 grid (50 epochs, batch 5000, grid
+paper's full VGG-16 / CIFAR-10 grid (50 full-batch epochs, grid
 ``PAPER_BIASES`` x ``PAPER_NOISES``, 3 seeds, ~10 min per run on an RTX8000)
-needs a GPU: ``dataset.name = 'cifar10'``, ``model.name = 'vgg16'``.
+needs GPUs: ``configs/bias_variance_cifar10.py`` is one cell of it per run
+(``:bias=1e-5,noise=0.1,seed=1``), and ``python -m
+neurojax.analysis.bias_variance --figure fig1_collect --workdirs ...`` draws
+the heatmaps from the finished runs.
 """
 import ml_collections
 

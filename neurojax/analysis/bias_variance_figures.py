@@ -66,8 +66,8 @@ def _rounded(x, digits=6):
         return [_rounded(v, digits) for v in x]
     if isinstance(x, (np.ndarray, jax.Array)):
         return _rounded(np.asarray(x).tolist(), digits)
-    if isinstance(x, (float, np.floating)):
-        return float(f"{float(x):.{digits}g}")
+    if isinstance(x, (float, np.floating)):  # NaN/inf -> null: strict JSON
+        return float(f"{float(x):.{digits}g}") if math.isfinite(x) else None
     if isinstance(x, (np.integer, np.bool_)):
         return x.item()
     return x
@@ -494,9 +494,6 @@ def digits_grid(biases, noises, seeds, *, steps: int = 100, lr: float = 0.05,
 
 def figure1(outdir: str, quick: bool = False, seed: int = 0) -> dict:
     """Fig. 1 (small): train/test accuracy over a relative bias x relative noise grid."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     biases = [0.0, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1]
     noises = [0.0, 1e-2, 0.1, 1.0, 5.0, 10.0, 40.0]
     seeds = list(range(seed, seed + (3 if quick else 5)))
@@ -517,21 +514,148 @@ def figure1(outdir: str, quick: bool = False, seed: int = 0) -> dict:
                "test_acc_max_noise_no_bias": float(te[0, -1]),
                "test_acc_max_both": float(te[-1, -1]),
                "train_acc_max_both": float(tr[-1, -1])}
+    fig = _accuracy_heatmaps(tr, te, biases, noises, f"mean of {len(seeds)} seeds")
+    return _save(fig, {"summary": summary, "train_acc": tr, "test_acc": te}, outdir, "fig1")
+
+
+def _accuracy_heatmaps(tr, te, biases, noises, seeds_label: str):
+    """Fig. 1's two panels: train and test accuracy over (bias, noise); NaN cells blank."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+    vmin = float(np.nanmin([np.nanmin(tr), np.nanmin(te)]))
     for ax, m, name in zip(axes, (tr, te), ("train", "test")):
-        im = ax.imshow(m, origin="lower", cmap="Spectral", vmin=min(tr.min(), te.min()),
-                       vmax=1.0)
+        im = ax.imshow(m, origin="lower", cmap="Spectral", vmin=vmin, vmax=1.0)
         for i in range(m.shape[0]):
             for j in range(m.shape[1]):
-                ax.text(j, i, f"{100 * m[i, j]:.1f}", ha="center", va="center", fontsize=6)
-        ax.set_xticks(range(len(noises)), [str(v) for v in noises])
-        ax.set_yticks(range(len(biases)), [str(v) for v in biases])
+                if np.isfinite(m[i, j]):
+                    ax.text(j, i, f"{100 * m[i, j]:.1f}", ha="center", va="center",
+                            fontsize=6)
+        ax.set_xticks(range(len(noises)), [f"{v:g}" for v in noises])
+        ax.set_yticks(range(len(biases)), [f"{v:g}" for v in biases])
         ax.set_xlabel("noise / ||g||")
         ax.set_ylabel("bias per parameter / ||g||")
-        ax.set_title(f"{name} accuracy (mean of {len(seeds)} seeds)")
+        ax.set_title(f"{name} accuracy ({seeds_label})")
         fig.colorbar(im, ax=ax)
     fig.tight_layout()
-    return _save(fig, {"summary": summary, "train_acc": tr, "test_acc": te}, outdir, "fig1")
+    return fig
+
+
+# ----------------------------------------------------------------------------- Fig. 1 (runs)
+
+
+def _transform_kwargs(transforms, name: str) -> Optional[dict]:
+    for entry in transforms or ():
+        if isinstance(entry, str):
+            entry = (entry, {})
+        if entry and entry[0] == name:
+            return dict(entry[1]) if len(entry) > 1 else {}
+    return None
+
+
+def read_cell(workdir: str) -> dict:
+    """One finished training run of a Fig. 1 cell (``configs/bias_variance_cifar10.py``
+    or ``bias_variance_digits.py``): what ran and how it ended.
+
+    The cell is read from the run's ``config.json`` as it ran: ``b`` of its
+    ``inject_gradient_bias`` and ``sigma`` of its ``inject_gradient_noise``
+    transform (0 without one; both must be ``relative``) and ``seed``. From
+    ``metrics.jsonl``: ``test_acc``, the accuracy of the last evaluation, and
+    ``train_acc``, that of the last training record (with full-batch
+    training and ``log_every = 1``: the whole training set's accuracy at the
+    last step, before its update, as the paper's code reports it).
+
+    Raises:
+        ValueError: naming the workdir, if a file is missing or the run has
+            no evaluation at its last training step (unfinished).
+    """
+    from neurojax.train.logging import read_metrics
+    cfg_path = os.path.join(workdir, "config.json")
+    metrics_path = os.path.join(workdir, "metrics.jsonl")
+    for path in (cfg_path, metrics_path):
+        if not os.path.exists(path):
+            raise ValueError(f"workdir {workdir!r} has no {os.path.basename(path)}")
+    with open(cfg_path) as fh:
+        config = json.load(fh)
+    transforms = config.get("optim", {}).get("transforms", ())
+    cell = {"seed": int(config.get("seed", 0))}
+    for key, name, field in (("bias", "inject_gradient_bias", "b"),
+                             ("noise", "inject_gradient_noise", "sigma")):
+        kwargs = _transform_kwargs(transforms, name)
+        if kwargs is not None and not kwargs.get("relative", False):
+            raise ValueError(f"workdir {workdir!r}: {name} is not relative to ||g||")
+        cell[key] = float(kwargs.get(field, 0.0)) if kwargs is not None else 0.0
+    records = read_metrics(metrics_path)
+    train = [r for r in records if r.get("split") == "train" and "accuracy" in r]
+    evals = [r for r in records if r.get("split") == "eval" and "accuracy" in r]
+    if not train or not evals or evals[-1]["step"] < train[-1]["step"]:
+        raise ValueError(f"workdir {workdir!r} has not finished (no evaluation after its "
+                         f"last training step)")
+    return {**cell, "train_acc": float(train[-1]["accuracy"]),
+            "test_acc": float(evals[-1]["accuracy"]), "step": int(evals[-1]["step"]),
+            "workdir": workdir}
+
+
+def figure1_collect(workdirs: Sequence[str], outdir: str, *, name: str = "fig1_collect",
+                    skip_unfinished: bool = False) -> dict:
+    """Fig. 1 from separate training runs, one per (bias, noise, seed) cell.
+
+    Reads every workdir with ``read_cell``, averages train and test accuracy
+    over the seeds of each (bias, noise) cell and draws the two heatmaps on
+    the grid of the values found (cells without a run are blank). Writes
+    ``bias_variance_<name>.{png,json}``.
+
+    Args:
+        workdirs: run directories (shell patterns are expanded).
+        skip_unfinished: leave out runs that have not finished (listed in the
+            JSON) instead of raising.
+    """
+    import glob
+    paths = set()
+    for w in workdirs:  # a pattern contributes its directories; a plain path itself
+        paths |= {p for p in glob.glob(w) if os.path.isdir(p)} if glob.has_magic(w) else {w}
+    paths = sorted(paths)
+    if not paths:
+        raise ValueError(f"workdirs matched no directory: {list(workdirs)!r}")
+    cells, skipped = [], []
+    for path in paths:
+        try:
+            cells.append(read_cell(path))
+        except ValueError as e:
+            if not skip_unfinished:
+                raise
+            skipped.append(str(e))
+    if not cells:
+        raise ValueError(f"no finished run among {paths!r}")
+    biases = sorted({c["bias"] for c in cells})
+    noises = sorted({c["noise"] for c in cells})
+    acc = {split: [[[] for _ in noises] for _ in biases] for split in ("train", "test")}
+    for c in cells:
+        i, j = biases.index(c["bias"]), noises.index(c["noise"])
+        for split in acc:
+            acc[split][i][j].append(c[f"{split}_acc"])
+    mean = {s: np.array([[np.mean(v) if v else np.nan for v in row] for row in acc[s]])
+            for s in acc}
+    count = np.array([[len(v) for v in row] for row in acc["test"]])
+    sem = np.array([[np.std(v, ddof=1) / math.sqrt(len(v)) if len(v) > 1 else np.nan
+                     for v in row] for row in acc["test"]])
+    tr, te = mean["train"], mean["test"]
+    best = np.unravel_index(np.nanargmax(te), te.shape)
+    summary = {"runs": len(cells), "cells": int((count > 0).sum()),
+               "seeds_per_cell": [int(count[count > 0].min()), int(count.max())],
+               "biases_rel_per_param": biases, "noises_rel": noises,
+               "best_test_acc": float(te[best]), "best_test_sem": float(sem[best]),
+               "best_cell": {"bias": biases[best[0]], "noise": noises[best[1]]},
+               "skipped": skipped}
+    if biases[0] == 0.0 and noises[0] == 0.0 and count[0, 0]:
+        summary.update(baseline_train_acc=float(tr[0, 0]), baseline_test_acc=float(te[0, 0]),
+                       baseline_test_sem=float(sem[0, 0]))
+    lo, hi = summary["seeds_per_cell"]
+    fig = _accuracy_heatmaps(tr, te, biases, noises,
+                             f"mean of {lo if lo == hi else f'{lo}-{hi}'} seed(s)")
+    return _save(fig, {"summary": summary, "train_acc": tr, "test_acc": te,
+                       "seeds": count, "runs": cells}, outdir, name)
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -541,17 +665,27 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser = argparse.ArgumentParser(
         prog="python -m neurojax.analysis.bias_variance",
         description="Ghosh et al. 2023 figures (PNG + JSON).")
-    parser.add_argument("--figure", required=True, choices=FIGURES + ("all",))
+    parser.add_argument("--figure", required=True, choices=FIGURES + ("fig1_collect", "all"))
     parser.add_argument("--outdir", required=True)
     parser.add_argument("--quick", action="store_true", help="smaller grids and fewer seeds")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workdirs", nargs="+", default=(),
+                        help="fig1_collect: finished run directories (patterns allowed)")
+    parser.add_argument("--skip_unfinished", action="store_true",
+                        help="fig1_collect: leave out unfinished runs instead of failing")
     args = parser.parse_args(argv)
+    if args.figure == "fig1_collect" and not args.workdirs:
+        parser.error("--figure fig1_collect needs --workdirs")
     makers = {"fig1": figure1, "fig3": figure3, "fig4": figure4, "fig7": figure7}
     names = FIGURES if args.figure == "all" else (args.figure,)
     out = {}
     for name in names:
         t0 = time.time()
-        out[name] = makers[name](args.outdir, quick=args.quick, seed=args.seed)
+        if name == "fig1_collect":
+            out[name] = figure1_collect(args.workdirs, args.outdir,
+                                        skip_unfinished=args.skip_unfinished)
+        else:
+            out[name] = makers[name](args.outdir, quick=args.quick, seed=args.seed)
         print(f"{name}: {time.time() - t0:.0f} s")
         print(json.dumps(_rounded(out[name]["summary"], 4), indent=1))
     return out
