@@ -563,8 +563,10 @@ def read_cell(workdir: str) -> dict:
     transform (0 without one; both must be ``relative``) and ``seed``. From
     ``metrics.jsonl``: ``test_acc``, the accuracy of the last evaluation, and
     ``train_acc``, that of the last training record (with full-batch
-    training and ``log_every = 1``: the whole training set's accuracy at the
-    last step, before its update, as the paper's code reports it).
+    training, or a full batch accumulated over ``optim.accumulate_steps``
+    batches and ``log_every`` equal to it: the whole training set's accuracy
+    at the last update's parameters, before that update, as the paper's code
+    reports it).
 
     Raises:
         ValueError: naming the workdir, if a file is missing or the run has

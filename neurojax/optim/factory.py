@@ -10,6 +10,12 @@ gradient. ``make_optimizer`` turns it into one ``optax.chain``:
 Interventions go before any learning-rate scaling (the ordering bug fixed in
 optax#337), so "bias/noise relative to the gradient" means the gradient.
 Other modules register interventions in ``GRADIENT_TRANSFORMS``.
+
+With ``accumulate_steps = k > 1`` the whole chain is wrapped in
+``optax.MultiSteps``: the mean gradient of k consecutive batches goes through
+it once every k training steps (zero updates in between), so interventions,
+clipping and the optimiser see the large-batch gradient (e.g. a full-batch
+gradient accumulated over an epoch), and the schedule counts those updates.
 """
 from typing import Any, Callable, Mapping
 
@@ -51,6 +57,9 @@ def validate_optim_config(cfg: Mapping[str, Any], prefix: str = "config.optim") 
     schedule = cfg.get("schedule", "constant")
     if schedule not in SCHEDULES:
         raise ValueError(f"{prefix}.schedule must be one of {SCHEDULES}, got {schedule!r}")
+    accumulate = cfg.get("accumulate_steps", 1)
+    if isinstance(accumulate, bool) or not isinstance(accumulate, int) or accumulate < 1:
+        raise ValueError(f"{prefix}.accumulate_steps must be an int >= 1, got {accumulate!r}")
     for field in ("weight_decay", "warmup_steps", "grad_clip_norm"):
         value = cfg.get(field, 0)
         if not isinstance(value, (int, float)) or value < 0:
@@ -99,10 +108,14 @@ def make_optimizer(cfg: Mapping[str, Any], total_steps: int) -> optax.GradientTr
     ``nesterov``, ``b1``, ``b2``, ``eps``, ``weight_decay`` (coupled L2 for
     sgd/adam, decoupled for adamw/lars/lamb), ``grad_clip_norm`` (0 = off) and
     ``transforms``: a sequence of names or ``(name, kwargs)`` pairs from
-    ``GRADIENT_TRANSFORMS`` applied to the raw gradient, in order.
+    ``GRADIENT_TRANSFORMS`` applied to the raw gradient, in order;
+    ``accumulate_steps`` (default 1): apply the chain to the mean gradient of
+    that many consecutive training steps (``optax.MultiSteps``; the schedule
+    then runs over ``ceil(total_steps / accumulate_steps)`` updates).
     """
     validate_optim_config(cfg)
-    lr = make_schedule(cfg, total_steps)
+    accumulate = int(cfg.get("accumulate_steps", 1))
+    lr = make_schedule(cfg, -(-total_steps // accumulate))
     name = cfg["name"]
     wd = float(cfg.get("weight_decay", 0.0))
     momentum = float(cfg.get("momentum", 0.0))
@@ -132,4 +145,7 @@ def make_optimizer(cfg: Mapping[str, Any], total_steps: int) -> optax.GradientTr
         if wd:
             parts.append(optax.add_decayed_weights(wd))
         parts.append(optax.rmsprop(lr, momentum=momentum, eps=eps))
-    return optax.chain(*parts)
+    tx = optax.chain(*parts)
+    if accumulate > 1:
+        tx = optax.MultiSteps(tx, every_k_schedule=accumulate).gradient_transformation()
+    return tx

@@ -23,9 +23,11 @@ def test_cell_argument_sets_the_transforms_and_seed():
     assert noise["sigma"] == 0.1 and noise["relative"] and noise["zero_sum_set"] == 50
     assert config.seed == 1 and config.grid_cell.to_dict() == {"bias": 1e-5, "noise": 0.1,
                                                                "seed": 1}
-    # App. B.1: full batch (one step per epoch), 50 epochs, SGD 0.02 momentum 0.9, LS 0.1
-    assert (config.dataset.name, config.dataset.batch_size) == ("cifar10", 50_000)
-    assert config.train.num_epochs == 50 and config.train.log_every == 1
+    # App. B.1: full batch (one update per epoch, accumulated over 10 batches of
+    # 5,000), 50 epochs, SGD 0.02 momentum 0.9, LS 0.1
+    assert (config.dataset.name, config.dataset.batch_size) == ("cifar10", 5_000)
+    assert config.optim.accumulate_steps == 10 and config.train.log_every == 10
+    assert config.train.num_epochs == 50
     assert (config.optim.name, config.optim.lr, config.optim.momentum) == ("sgd", 0.02, 0.9)
     assert config.optim.weight_decay == 0 and config.optim.schedule == "constant"
     assert config.loss.label_smoothing == 0.1
@@ -71,10 +73,16 @@ def test_builders_accept_vgg16_and_cifar10():
 def test_optimizer_applies_the_relative_bias_update():
     # noise 0: the first SGD-momentum step is -lr (g - b ||g|| 1), i.e. -lr g + lr b ||g|| 1
     config = cfg.get_config("bias=1e-3,noise=0,seed=0")
-    tx = make_optimizer(config.optim, 50)
+    # after accumulating the 10 batch gradients of an epoch (mean g)
+    tx = make_optimizer(config.optim, 500)
     params = {"a": jnp.zeros(3), "b": jnp.zeros((2, 2))}
     g = {"a": jnp.array([1.0, -2.0, 0.5]), "b": jnp.array([[0.3, 0.0], [-1.0, 2.0]])}
-    updates, _ = tx.update(g, tx.init(params), params)
+    state = tx.init(params)
+    for i in range(10):
+        scale = 1.0 + (i - 4.5) / 10  # batch gradients whose mean is g
+        updates, state = tx.update(jax.tree.map(lambda x: scale * x, g), state, params)
+        if i < 9:
+            assert all(not np.any(u) for u in jax.tree.leaves(updates))
     gnorm = np.sqrt(sum(float(jnp.sum(x ** 2)) for x in jax.tree.leaves(g)))
     for k in g:
         np.testing.assert_allclose(updates[k], -0.02 * (np.asarray(g[k]) - 1e-3 * gnorm),

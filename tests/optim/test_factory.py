@@ -69,7 +69,44 @@ def test_step_schedule():
     (dict(name="sgd", lr=0.1, schedule="exp"), "config.optim.schedule"),
     (dict(name="sgd", lr=0.1, weight_decay=-1), "config.optim.weight_decay"),
     (dict(name="sgd", lr=0.1, transforms=("nope",)), r"config.optim.transforms\[0\]"),
+    (dict(name="sgd", lr=0.1, accumulate_steps=0), "config.optim.accumulate_steps"),
+    (dict(name="sgd", lr=0.1, accumulate_steps=2.0), "config.optim.accumulate_steps"),
 ])
 def test_bad_fields_are_named(cfg, field):
     with pytest.raises(ValueError, match=field):
         make_optimizer(cfg, total_steps=10)
+
+
+def test_accumulated_steps_apply_the_chain_once_to_the_mean_gradient():
+    """k = 3 micro-batches: two zero updates, then one update of the whole chain
+    (relative bias, clipping, momentum SGD with a cosine schedule over the
+    ceil(7 / 3) = 3 updates) on the mean gradient, by hand."""
+    b, lr, clip = 0.1, 0.5, 1.5
+    cfg = dict(name="sgd", lr=lr, momentum=0.9, schedule="cosine", grad_clip_norm=clip,
+               transforms=(("inject_gradient_bias", {"b": b, "relative": True}),),
+               accumulate_steps=3)
+    tx = make_optimizer(cfg, total_steps=7)
+    rng = np.random.default_rng(0)
+    micro = [jax.tree.map(lambda p: jnp.asarray(rng.standard_normal(p.shape), jnp.float32),
+                          PARAMS) for _ in range(6)]
+    state = tx.init(PARAMS)
+    updates = []
+    for g in micro:
+        u, state = tx.update(g, state, PARAMS)
+        updates.append(u)
+
+    def by_hand(g):
+        flat = np.concatenate([np.ravel(g["b"]), np.ravel(g["w"])])
+        flat = flat * min(1.0, clip / np.linalg.norm(flat))     # clip first
+        n = flat.size                                           # beta = ones, ||beta|| = sqrt(N)
+        return flat - b * np.linalg.norm(flat) * np.ones(n)     # the chain negates: -g + b||g||beta
+    mean = lambda gs: jax.tree.map(lambda *a: np.mean(a, axis=0), *gs)
+    d1, d2 = by_hand(mean(micro[:3])), by_hand(mean(micro[3:]))
+    lr_at = lambda t: lr * 0.5 * (1 + np.cos(np.pi * t / 3))
+    expected = [-lr_at(0) * d1, -lr_at(1) * (0.9 * d1 + d2)]
+    for i, u in enumerate(updates):
+        flat = np.concatenate([np.ravel(u["b"]), np.ravel(u["w"])])
+        if i % 3 != 2:
+            np.testing.assert_array_equal(flat, 0.0)
+        else:
+            np.testing.assert_allclose(flat, expected[i // 3], rtol=1e-5, atol=1e-6)
