@@ -99,7 +99,8 @@ def test_non_relative_injection_is_refused(tmp_path):
 @pytest.mark.slow
 def test_runlocal_cells_train_and_collect(tmp_path):
     # two real runs of the :runlocal config (VGG-16 at 1/16 width on the digits, 3
-    # full-batch steps each) through the training loop, then the heatmaps
+    # full-batch updates each, accumulated over 3 batches) through the training
+    # loop, then the heatmaps
     from neurojax.train.loop import train_and_evaluate
     data_dir = str(tmp_path / "tfds")
     for arg in ("runlocal", "runlocal,bias=1e-3,noise=1"):
@@ -110,7 +111,7 @@ def test_runlocal_cells_train_and_collect(tmp_path):
         with open(os.path.join(workdir, "config.json"), "w") as fh:
             fh.write(config.to_json_best_effort(indent=2))
         result = train_and_evaluate(config, workdir, progress=False)
-        assert result.num_steps == 3
+        assert result.num_steps == 9 and config.optim.accumulate_steps == 3
     out = figs.figure1_collect([str(tmp_path / "runs" / "*")], str(tmp_path / "out"))
     s = out["summary"]
     assert s["runs"] == 2 and s["biases_rel_per_param"] == [0.0, 1e-3]
