@@ -43,10 +43,11 @@ batch, summed (``_weight_grad_chunk``): the ResNet-18 layers' weight gradients
 took 1.3x less time at batch 64 and 1.75x less at 128. Chunking the forward
 pass or the input gradient measured no faster. A Winograd F(2x2,3x3) or
 F(4x4,3x3) convolution written in jnp (2.25x / 4x fewer multiplies) did not
-beat XLA's direct one on the ResNet-18 shapes: forward 0.9-2.8x XLA's time,
-input gradient by autodiff 1.6-4.7x (its transforms run as memory-bound
-fusions, its batched small-K matmuls reach 60-140 GFLOP/s), and F(4x4,3x3)
-has 1e-5 relative error. The 19x weight-gradient
+beat XLA's direct one on the ResNet-18 shapes (``benchmarks/winograd_conv.py``,
+batch 64): forward 0.9-3.0x XLA's time, input gradient by autodiff 2.0-2.8x
+(F(2x2,3x3)) and 6-20x (F(4x4,3x3)); its transforms run as memory-bound
+fusions, its batched small-K matmuls reach 60-140 GFLOP/s, and F(4x4,3x3)
+has ~1e-5 relative error. The 19x weight-gradient
 slowdown reported in issue 8 (1400 ms vs 74 ms on 0.8.3) did not reproduce in
 that session; under CPU contention the YNNPACK weight-gradient conv degraded
 more than 0.8.3's Eigen one (1 core + a busy neighbour: ~420-510 ms vs
