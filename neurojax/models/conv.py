@@ -40,8 +40,11 @@ the tap formulation. See ``_cpu_weight_grad_impl``. XLA's weight gradient
 also slows down superlinearly with the batch (32x32x64 -> 64: 99 ms at batch
 64, 282-299 ms at 128), so the remaining shapes take it over chunks of the
 batch, summed (``_weight_grad_chunk``): the ResNet-18 layers' weight gradients
-took 1.3x less time at batch 64 and 1.75x less at 128. Chunking the forward
-pass or the input gradient measured no faster. A Winograd F(2x2,3x3) or
+took 1.3x less time at batch 64 and 1.75x less at 128. The forward pass and
+the input gradient slow down too once the input outgrows ~16 MiB
+(32x32x64 at batch 128); chunking them gains only if the chunks run one after
+another (``_sequential_chunk``, ``_conv_in_sequence``): ResNet-18 step at
+batch 128 1.09x faster, unchanged at 64. A Winograd F(2x2,3x3) or
 F(4x4,3x3) convolution written in jnp (2.25x / 4x fewer multiplies) did not
 beat XLA's direct one on the ResNet-18 shapes (``benchmarks/winograd_conv.py``,
 batch 64): forward 0.9-3.0x XLA's time, input gradient by autodiff 2.0-2.8x
@@ -233,27 +236,77 @@ def _conv_batch_chunks(x, kernel, strides, pads, chunk):
     return jnp.concatenate(parts, axis=0)
 
 
+# Sequential batch chunks for large activations (forward and input gradient).
+_SEQUENTIAL_ABOVE_BYTES = 16 * 2 ** 20
+_SEQUENTIAL_CHUNK_BYTES = 8 * 2 ** 20
+_SEQUENTIAL_MIN_EXAMPLES = 16
+_SEQUENTIAL_MAX_CHUNKS = 8
+
+
+def _sequential_chunk(x_shape, itemsize: int) -> int:
+    """Examples per chunk of the CPU forward pass and input gradient.
+
+    XLA:CPU's forward and input-gradient convolutions slow down once the
+    activations outgrow the cache: 32x32x64 -> 64, 3x3, 0.87 ms per example
+    at batch 16-64 but 1.26 ms at batch 128 (32 MiB of input), while
+    16x16x128 -> 128 stays at 0.43 ms. Above 16 MiB of input, the batch is
+    split into chunks of about 8 MiB (at least 16 examples, at most 8 chunks)
+    that run one after another (``_conv_in_sequence``); measured at batch 128,
+    32x32x64: input gradient 151 -> 89 ms, forward 152 -> 125 ms.
+    """
+    n = x_shape[0]
+    per_example = itemsize * x_shape[1] * x_shape[2] * x_shape[3]
+    if n * per_example <= _SEQUENTIAL_ABOVE_BYTES:
+        return n
+    chunk = max(_SEQUENTIAL_MIN_EXAMPLES, _SEQUENTIAL_CHUNK_BYTES // max(per_example, 1))
+    chunk = max(chunk, -(-n // _SEQUENTIAL_MAX_CHUNKS))
+    return min(chunk, n)
+
+
+def _conv_in_sequence(x, kernel, strides, pads, chunk):
+    """XLA's convolution over consecutive batch chunks, forced to run in order.
+
+    Each chunk's input passes through ``lax.optimization_barrier`` together
+    with the previous chunk's output, so XLA cannot run the chunks
+    concurrently (which would bring back the large working set); the barrier
+    transposes to a barrier on the cotangents, so the transposed program (the
+    input gradient) runs its chunks in (reverse) order too.
+    """
+    n = x.shape[0]
+    if chunk >= n:
+        return _conv_xla(x, kernel, strides, pads)
+    outputs, previous = [], None
+    for start in range(0, n, chunk):
+        part = lax.slice_in_dim(x, start, min(start + chunk, n))
+        if previous is not None:
+            part, outputs[-1] = lax.optimization_barrier((part, previous))
+        previous = _conv_xla(part, kernel, strides, pads)
+        outputs.append(previous)
+    return jnp.concatenate(outputs, axis=0)
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
 def _conv_cpu(x, kernel, strides, pads, weight_grad):
     """XLA's forward conv with a tangent rule whose transpose is the fast VJP.
 
-    ``weight_grad``: ``(formulation, examples_per_chunk)`` from
-    ``_cpu_weight_grad_impl`` ('taps' ignores the chunk).
+    ``weight_grad``: ``(formulation, examples_per_chunk, sequential_chunk)``:
+    ``_cpu_weight_grad_impl`` ('taps' ignores the chunk) and
+    ``_sequential_chunk`` for the forward pass and the input gradient.
     """
-    del weight_grad
-    return _conv_xla(x, kernel, strides, pads)
+    return _conv_in_sequence(x, kernel, strides, pads, weight_grad[2])
 
 
 def _conv_cpu_jvp(strides, pads, weight_grad, primals, tangents):
     x, kernel = primals
     tx, tk = tangents
-    y = _conv_xla(x, kernel, strides, pads)
+    method, chunk, sequential = weight_grad
+    y = _conv_in_sequence(x, kernel, strides, pads, sequential)
     t = None
     if not isinstance(tx, jax.custom_derivatives.SymbolicZero):
-        # Its transpose is XLA's input gradient: the fastest one measured.
-        t = _conv_xla(tx, kernel, strides, pads)
+        # Its transpose is XLA's input gradient (the fastest one measured),
+        # chunk by chunk in order for large activations.
+        t = _conv_in_sequence(tx, kernel, strides, pads, sequential)
     if not isinstance(tk, jax.custom_derivatives.SymbolicZero):
-        method, chunk = weight_grad
         if method == "taps":
             # checkpoint: keep x (not nine strided slices of it) as the
             # residual; the slices are recomputed in the backward pass.
@@ -308,7 +361,7 @@ def conv2d(x: jax.Array, kernel: jax.Array, strides: Sequence[int] = (1, 1),
     if impl == "xla":
         return _conv_xla(x, kernel, strides, pads)
     if impl == "taps":
-        return _conv_cpu(x, kernel, strides, pads, ("taps", x.shape[0]))
+        return _conv_cpu(x, kernel, strides, pads, ("taps", x.shape[0], x.shape[0]))
     if _input_smaller_than_kernel(x.shape, kernel.shape):
         # Plain per-tap sum on CPU: forward, both gradients and every higher
         # derivative are matmuls and pads, derived by JAX's own autodiff.
@@ -316,8 +369,9 @@ def conv2d(x: jax.Array, kernel: jax.Array, strides: Sequence[int] = (1, 1),
             x, kernel,
             cpu=lambda x, k: _conv_taps(x, k, strides, pads),
             default=lambda x, k: _conv_xla(x, k, strides, pads))
-    weight_grad = _cpu_weight_grad_impl(x.shape, kernel.shape, strides, pads)
-    if weight_grad == ("xla", x.shape[0]):
+    weight_grad = (*_cpu_weight_grad_impl(x.shape, kernel.shape, strides, pads),
+                   _sequential_chunk(x.shape, jnp.dtype(x.dtype).itemsize))
+    if weight_grad == ("xla", x.shape[0], x.shape[0]):
         # The CPU fast path would be XLA's own conv: skip the indirection.
         return _conv_xla(x, kernel, strides, pads)
     return lax.platform_dependent(

@@ -395,3 +395,37 @@ def test_small_input_hvp_equals_dense_hessian():
             lambda v: jax.grad(lambda p: jnp.vdot(jax.grad(fv)(p), v))(flat))(basis)
         np.testing.assert_allclose(fwd_over_rev, hess, rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(rev_over_rev, hess, rtol=1e-10, atol=1e-12)
+
+
+def test_sequential_chunks_for_large_activations_equal_xla(monkeypatch):
+    """Large activations run forward and input gradient in ordered batch chunks.
+
+    The thresholds are lowered so that a small input takes the path: 10
+    examples in chunks of 4 + 4 + 2 (uneven), with the weight gradient's own
+    chunks too. Value, both gradients, jvp and both HVP orders equal XLA's, and
+    the chunks are chained by optimization barriers in the lowered program.
+    """
+    x, k = _inputs(3, 6, batch=10)
+    per_example = 6 * 6 * 3 * 4
+    monkeypatch.setattr(conv_lib, "_SEQUENTIAL_ABOVE_BYTES", 5 * per_example)
+    monkeypatch.setattr(conv_lib, "_SEQUENTIAL_CHUNK_BYTES", 4 * per_example)
+    monkeypatch.setattr(conv_lib, "_SEQUENTIAL_MIN_EXAMPLES", 1)
+    assert conv_lib._sequential_chunk(x.shape, 4) == 4
+    assert conv_lib._sequential_chunk((5,) + x.shape[1:], 4) == 5  # at the threshold: off
+    ours = functools.partial(conv2d, strides=(1, 1), padding="SAME")
+    ref = functools.partial(_ref, stride=1, padding="SAME")
+    text = export.export(jax.jit(jax.grad(_loss(ours), (0, 1))),
+                         platforms=["cpu"])(x, k).mlir_module()
+    # forward (2 barriers) and its transpose, the input gradient (2 more)
+    assert _count(text, "optimization_barrier") == 4
+    chex.assert_trees_all_close(jax.jit(_value_and_grads(ours))(x, k),
+                                jax.jit(_value_and_grads(ref))(x, k), atol=1e-5, rtol=1e-5)
+    tx, tk = _inputs(3, 6, batch=10, seed=3)
+    jvp = lambda f: jax.jit(lambda *a: jax.jvp(f, a[:2], a[2:]))(x, k, tx, tk)
+    chex.assert_trees_all_close(jvp(ours), jvp(ref), atol=1e-5, rtol=1e-5)
+    g = lambda f: jax.grad(_loss(f), (0, 1))
+    rev_rev = lambda f: jax.jit(jax.grad(
+        lambda a, b: jnp.vdot(g(f)(a, b)[0], tx) + jnp.vdot(g(f)(a, b)[1], tk), (0, 1)))(x, k)
+    fwd_rev = lambda f: jax.jit(lambda a, b: jax.jvp(g(f), (a, b), (tx, tk))[1])(x, k)
+    chex.assert_trees_all_close(rev_rev(ours), rev_rev(ref), atol=1e-4, rtol=1e-4)
+    chex.assert_trees_all_close(fwd_rev(ours), fwd_rev(ref), atol=1e-4, rtol=1e-4)
