@@ -43,7 +43,7 @@ batch, summed (``_weight_grad_chunk``): the ResNet-18 layers' weight gradients
 took 1.3x less time at batch 64 and 1.75x less at 128. The forward pass and
 the input gradient slow down too once the input outgrows ~16 MiB
 (32x32x64 at batch 128); chunking them gains only if the chunks run one after
-another (``_sequential_chunk``, ``_conv_in_sequence``): ResNet-18 step at
+another (``_sequential_chunk``, ``_conv_batch_chunks``): ResNet-18 step at
 batch 128 1.09x faster, unchanged at 64. A Winograd F(2x2,3x3) or
 F(4x4,3x3) convolution written in jnp (2.25x / 4x fewer multiplies) did not
 beat XLA's direct one on the ResNet-18 shapes (``benchmarks/winograd_conv.py``,
@@ -217,23 +217,14 @@ def _weight_grad_chunk(batch: int, out_pixels: int) -> int:
     10-25%. Chunks of ``max(8, 512 / (H_out W_out))`` examples were the best
     or within noise of it in every row; at most 16 chunks.
     """
-    chunk = max(_MIN_CHUNK_EXAMPLES, -(-_CHUNK_ROWS // max(out_pixels, 1)))
-    chunk = max(chunk, -(-batch // _MAX_CHUNKS))
-    return min(chunk, batch)
+    return _bounded_chunk(batch, max(_MIN_CHUNK_EXAMPLES, -(-_CHUNK_ROWS // max(out_pixels, 1))),
+                          _MAX_CHUNKS)
 
 
-def _conv_batch_chunks(x, kernel, strides, pads, chunk):
-    """XLA's convolution applied to consecutive batch chunks, concatenated.
-
-    The same function as ``_conv_xla``; its transpose with respect to
-    ``kernel`` is a sum of per-chunk weight-gradient convolutions.
-    """
-    n = x.shape[0]
-    if chunk >= n:
-        return _conv_xla(x, kernel, strides, pads)
-    parts = [_conv_xla(lax.slice_in_dim(x, start, min(start + chunk, n)), kernel, strides, pads)
-             for start in range(0, n, chunk)]
-    return jnp.concatenate(parts, axis=0)
+def _bounded_chunk(batch: int, wanted: int, max_chunks: int) -> int:
+    """``wanted`` examples per chunk, raised to give at most ``max_chunks``
+    chunks, and at most the whole batch."""
+    return min(max(wanted, -(-batch // max_chunks)), batch)
 
 
 # Sequential batch chunks for large activations (forward and input gradient).
@@ -251,23 +242,25 @@ def _sequential_chunk(x_shape, itemsize: int) -> int:
     at batch 16-64 but 1.26 ms at batch 128 (32 MiB of input), while
     16x16x128 -> 128 stays at 0.43 ms. Above 16 MiB of input, the batch is
     split into chunks of about 8 MiB (at least 16 examples, at most 8 chunks)
-    that run one after another (``_conv_in_sequence``); measured at batch 128,
-    32x32x64: input gradient 151 -> 89 ms, forward 152 -> 125 ms.
+    that run one after another (``_conv_batch_chunks(..., in_order=True)``);
+    measured at batch 128, 32x32x64: input gradient 151 -> 89 ms, forward
+    152 -> 125 ms.
     """
     n = x_shape[0]
     per_example = itemsize * x_shape[1] * x_shape[2] * x_shape[3]
     if n * per_example <= _SEQUENTIAL_ABOVE_BYTES:
         return n
-    chunk = max(_SEQUENTIAL_MIN_EXAMPLES, _SEQUENTIAL_CHUNK_BYTES // max(per_example, 1))
-    chunk = max(chunk, -(-n // _SEQUENTIAL_MAX_CHUNKS))
-    return min(chunk, n)
+    wanted = max(_SEQUENTIAL_MIN_EXAMPLES, _SEQUENTIAL_CHUNK_BYTES // max(per_example, 1))
+    return _bounded_chunk(n, wanted, _SEQUENTIAL_MAX_CHUNKS)
 
 
-def _conv_in_sequence(x, kernel, strides, pads, chunk):
-    """XLA's convolution over consecutive batch chunks, forced to run in order.
+def _conv_batch_chunks(x, kernel, strides, pads, chunk, *, in_order: bool = False):
+    """XLA's convolution over consecutive batch chunks, concatenated.
 
-    Each chunk's input passes through ``lax.optimization_barrier`` together
-    with the previous chunk's output, so XLA cannot run the chunks
+    The same function as ``_conv_xla``. Its transpose with respect to
+    ``kernel`` is a sum of per-chunk weight-gradient convolutions. With
+    ``in_order``, each chunk's input passes through ``lax.optimization_barrier``
+    together with the previous chunk's output, so XLA cannot run the chunks
     concurrently (which would bring back the large working set); the barrier
     transposes to a barrier on the cotangents, so the transposed program (the
     input gradient) runs its chunks in (reverse) order too.
@@ -275,13 +268,12 @@ def _conv_in_sequence(x, kernel, strides, pads, chunk):
     n = x.shape[0]
     if chunk >= n:
         return _conv_xla(x, kernel, strides, pads)
-    outputs, previous = [], None
+    outputs = []
     for start in range(0, n, chunk):
         part = lax.slice_in_dim(x, start, min(start + chunk, n))
-        if previous is not None:
-            part, outputs[-1] = lax.optimization_barrier((part, previous))
-        previous = _conv_xla(part, kernel, strides, pads)
-        outputs.append(previous)
+        if in_order and outputs:
+            part, outputs[-1] = lax.optimization_barrier((part, outputs[-1]))
+        outputs.append(_conv_xla(part, kernel, strides, pads))
     return jnp.concatenate(outputs, axis=0)
 
 
@@ -293,19 +285,19 @@ def _conv_cpu(x, kernel, strides, pads, weight_grad):
     ``_cpu_weight_grad_impl`` ('taps' ignores the chunk) and
     ``_sequential_chunk`` for the forward pass and the input gradient.
     """
-    return _conv_in_sequence(x, kernel, strides, pads, weight_grad[2])
+    return _conv_batch_chunks(x, kernel, strides, pads, weight_grad[2], in_order=True)
 
 
 def _conv_cpu_jvp(strides, pads, weight_grad, primals, tangents):
     x, kernel = primals
     tx, tk = tangents
     method, chunk, sequential = weight_grad
-    y = _conv_in_sequence(x, kernel, strides, pads, sequential)
+    y = _conv_batch_chunks(x, kernel, strides, pads, sequential, in_order=True)
     t = None
     if not isinstance(tx, jax.custom_derivatives.SymbolicZero):
         # Its transpose is XLA's input gradient (the fastest one measured),
         # chunk by chunk in order for large activations.
-        t = _conv_in_sequence(tx, kernel, strides, pads, sequential)
+        t = _conv_batch_chunks(tx, kernel, strides, pads, sequential, in_order=True)
     if not isinstance(tk, jax.custom_derivatives.SymbolicZero):
         if method == "taps":
             # checkpoint: keep x (not nine strided slices of it) as the
