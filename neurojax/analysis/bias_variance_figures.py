@@ -45,6 +45,7 @@ from tqdm import tqdm
 from neurojax.analysis import bias_variance as bv
 from neurojax.data import synthetic
 from neurojax.metrics.curvature import hessian_trace, hvp
+from neurojax.optim.factory import parse_transform_entry
 from neurojax.optim.injection import (inject_gradient_bias, inject_gradient_noise,
                                       zero_sum_noise_set)
 
@@ -547,10 +548,9 @@ def _accuracy_heatmaps(tr, te, biases, noises, seeds_label: str):
 
 def _transform_kwargs(transforms, name: str) -> Optional[dict]:
     for entry in transforms or ():
-        if isinstance(entry, str):
-            entry = (entry, {})
-        if entry and entry[0] == name:
-            return dict(entry[1]) if len(entry) > 1 else {}
+        entry_name, kwargs = parse_transform_entry(entry)
+        if entry_name == name:
+            return kwargs
     return None
 
 

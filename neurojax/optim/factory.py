@@ -68,7 +68,7 @@ def validate_optim_config(cfg: Mapping[str, Any], prefix: str = "config.optim") 
     if not isinstance(momentum, (int, float)) or not 0 <= momentum < 1:
         raise ValueError(f"{prefix}.momentum must be in [0, 1), got {momentum!r}")
     for i, entry in enumerate(cfg.get("transforms", ()) or ()):
-        tname = entry[0] if isinstance(entry, (tuple, list)) else entry
+        tname = parse_transform_entry(entry)[0]
         if tname not in GRADIENT_TRANSFORMS:
             raise ValueError(f"{prefix}.transforms[{i}] must be one of "
                              f"{sorted(GRADIENT_TRANSFORMS)}, got {tname!r}")
@@ -92,11 +92,16 @@ def make_schedule(cfg: Mapping[str, Any], total_steps: int) -> optax.Schedule:
     return optax.piecewise_constant_schedule(lr, boundaries)
 
 
-def _transform_from_entry(entry) -> optax.GradientTransformation:
+def parse_transform_entry(entry) -> tuple[str, dict]:
+    """``(name, kwargs)`` of one ``config.optim.transforms`` entry: a name or
+    a ``(name, kwargs)`` pair (a list after a JSON round trip)."""
     if isinstance(entry, (tuple, list)):
-        name, kwargs = entry[0], dict(entry[1]) if len(entry) > 1 else {}
-    else:
-        name, kwargs = entry, {}
+        return entry[0], dict(entry[1]) if len(entry) > 1 else {}
+    return entry, {}
+
+
+def _transform_from_entry(entry) -> optax.GradientTransformation:
+    name, kwargs = parse_transform_entry(entry)
     return GRADIENT_TRANSFORMS[name](**kwargs)
 
 
