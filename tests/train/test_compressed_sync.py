@@ -1,9 +1,6 @@
 """Compressed weight sync (thesis ch. 3, Algorithms 1-2 in data-parallel
 training): against independent NumPy references, the host codec, and plain
 data-parallel SGD on 8 forced CPU devices."""
-import os
-import subprocess
-import sys
 import textwrap
 
 import flax.linen as nn
@@ -17,6 +14,7 @@ from neurojax.compress import codec
 from neurojax.losses import mean_squared_error
 from neurojax.train import compressed_sync as cs
 from neurojax.train.step import make_mesh, model_objective
+from tests._devices import run_with_forced_devices
 
 
 class TanhMLP(nn.Module):
@@ -274,9 +272,4 @@ def test_eight_devices_equal_plain_averaging_and_data_parallel_sgd():
     K = 1 with SGD+momentum equals the sharded data-parallel step on the
     global batch (mean of the workers' momenta = momentum of the mean
     gradient), to float32 rounding; (c) 16 workers on 8 devices."""
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-               PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    out = subprocess.run([sys.executable, "-c", _EIGHT_DEVICES], cwd=root, env=env,
-                         capture_output=True, text=True, timeout=300)
-    assert "EIGHT_OK" in out.stdout, out.stdout + out.stderr
+    run_with_forced_devices(_EIGHT_DEVICES, "EIGHT_OK")

@@ -1,7 +1,4 @@
 """The compiled step equals a hand-written gradient step; the mesh path is one path."""
-import os
-import subprocess
-import sys
 import textwrap
 
 import chex
@@ -15,6 +12,7 @@ import pytest
 from neurojax.losses import softmax_cross_entropy
 from neurojax.train import (create_train_state, make_eval_step, make_mesh, make_train_step,
                             model_objective, shard_batch)
+from tests._devices import run_with_forced_devices
 
 
 class TinyNet(nn.Module):
@@ -126,12 +124,7 @@ _SHARDED_SCRIPT = textwrap.dedent("""
 
 def test_sharded_step_equals_single_device_step():
     """8 forced CPU devices: the data-parallel step gives the same parameters."""
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-               PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    out = subprocess.run([sys.executable, "-c", _SHARDED_SCRIPT], cwd=root, env=env,
-                         capture_output=True, text=True, timeout=300)
-    assert "SHARDED_OK" in out.stdout, out.stdout + out.stderr
+    run_with_forced_devices(_SHARDED_SCRIPT, "SHARDED_OK")
 
 
 def test_evaluate_extra_masked_batches_change_nothing():
