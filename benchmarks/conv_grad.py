@@ -4,25 +4,32 @@ A stand-alone reproduction for the CPU convolution issue (neurojax issue 8),
 suitable to attach to an upstream XLA report. It times, for one NHWC/HWIO
 convolution (default 64x32x32x64 -> 64, 3x3, stride 1, SAME, float32):
 
-* ``xla``: ``jax.lax.conv_general_dilated`` and JAX's autodiff of it;
+* ``xla``: ``jax.lax.conv_general_dilated`` and JAX's autodiff of it, under
+  the process's XLA flags (importing neurojax turns off XLA:CPU's YNNPACK
+  convolution fusions on jaxlib 0.10.x: ``neurojax._xla_cpu_flags``);
+* ``xla-ynn``: the same, compiled with jaxlib 0.10.2's default YNNPACK
+  fusions (dot, convolution, reduce) as a per-compile option, i.e. what plain
+  JAX does; only when neurojax's flag is in effect;
 * ``neurojax``: ``neurojax.models.conv.conv2d`` (default ``impl='auto'``);
 * ``taps``: ``conv2d(..., impl='taps')``, the per-tap-matmul weight gradient
   forced for every shape.
 
 Each time is the median over ``--repeats`` calls of a jitted function (after
-two warm-up calls), as wall time and as process CPU time: on a shared machine
-the CPU time is the steadier of the two. Ratios are xla / candidate (> 1 means
-the candidate is faster). The XLA half needs only jax, so the script also runs
-in an environment without neurojax (e.g. an old jax for comparison)::
+two warm-up calls), as wall time and as process CPU time. Ratios and totals
+use wall time: the YNNPACK convolution runs the large layers on one thread
+(wall = CPU time) where XLA's own uses both cores (CPU = 2x wall), so CPU time
+hides exactly the difference that matters. Ratios are xla-ynn (or xla) /
+candidate (> 1 means the candidate is faster). The XLA half needs only jax,
+so the script also runs in an environment without neurojax (e.g. an old jax
+for comparison)::
 
     python benchmarks/conv_grad.py                      # the issue's shape
     python benchmarks/conv_grad.py --stride 2 --kernel 1 --cout 128
     python benchmarks/conv_grad.py --stack              # ResNet-18 CIFAR layers
     /tmp/venv083/bin/python benchmarks/conv_grad.py     # xla only (jax 0.8.3)
-    XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type= python benchmarks/conv_grad.py
+    NEUROJAX_KEEP_XLA_FLAGS=1 python benchmarks/conv_grad.py --impls xla,neurojax
 
-(the last one turns off the YNNPACK fusions that XLA:CPU uses for f32
-convolutions and dots in jaxlib 0.10.2, not in 0.8.3, for comparison).
+(the last keeps jaxlib's default flags for the whole process).
 """
 import argparse
 import os
@@ -37,9 +44,12 @@ import jaxlib
 
 try:  # The neurojax half is optional (see the module docstring).
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from neurojax import _xla_cpu_flags
     from neurojax.models.conv import conv2d as _nj_conv2d
+    # Set by neurojax's import (before any backend started) or not at all.
+    _YNN_FLAG_SET = _xla_cpu_flags.YNN_SETTING in os.environ.get("XLA_FLAGS", "")
 except Exception:  # pylint: disable=broad-except
-    _nj_conv2d = None
+    _nj_conv2d, _YNN_FLAG_SET = None, False
 
 # (batch, size, c_in, c_out, kernel, stride): every distinct conv of a
 # ResNet-18 with the CIFAR stem, with how many times it occurs.
@@ -53,7 +63,7 @@ RESNET18_CIFAR = [
 
 
 def _conv_fn(impl, strides, padding):
-    if impl == "xla":
+    if impl in ("xla", "xla-ynn"):
         return lambda x, k: jax.lax.conv_general_dilated(
             x, k, strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
     nj_impl = "auto" if impl == "neurojax" else impl
@@ -80,9 +90,11 @@ def time_conv(impl, batch, size, cin, cout, kernel, stride, padding, dtype, repe
          (kernel * kernel * cin) ** 0.5).astype(dtype)
     conv = _conv_fn(impl, (stride, stride), padding)
     dy = jax.random.normal(keys[2], jax.eval_shape(conv, x, k).shape, dtype)
-    fwd = jax.jit(conv)
-    dx = jax.jit(lambda x, k, dy: jax.vjp(lambda x: conv(x, k), x)[1](dy)[0])
-    dw = jax.jit(lambda x, k, dy: jax.vjp(lambda k: conv(x, k), k)[1](dy)[0])
+    options = _xla_cpu_flags.JAXLIB_DEFAULT_YNN_OPTIONS if impl == "xla-ynn" else None
+    jit = lambda f: jax.jit(f, compiler_options=options)  # noqa: E731
+    fwd = jit(conv)
+    dx = jit(lambda x, k, dy: jax.vjp(lambda x: conv(x, k), x)[1](dy)[0])
+    dw = jit(lambda x, k, dy: jax.vjp(lambda k: conv(x, k), k)[1](dy)[0])
     return {"fwd": _time(fwd, (x, k), repeats),
             "dx": _time(dx, (x, k, dy), repeats),
             "dW": _time(dw, (x, k, dy), repeats)}
@@ -102,7 +114,13 @@ def _impls(requested):
     impls = [i for i in requested.split(",") if i]
     if _nj_conv2d is None:
         impls = [i for i in impls if i == "xla"]
+    if not _YNN_FLAG_SET:  # xla already is jaxlib's default
+        impls = [i for i in impls if i != "xla-ynn"]
     return impls
+
+
+def _reference(impls):
+    return "xla-ynn" if "xla-ynn" in impls else "xla"
 
 
 def run_one(args):
@@ -114,14 +132,15 @@ def run_one(args):
     res = {i: time_conv(i, args.batch, args.size, args.cin, args.cout, args.kernel,
                         args.stride, args.padding, args.dtype, args.repeats)
            for i in impls}
+    ref = _reference(impls)
     print(f"{'':4s}" + "".join(f"{i + ' wall/cpu ms':>24s}" for i in impls) +
-          "".join(f"{'  xla/' + i + ' (cpu)':>20s}" for i in impls if i != "xla"))
+          "".join(f"{'  ' + ref + '/' + i + ' (wall)':>22s}" for i in impls if i != ref))
     for q in ("fwd", "dx", "dW"):
         line = f"{q:4s}" + "".join(
             f"{res[i][q][0]:13.1f} /{res[i][q][1]:8.1f}" for i in impls)
-        if "xla" in res:
-            line += "".join(f"{res['xla'][q][1] / res[i][q][1]:20.2f}"
-                            for i in impls if i != "xla")
+        if ref in res:
+            line += "".join(f"{res[ref][q][0] / res[i][q][0]:22.2f}"
+                            for i in impls if i != ref)
         print(line)
 
 
@@ -129,7 +148,7 @@ def run_stack(args):
     """Per-layer and total fwd+dx+dW over the ResNet-18 CIFAR conv layers."""
     impls = _impls(args.impls)
     print(f"ResNet-18 (CIFAR stem) conv layers, batch {args.batch}, {args.dtype}, "
-          f"SAME, CPU ms (median of {args.repeats}); total counts repeated layers")
+          f"SAME, wall ms (median of {args.repeats}); total counts repeated layers")
     print(f"{'size cin cout k s (n)':24s}" + "".join(
         f"{i + ' fwd/dx/dW':>26s}" for i in impls))
     totals = {i: {"fwd": 0.0, "dx": 0.0, "dW": 0.0} for i in impls}
@@ -138,19 +157,20 @@ def run_stack(args):
         for i in impls:
             r = time_conv(i, args.batch, size, cin, cout, kernel, stride, "SAME",
                           args.dtype, args.repeats)
-            row += f"{r['fwd'][1]:10.1f}{r['dx'][1]:8.1f}{r['dW'][1]:8.1f}"
+            row += f"{r['fwd'][0]:10.1f}{r['dx'][0]:8.1f}{r['dW'][0]:8.1f}"
             for q in totals[i]:
-                totals[i][q] += count * r[q][1]
+                totals[i][q] += count * r[q][0]
         print(row, flush=True)
     for i in impls:
         t = totals[i]
         print(f"total {i:10s} fwd {t['fwd']:8.1f}  dx {t['dx']:8.1f}  dW {t['dW']:8.1f}"
               f"  all {sum(t.values()):8.1f} ms")
+    ref = _reference(impls)
     for i in impls:
-        if i != "xla" and "xla" in totals:
-            print(f"ratio xla/{i}: " + "  ".join(
-                f"{q} {totals['xla'][q] / totals[i][q]:.2f}" for q in totals[i]) +
-                  f"  all {sum(totals['xla'].values()) / sum(totals[i].values()):.2f}")
+        if i != ref and ref in totals:
+            print(f"ratio {ref}/{i}: " + "  ".join(
+                f"{q} {totals[ref][q] / totals[i][q]:.2f}" for q in totals[i]) +
+                  f"  all {sum(totals[ref].values()) / sum(totals[i].values()):.2f}")
 
 
 def main(argv=None):
@@ -164,8 +184,8 @@ def main(argv=None):
     p.add_argument("--padding", default="SAME", choices=["SAME", "VALID"])
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--repeats", type=int, default=7)
-    p.add_argument("--impls", default="xla,neurojax,taps",
-                   help="comma list from xla, neurojax, taps")
+    p.add_argument("--impls", default="xla-ynn,xla,neurojax,taps",
+                   help="comma list from xla-ynn, xla, neurojax, taps")
     p.add_argument("--stack", action="store_true",
                    help="time every ResNet-18 (CIFAR) conv layer instead")
     args = p.parse_args(argv)

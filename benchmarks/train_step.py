@@ -6,8 +6,11 @@ size, prints in one run:
 
 - seconds per step of the compiled neurojax step (its convolution picks the
   fast path for the backend), of the same Flax step with XLA's plain
-  convolution, of PyTorch eager (the faster of NCHW and channels_last) and of
-  ``torch.compile`` where it runs;
+  convolution, of that plain step compiled with jaxlib's default XLA:CPU
+  flags ("plain jax": importing neurojax turns off XLA:CPU's single-threaded
+  YNNPACK convolutions on jaxlib 0.10.x, see ``neurojax._xla_cpu_flags``; this
+  column puts them back for one compile), of PyTorch eager (the faster of
+  NCHW and channels_last) and of ``torch.compile`` where it runs;
 - the ratios (>1 means neurojax is faster);
 - the achieved FLOP/s (model FLOPs from XLA's cost analysis of the plain step)
   as a fraction of a 4096x4096 float32 matmul's FLOP/s, measured again just
@@ -36,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from neurojax import _xla_cpu_flags
 from neurojax.losses import softmax_cross_entropy
 from neurojax.models import conv as nj_conv
 from neurojax.models import get_model
@@ -47,7 +51,8 @@ _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed steps per variant (median r
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation.")
 _TORCH = flags.DEFINE_bool("torch", True, "Time the PyTorch eager reference.")
 _TORCH_COMPILE = flags.DEFINE_bool("torch_compile", True, "Also time torch.compile.")
-_XLA_CONV = flags.DEFINE_bool("xla_conv", True, "Also time the step with XLA's plain conv.")
+_XLA_CONV = flags.DEFINE_bool("xla_conv", True, "Also time the step with XLA's plain conv "
+                               "(and with jaxlib's default flags, when neurojax changed them).")
 _JSON = flags.DEFINE_string("json", "", "Optional path for the results as JSON.")
 
 MODEL_KWARGS = {"resnet18": {"stem": "cifar"}, "vgg11": {}, "small_cnn": {}}
@@ -82,7 +87,8 @@ def _batch(batch_size: int, layout: str = "NHWC"):
     return images, labels
 
 
-def time_neurojax(name: str, batch_size: int, impl: str) -> tuple[float, float]:
+def time_neurojax(name: str, batch_size: int, impl: str,
+                  compiler_options=None) -> tuple[float, float]:
     """(seconds per step, model FLOPs per step from XLA's cost analysis)."""
     with nj_conv.use_implementation(impl):
         model = get_model(name, num_classes=10, **MODEL_KWARGS[name])
@@ -94,7 +100,7 @@ def time_neurojax(name: str, batch_size: int, impl: str) -> tuple[float, float]:
         mesh = make_mesh()
         step = make_train_step(model_objective(model, softmax_cross_entropy), tx, mesh=mesh)
         batch = shard_batch({"image": images, "label": labels}, mesh)
-        compiled = step.lower(state, batch).compile()
+        compiled = step.lower(state, batch).compile(compiler_options=compiler_options)
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     flops = float(cost.get("flops", float("nan")))
@@ -145,8 +151,9 @@ def main(argv):
     print(f"jax {jax.__version__} ({jax.default_backend()}); 4096^2 float32 matmul: "
           f"{peak / 1e9:.1f} GFLOP/s")
     header = (f"{'model':10s} {'batch':>5s} {'neurojax s':>10s} {'xla-conv s':>10s} "
-              f"{'torch s':>8s} {'compile s':>9s} {'vs torch':>8s} {'vs compile':>10s} "
-              f"{'vs xla':>6s} {'FLOP/s frac':>11s} {'torch frac':>10s}")
+              f"{'plain jax s':>11s} {'torch s':>8s} {'compile s':>9s} {'vs torch':>8s} "
+              f"{'vs compile':>10s} {'vs xla':>6s} {'vs plain jax':>12s} {'FLOP/s frac':>11s} "
+              f"{'torch frac':>10s}")
     print(header)
     for name in _MODELS.value:
         for batch_size in map(int, _BATCHES.value):
@@ -156,6 +163,9 @@ def main(argv):
             row["neurojax_s"], flops_fast = time_neurojax(name, batch_size, "auto")
             if _XLA_CONV.value:
                 row["xla_conv_s"], flops = time_neurojax(name, batch_size, "xla")
+                if _xla_cpu_flags.YNN_SETTING in os.environ.get("XLA_FLAGS", ""):
+                    row["plain_jax_s"], _ = time_neurojax(
+                        name, batch_size, "xla", _xla_cpu_flags.JAXLIB_DEFAULT_YNN_OPTIONS)
             else:
                 flops = flops_fast
             row["gflops_per_step"] = flops / 1e9
@@ -173,12 +183,15 @@ def main(argv):
                         row["torch_compile_error"] = f"{type(e).__name__}: {e}"[:200]
             if "xla_conv_s" in row:
                 row["speedup_vs_xla_conv"] = row["xla_conv_s"] / row["neurojax_s"]
+            if "plain_jax_s" in row:
+                row["speedup_vs_plain_jax"] = row["plain_jax_s"] / row["neurojax_s"]
             results["rows"].append(row)
             fmt = lambda k, w, p=3: f"{row[k]:{w}.{p}f}" if k in row else " " * (w - 1) + "-"
             print(f"{name:10s} {batch_size:5d} {fmt('neurojax_s', 10)} {fmt('xla_conv_s', 10)} "
-                  f"{fmt('torch_eager_s', 8)} {fmt('torch_compile_s', 9)} "
-                  f"{fmt('speedup_vs_torch_eager', 8, 2)} {fmt('speedup_vs_torch_compile', 10, 2)} "
-                  f"{fmt('speedup_vs_xla_conv', 6, 2)} {fmt('flops_fraction', 11, 2)} "
+                  f"{fmt('plain_jax_s', 11)} {fmt('torch_eager_s', 8)} "
+                  f"{fmt('torch_compile_s', 9)} {fmt('speedup_vs_torch_eager', 8, 2)} "
+                  f"{fmt('speedup_vs_torch_compile', 10, 2)} {fmt('speedup_vs_xla_conv', 6, 2)} "
+                  f"{fmt('speedup_vs_plain_jax', 12, 2)} {fmt('flops_fraction', 11, 2)} "
                   f"{fmt('torch_flops_fraction', 10, 2)}", flush=True)
     if _JSON.value:
         with open(_JSON.value, "w") as f:

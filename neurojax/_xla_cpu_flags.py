@@ -37,6 +37,13 @@ OPT_OUT_ENV = "NEUROJAX_KEEP_XLA_FLAGS"
 # jaxlib releases on which the flag (with its +/- list syntax) exists and the
 # YNNPACK convolution was measured slower than XLA's own (see module docstring).
 _VERIFIED_JAXLIB = ("0.10.0", "0.10.1", "0.10.2")
+# jaxlib 0.10.2's default YNN fusion list (the flag's enum names), for
+# benchmarks that compile one function with XLA's defaults as a per-compile
+# option (``.compile(compiler_options=JAXLIB_DEFAULT_YNN_OPTIONS)``) beside
+# the same function under neurojax's flag, in one process.
+JAXLIB_DEFAULT_YNN_OPTIONS = {YNN_FLAG: "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,"
+                              "LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION,"
+                              "LIBRARY_FUSION_TYPE_REDUCE"}
 
 
 def _jaxlib_version() -> str:

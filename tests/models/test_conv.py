@@ -276,8 +276,10 @@ def test_batch_chunked_weight_gradient_equals_xla(batch, size):
     cpu = export.export(jax.jit(jax.grad(_loss(ours), (0, 1))), platforms=["cpu"])(x, k)
     # forward, input gradient, and one weight-gradient conv per chunk
     assert _count(cpu.mlir_module(), "convolution") == 2 + -(-batch // chunk)
+    # The weight gradient (entries up to ~40) sums 20 x size^2 terms per entry
+    # in another order than XLA's: atol 1e-4 is ~2e-6 of its largest entry.
     chex.assert_trees_all_close(jax.jit(_value_and_grads(ours))(x, k),
-                                jax.jit(_value_and_grads(ref))(x, k), atol=1e-5, rtol=1e-5)
+                                jax.jit(_value_and_grads(ref))(x, k), atol=1e-4, rtol=1e-5)
     tx, tk = _inputs(3, size, batch=batch, seed=3)
     jvp = lambda f: jax.jit(lambda *a: jax.jvp(f, a[:2], a[2:]))(x, k, tx, tk)
     chex.assert_trees_all_close(jvp(ours), jvp(ref), atol=1e-5, rtol=1e-5)
