@@ -21,41 +21,42 @@ How it is built
 * The backend is selected by ``jax.lax.platform_dependent``, so one jitted
   function picks per platform when it is lowered.
 
-Which formulation, measured (jax/jaxlib 0.10.2, 2-core AMD EPYC, float32,
-batch 64, process-CPU-time medians; ``benchmarks/conv_grad.py`` reproduces
-them). On 0.10.x, XLA:CPU runs f32 convolutions (and dots) through YNNPACK
-fusions. At the issue's shape (64x32x32x64 -> 64, 3x3, stride 1) XLA took
-fwd ~52 ms, input grad ~52 ms, weight grad ~80-110 ms, the same as jaxlib
-0.8.3 measured in the same session; candidates were slower: weight grad as
-per-tap matmuls ~240-280 ms, im2col ~260 ms, a transposed standard forward
-conv ~190-235 ms; input grad as a flipped-kernel conv or phase decomposition
-~66-76 ms, per-tap scatter ~150-165 ms; forward as im2col ~220-270 ms. XLA
-therefore keeps the forward pass, the input gradient (all shapes) and the
-weight gradient of 3x3 kernels at stride 1 or with a larger than 8x8 output.
-XLA's weight gradient is slow where its window-is-the-image convolution has
-little output: 1x1 kernels (27 -> 7 ms, 17 -> 4 ms, 11 -> 4 ms for the
-ResNet-18 shortcuts) and strided kernels with a <= 8x8 output (3x3 stride 2:
-64 -> 31 ms at 16x16x128 -> 256, 41 -> 28 ms at 8x8x256 -> 512): those use
-the tap formulation. See ``_cpu_weight_grad_impl``. XLA's weight gradient
-also slows down superlinearly with the batch (32x32x64 -> 64: 99 ms at batch
-64, 282-299 ms at 128), so the remaining shapes take it over chunks of the
-batch, summed (``_weight_grad_chunk``): the ResNet-18 layers' weight gradients
-took 1.3x less time at batch 64 and 1.75x less at 128. The forward pass and
-the input gradient slow down too once the input outgrows ~16 MiB
-(32x32x64 at batch 128); chunking them gains only if the chunks run one after
-another (``_sequential_chunk``, ``_conv_batch_chunks``): ResNet-18 step at
-batch 128 1.09x faster, unchanged at 64. A Winograd F(2x2,3x3) or
-F(4x4,3x3) convolution written in jnp (2.25x / 4x fewer multiplies) did not
-beat XLA's direct one on the ResNet-18 shapes (``benchmarks/winograd_conv.py``,
-batch 64): forward 0.9-3.0x XLA's time, input gradient by autodiff 2.0-2.8x
-(F(2x2,3x3)) and 6-20x (F(4x4,3x3)); its transforms run as memory-bound
-fusions, its batched small-K matmuls reach 60-140 GFLOP/s, and F(4x4,3x3)
-has ~1e-5 relative error. The 19x weight-gradient
-slowdown reported in issue 8 (1400 ms vs 74 ms on 0.8.3) did not reproduce in
-that session; under CPU contention the YNNPACK weight-gradient conv degraded
-more than 0.8.3's Eigen one (1 core + a busy neighbour: ~420-510 ms vs
-~150-170 ms), and ``XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=`` turns
-the YNNPACK fusions off, for comparison.
+Which formulation, measured (jax/jaxlib 0.10.2, 2-core AMD EPYC, float32).
+First, the flags: jaxlib 0.10.x compiles f32 convolutions into YNNPACK
+fusions that run the large ResNet layers on one thread; importing neurojax
+turns those off (``neurojax._xla_cpu_flags``), after which XLA's own
+convolution uses both cores. At the issue's shape (64x32x32x64 -> 64, 3x3,
+stride 1; ``python benchmarks/conv_grad.py``, wall ms) forward 52 -> 29,
+input gradient 52 -> 30, weight gradient 91 -> 46. The formulations below
+were first chosen from process-CPU-time measurements with YNNPACK on, which
+hid that single thread; they were re-measured as whole ResNet-18 training
+steps under the flag (wall time, variants interleaved in one process):
+batch 64, XLA's plain convolution 1.75 s, per-tap weight gradients alone
+1.70 s, plus the batch-chunked weight gradient 1.48 s, plus ordered chunks
+1.47 s; batch 128, 3.70 s, -, 3.00 s, 3.02 s. So they stay; the ordered
+chunks are neutral under the flag and help without it (YNNPACK on, e.g. a
+jaxlib the flag is not set for: 1.09x at batch 128).
+
+* Forward pass and input gradient: XLA's (candidates were slower: im2col
+  forward, a flipped-kernel or phase-decomposed input gradient, per-tap
+  scatters).
+* Weight gradient of 1x1 kernels and of strided kernels with a <= 8x8
+  output: the tap formulation (``_cpu_weight_grad_impl``), where XLA's
+  window-is-the-image convolution has little output (ResNet-18 1x1
+  stride-2 shortcuts 11.8 -> 5.7 ms, 4.6 -> 3.7 ms wall at batch 64).
+* Other weight gradients: XLA's, over chunks of the batch, summed
+  (``_weight_grad_chunk``); in the step this avoids the large transposed
+  copies (of recomputed BatchNorm/ReLU activations) that XLA feeds its
+  whole-batch weight-gradient convolution.
+* Inputs above 16 MiB: forward pass and input gradient over batch chunks in
+  order (``_sequential_chunk``, ``_conv_batch_chunks``).
+
+A Winograd F(2x2,3x3) or F(4x4,3x3) convolution written in jnp (2.25x / 4x
+fewer multiplies) did not beat XLA's direct one on the ResNet-18 shapes
+(``benchmarks/winograd_conv.py``, batch 64): forward 0.9-3.0x XLA's time,
+input gradient by autodiff 2.0-2.8x (F(2x2,3x3)) and 6-20x (F(4x4,3x3));
+its transforms run as memory-bound fusions, and F(4x4,3x3) has ~1e-5
+relative error.
 
 Inputs smaller than the kernel (e.g. VGG's 2x2 stage on CIFAR) are the one
 shape where XLA:CPU's forward convolution and input gradient are slow (~50x a
