@@ -12,7 +12,10 @@ convolution (default 64x32x32x64 -> 64, 3x3, stride 1, SAME, float32):
   JAX does; only when neurojax's flag is in effect;
 * ``neurojax``: ``neurojax.models.conv.conv2d`` (default ``impl='auto'``);
 * ``taps``: ``conv2d(..., impl='taps')``, the per-tap-matmul weight gradient
-  forced for every shape.
+  forced for every shape;
+* ``torch``: PyTorch eager (oneDNN on x86) on the same shapes in
+  channels_last, forward and ``aten.convolution_backward`` for each gradient
+  alone, when torch is installed (``pip install torch==2.13.0``).
 
 Each time is the median over ``--repeats`` calls of a jitted function (after
 two warm-up calls), as wall time and as process CPU time. Ratios and totals
@@ -32,6 +35,7 @@ for comparison)::
 (the last keeps jaxlib's default flags for the whole process).
 """
 import argparse
+import importlib.util
 import os
 import platform
 import statistics
@@ -71,6 +75,8 @@ def _conv_fn(impl, strides, padding):
 
 
 def _time(f, args, repeats):
+    """Median (wall ms, CPU ms) of ``f(*args)``; torch's eager calls return
+    computed tensors, so ``block_until_ready`` only waits for JAX arrays."""
     jax.block_until_ready(f(*args))
     jax.block_until_ready(f(*args))
     wall, cpu = [], []
@@ -82,8 +88,40 @@ def _time(f, args, repeats):
     return 1e3 * statistics.median(wall), 1e3 * statistics.median(cpu)
 
 
+def _time_torch(batch, size, cin, cout, kernel, stride, padding, dtype, repeats):
+    import torch  # pylint: disable=import-outside-toplevel
+    torch.set_num_threads(os.cpu_count())
+    tdtype = {jnp.dtype("float32"): torch.float32, jnp.dtype("bfloat16"): torch.bfloat16}[dtype]
+    gen = torch.Generator().manual_seed(0)
+    cl = torch.channels_last
+    x = torch.randn(batch, cin, size, size, generator=gen, dtype=tdtype).contiguous(memory_format=cl)
+    w = torch.randn(cout, cin, kernel, kernel, generator=gen, dtype=tdtype).contiguous(memory_format=cl)
+    pads = _explicit_padding_pairs(size, kernel, stride, padding)
+    if any(lo != hi for lo, hi in pads):  # torch pads symmetrically: pad the input
+        x = torch.nn.functional.pad(x, (pads[1][0], pads[1][1], pads[0][0], pads[0][1]))
+        x = x.contiguous(memory_format=cl)
+        pads = ((0, 0), (0, 0))
+    pad = [pads[0][0], pads[1][0]]
+    fwd = lambda: torch.nn.functional.conv2d(x, w, stride=stride, padding=pad)  # noqa: E731
+    dy = torch.randn_like(fwd()).contiguous(memory_format=cl)
+
+    def grad(mask):
+        return lambda: torch.ops.aten.convolution_backward(
+            dy, x, w, None, [stride] * 2, pad, [1, 1], False, [0, 0], 1, mask)
+
+    with torch.no_grad():
+        return {"fwd": _time(fwd, (), repeats), "dx": _time(grad([True, False, False]), (), repeats),
+                "dW": _time(grad([False, True, False]), (), repeats)}
+
+
+def _explicit_padding_pairs(size, kernel, stride, padding):
+    return tuple(jax.lax.padtype_to_pads((size, size), (kernel, kernel), (stride, stride), padding))
+
+
 def time_conv(impl, batch, size, cin, cout, kernel, stride, padding, dtype, repeats):
     """{'fwd'|'dx'|'dW': (wall_ms, cpu_ms)} for one implementation."""
+    if impl == "torch":
+        return _time_torch(batch, size, cin, cout, kernel, stride, padding, dtype, repeats)
     keys = jax.random.split(jax.random.key(0), 3)
     x = jax.random.normal(keys[0], (batch, size, size, cin), dtype)
     k = (jax.random.normal(keys[1], (kernel, kernel, cin, cout)) /
@@ -116,6 +154,9 @@ def _impls(requested):
         impls = [i for i in impls if i == "xla"]
     if not _YNN_FLAG_SET:  # xla already is jaxlib's default
         impls = [i for i in impls if i != "xla-ynn"]
+    if "torch" in impls and importlib.util.find_spec("torch") is None:
+        print("torch not installed: skipping the torch column")
+        impls = [i for i in impls if i != "torch"]
     return impls
 
 
@@ -184,8 +225,8 @@ def main(argv=None):
     p.add_argument("--padding", default="SAME", choices=["SAME", "VALID"])
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--repeats", type=int, default=7)
-    p.add_argument("--impls", default="xla-ynn,xla,neurojax,taps",
-                   help="comma list from xla-ynn, xla, neurojax, taps")
+    p.add_argument("--impls", default="xla-ynn,xla,neurojax,taps,torch",
+                   help="comma list from xla-ynn, xla, neurojax, taps, torch")
     p.add_argument("--stack", action="store_true",
                    help="time every ResNet-18 (CIFAR) conv layer instead")
     args = p.parse_args(argv)
