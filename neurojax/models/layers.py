@@ -46,21 +46,17 @@ def _max_pool_blocks(x: jax.Array, window: tuple[int, int]) -> jax.Array:
                     ((0, 0, 0), (pad_h // 2, pad_h - pad_h // 2, 0),
                      (pad_w // 2, pad_w - pad_w // 2, 0), (0, 0, 0)))
     blocks = x.reshape(n, ho, ph, wo, pw, c)
-    top = jnp.max(blocks, axis=(2, 4))
-    # Walk the window in row-major order; keep each output's first maximum.
-    seen = jnp.zeros(top.shape, bool)
-    rows = []
-    for i in range(ph):
-        row = []
-        for j in range(pw):
-            hit = blocks[:, :, i, :, j, :] == top
-            row.append(hit & ~seen)
-            seen = seen | hit
-        rows.append(jnp.stack(row, axis=3))          # (n, ho, wo, pw, c)
-    first = jnp.stack(rows, axis=2)                  # (n, ho, ph, wo, pw, c)
-    # `where`, not a product with the mask: -inf padding times 0 would be nan.
-    picked = jnp.sum(jnp.where(first, blocks, jnp.zeros((), x.dtype)), axis=(2, 4))
-    return jnp.where(seen, picked, top)  # a window without a hit holds a nan
+    top = jnp.max(blocks, axis=(2, 4), keepdims=True)
+    # Row-major rank of each window position; the first maximum has the
+    # smallest rank among the hits. Reductions and elementwise ops in one
+    # layout, so XLA fuses them (no stacking or transposes).
+    rank = (lax.broadcasted_iota(jnp.int32, (1, 1, ph, 1, pw, 1), 2) * pw
+            + lax.broadcasted_iota(jnp.int32, (1, 1, ph, 1, pw, 1), 4))
+    first = jnp.min(jnp.where(blocks == top, rank, ph * pw), axis=(2, 4), keepdims=True)
+    # `where`, not a product with a mask: -inf padding times 0 would be nan.
+    picked = jnp.sum(jnp.where(rank == first, blocks, jnp.zeros((), x.dtype)), axis=(2, 4))
+    # A window without a hit holds a nan: return the max (nan) itself.
+    return jnp.where(first[:, :, 0, :, 0, :] < ph * pw, picked, top[:, :, 0, :, 0, :])
 
 
 def max_pool(x: jax.Array, window: Sequence[int] = (2, 2),
