@@ -22,7 +22,10 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
     del argv
-    import jax  # after flag parsing, so that --help is fast
+    # After flag parsing, so that --help is fast; neurojax before any JAX
+    # backend starts, so that its XLA:CPU flags take effect (neurojax._xla_cpu_flags).
+    import neurojax  # noqa: F401  pylint: disable=unused-import
+    import jax
 
     if _DISTRIBUTED.value:
         jax.distributed.initialize()
