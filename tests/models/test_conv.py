@@ -431,3 +431,51 @@ def test_sequential_chunks_for_large_activations_equal_xla(monkeypatch):
     fwd_rev = lambda f: jax.jit(lambda a, b: jax.jvp(g(f), (a, b), (tx, tk))[1])(x, k)
     chex.assert_trees_all_close(rev_rev(ours), rev_rev(ref), atol=1e-4, rtol=1e-4)
     chex.assert_trees_all_close(fwd_rev(ours), fwd_rev(ref), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kernel,strides,padding,size", [
+    (3, (2, 2), "SAME", 18), (3, (2, 2), "VALID", 19), (5, (2, 2), ((2, 1), (0, 3)), 20),
+    (3, (2, 2), ((-1, 1), (1, 1)), 18), (3, (3, 3), "SAME", 30), (3, (2, 1), "SAME", 17)])
+def test_polyphase_input_gradient_equals_xla(kernel, strides, padding, size):
+    """Strided kernels with a > 8x8 output take the input gradient per phase.
+
+    Value, both gradients, jvp and both HVP orders equal XLA's, and the
+    gradient program has no lhs-dilated convolution (XLA's own input
+    gradient of a strided convolution convolves a dilated dy).
+    """
+    x, k = _inputs(kernel, size)
+    pads = conv_lib._explicit_padding((size, size), (kernel, kernel), strides, padding)
+    assert conv_lib._polyphase_input_grad(x.shape, k.shape, strides, pads)
+    ours = functools.partial(conv2d, strides=strides, padding=padding)
+    ref = lambda a, b: lax.conv_general_dilated(a, b, strides, padding,  # noqa: E731
+                                                dimension_numbers=DN)
+    np.testing.assert_allclose(conv_lib._conv_polyphase(x, k, strides, pads), ref(x, k),
+                               atol=2e-5, rtol=1e-5)
+    text = export.export(jax.jit(jax.grad(_loss(ours), (0, 1))),
+                         platforms=["cpu"])(x, k).mlir_module()
+    assert "lhs_dilate" not in text
+    assert "lhs_dilate" in export.export(jax.jit(jax.grad(_loss(ref), (0, 1))),
+                                         platforms=["cpu"])(x, k).mlir_module()
+    chex.assert_trees_all_close(jax.jit(_value_and_grads(ours))(x, k),
+                                jax.jit(_value_and_grads(ref))(x, k), atol=1e-4, rtol=1e-5)
+    tx, tk = _inputs(kernel, size, seed=3)
+    jvp = lambda f: jax.jit(lambda *a: jax.jvp(f, a[:2], a[2:]))(x, k, tx, tk)
+    chex.assert_trees_all_close(jvp(ours), jvp(ref), atol=1e-4, rtol=1e-5)
+    g = lambda f: jax.grad(_loss(f), (0, 1))
+    rev_rev = lambda f: jax.jit(jax.grad(
+        lambda a, b: jnp.vdot(g(f)(a, b)[0], tx) + jnp.vdot(g(f)(a, b)[1], tk), (0, 1)))(x, k)
+    fwd_rev = lambda f: jax.jit(lambda a, b: jax.jvp(g(f), (a, b), (tx, tk))[1])(x, k)
+    chex.assert_trees_all_close(rev_rev(ours), rev_rev(ref), atol=1e-3, rtol=1e-4)
+    chex.assert_trees_all_close(fwd_rev(ours), fwd_rev(ref), atol=1e-3, rtol=1e-4)
+
+
+def test_polyphase_choice_for_resnet_shapes():
+    """Measured crossover (``_polyphase_input_grad``): > 8x8 strided outputs."""
+    choice = lambda size, k, s: conv_lib._polyphase_input_grad(
+        (64, size, size, 64), (k, k, 64, 128), (s, s),
+        conv_lib._explicit_padding((size, size), (k, k), (s, s), "SAME"))
+    assert choice(32, 3, 2)                   # 16x16 output
+    assert not choice(16, 3, 2)               # 8x8
+    assert not choice(32, 1, 2)               # 1x1 shortcut
+    assert not choice(32, 3, 1)               # stride 1
+    assert choice(224, 7, 2)                  # ImageNet stem
