@@ -94,8 +94,9 @@ def _time_torch(batch, size, cin, cout, kernel, stride, padding, dtype, repeats)
     tdtype = {jnp.dtype("float32"): torch.float32, jnp.dtype("bfloat16"): torch.bfloat16}[dtype]
     gen = torch.Generator().manual_seed(0)
     cl = torch.channels_last
-    x = torch.randn(batch, cin, size, size, generator=gen, dtype=tdtype).contiguous(memory_format=cl)
-    w = torch.randn(cout, cin, kernel, kernel, generator=gen, dtype=tdtype).contiguous(memory_format=cl)
+    x = torch.randn(batch, cin, size, size, generator=gen, dtype=tdtype)
+    w = torch.randn(cout, cin, kernel, kernel, generator=gen, dtype=tdtype)
+    x, w = x.contiguous(memory_format=cl), w.contiguous(memory_format=cl)
     pads = _explicit_padding_pairs(size, kernel, stride, padding)
     if any(lo != hi for lo, hi in pads):  # torch pads symmetrically: pad the input
         x = torch.nn.functional.pad(x, (pads[1][0], pads[1][1], pads[0][0], pads[0][1]))
@@ -110,7 +111,8 @@ def _time_torch(batch, size, cin, cout, kernel, stride, padding, dtype, repeats)
             dy, x, w, None, [stride] * 2, pad, [1, 1], False, [0, 0], 1, mask)
 
     with torch.no_grad():
-        return {"fwd": _time(fwd, (), repeats), "dx": _time(grad([True, False, False]), (), repeats),
+        return {"fwd": _time(fwd, (), repeats),
+                "dx": _time(grad([True, False, False]), (), repeats),
                 "dW": _time(grad([False, True, False]), (), repeats)}
 
 

@@ -1,14 +1,14 @@
 """Turn off XLA:CPU's single-threaded YNNPACK convolutions (issue 8).
 
-jaxlib 0.10.x compiles every float32 convolution on the CPU backend into a
-YNNPACK "individual convolution" fusion. On a 2-core machine those fusions
-run the large convolutions of a ResNet on one thread (wall time = CPU time),
-while XLA's own (Eigen) convolution uses every core. Measured with jax/jaxlib
-0.10.2, 2-core AMD EPYC, 64x32x32x64 -> 64, 3x3, forward (``python
-benchmarks/conv_grad.py``): 51 ms wall / 51 ms CPU with the fusion, 29 ms
-wall / 58 ms CPU without it; the compiled ResNet-18 step at batch 64 went
-from 1.68 s to 1.47 s. This is the regression the issue dates to "between
-jaxlib 0.8.3 and 0.9.2".
+jaxlib 0.10.1 and 0.10.2 compile large float32 convolutions on the CPU
+backend into YNNPACK "individual convolution" fusions (0.10.0 does not). On a
+2-core machine those fusions run the large convolutions of a ResNet on one
+thread (wall time = CPU time), while XLA's own (Eigen) convolution uses every
+core. Measured with jax/jaxlib 0.10.2, 2-core AMD EPYC, 64x32x32x64 -> 64,
+3x3, forward (``python benchmarks/conv_grad.py``): 52 ms wall / 52 ms CPU
+with the fusion, 29 ms wall / 58 ms CPU without it; the compiled ResNet-18
+step at batch 64 (both programs in one process, interleaved) 1.74 s -> 1.50
+s. This is the regression the issue dates to "after jaxlib 0.8.3".
 
 XLA reads ``XLA_FLAGS`` once, when the first backend starts, and aborts the
 process on a flag it does not know. So ``configure()`` (called when neurojax
@@ -34,8 +34,9 @@ import warnings
 YNN_FLAG = "xla_cpu_experimental_ynn_fusion_type"
 YNN_SETTING = f"--{YNN_FLAG}=-individual_convolution"
 OPT_OUT_ENV = "NEUROJAX_KEEP_XLA_FLAGS"
-# jaxlib releases on which the flag (with its +/- list syntax) exists and the
-# YNNPACK convolution was measured slower than XLA's own (see module docstring).
+# jaxlib releases on which the flag with its +/- list syntax was checked to
+# parse. 0.10.1 and 0.10.2 fuse convolutions into YNNPACK by default (measured
+# slower, see above); on 0.10.0, which does not, the flag changes nothing.
 _VERIFIED_JAXLIB = ("0.10.0", "0.10.1", "0.10.2")
 # jaxlib 0.10.2's default YNN fusion list (the flag's enum names), for
 # benchmarks that compile one function with XLA's defaults as a per-compile

@@ -16,8 +16,9 @@ How it is built
   ``dot_general(strided slice of padded x, kernel[i, j])`` (its transpose is one
   matmul per tap, ``x_tap^T @ dy``); the part linear in ``x`` is XLA's
   convolution or, for strided kernels, a sum of stride-1 convolutions over the
-  input's phases (its transpose avoids a dilated ``dy``). Because only standard primitives appear,
-  every differentiation mode keeps working: ``grad``, ``jvp``/``jacfwd``,
+  input's phases (its transpose avoids a dilated ``dy``). Because only
+  standard primitives appear, every differentiation mode keeps working:
+  ``grad``, ``jvp``/``jacfwd``,
   forward-over-reverse and reverse-over-reverse Hessian-vector products,
   ``vmap`` and per-example gradients (``vmap(grad)``).
 * The backend is selected by ``jax.lax.platform_dependent``, so one jitted
