@@ -4,6 +4,7 @@ They exist so that ``capture_intermediates`` (``neurojax.models.features``)
 records post-activation and post-pooling features under a readable name,
 with no change to the model that uses them.
 """
+import functools
 from typing import Callable, Sequence
 
 import flax.linen as nn
@@ -20,23 +21,61 @@ class Act(nn.Module):
         return self.fn(x)
 
 
+def _first_max_rank(blocks: jax.Array, top: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(rank of each window position, rank of each window's first maximum).
+
+    ``blocks`` is (n, ho, ph, wo, pw, c) and ``top`` its max over (2, 4) with
+    kept dims; the rank is row-major, ``i * pw + j``, and a window without a
+    hit (a nan) gets ``ph * pw``.
+    """
+    ph, pw = blocks.shape[2], blocks.shape[4]
+    rank = (lax.broadcasted_iota(jnp.int32, (1, 1, ph, 1, pw, 1), 2) * pw
+            + lax.broadcasted_iota(jnp.int32, (1, 1, ph, 1, pw, 1), 4))
+    first = jnp.min(jnp.where(blocks == top, rank, ph * pw), axis=(2, 4), keepdims=True)
+    return rank, first
+
+
+def _blocks(x: jax.Array, window: tuple[int, int]) -> jax.Array:
+    n, h, w, c = x.shape
+    return x.reshape(n, h // window[0], window[0], w // window[1], window[1], c)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _max_pool_divisible(x: jax.Array, window: tuple[int, int]) -> jax.Array:
+    """Max over non-overlapping windows of an input whose H and W they divide."""
+    return jnp.max(_blocks(x, window), axis=(2, 4))
+
+
+@_max_pool_divisible.defjvp
+def _max_pool_divisible_jvp(window, primals, tangents):
+    (x,), (t,) = primals, tangents
+    blocks = _blocks(x, window)
+    top = jnp.max(blocks, axis=(2, 4), keepdims=True)
+    rank, first = _first_max_rank(blocks, top)
+    # Linear in t: its transpose routes each cotangent to the first maximum.
+    t_out = jnp.sum(jnp.where(rank == first, _blocks(t, window), jnp.zeros((), t.dtype)),
+                    axis=(2, 4))
+    return top[:, :, 0, :, 0, :], t_out
+
+
 def _max_pool_blocks(x: jax.Array, window: tuple[int, int]) -> jax.Array:
     """Non-overlapping max pooling (window = strides, 'SAME') by reshaping.
 
     The same function as ``nn.max_pool(x, window, window, 'SAME')`` in value
-    and in every derivative: with ``m`` the indicator of the *first* maximum
-    of each window in row-major order (the element XLA's select-and-scatter
-    picks; a comparison, so no gradient flows through it),
-    ``y = sum_window(where(m, x, 0))``, so the gradient routes
-    each output's cotangent to that one element, the JVP reads its tangent,
-    and all higher derivatives of the pooling are zero, as for XLA's. (On
-    exact ties XLA's own JVP may read another maximum than its VJP routes to;
-    here both use the first, so the JVP and VJP stay transposes.) Why:
-    XLA:CPU (jaxlib 0.10.2) lowers the gradient of ``reduce_window`` max
-    into a variadic argmax reduce-window over int32 iotas plus a scatter,
-    ~45 of the 64 ms of the small CNN's training step at batch 64.
+    and in every derivative: the value is the max over each window; the JVP
+    reads the tangent of the *first* maximum in row-major order (the element
+    XLA's select-and-scatter routes the gradient to), so the VJP, its
+    transpose, routes each cotangent to that one element; the choice is a
+    comparison, so all higher derivatives of the pooling are zero, as for
+    XLA's. (On exact ties XLA's own JVP may read another maximum than its VJP
+    routes to; here both use the first, so the JVP and VJP stay transposes.)
+    A ``custom_jvp`` keeps the forward pass a plain max and the backward pass
+    one select. Why: XLA:CPU (jaxlib 0.10.2) lowers the gradient of
+    ``reduce_window`` max into a variadic argmax reduce-window over int32
+    iotas plus a scatter, ~45 of the 64 ms of the small CNN's training step
+    at batch 64.
     """
-    n, h, w, c = x.shape
+    _, h, w, _ = x.shape
     (ph, pw), ho, wo = window, -(-h // window[0]), -(-w // window[1])
     pad_h, pad_w = ho * ph - h, wo * pw - w
     if pad_h or pad_w:  # XLA's SAME: the extra row/column goes at the end
@@ -45,18 +84,7 @@ def _max_pool_blocks(x: jax.Array, window: tuple[int, int]) -> jax.Array:
         x = lax.pad(x, jnp.array(lowest, x.dtype),
                     ((0, 0, 0), (pad_h // 2, pad_h - pad_h // 2, 0),
                      (pad_w // 2, pad_w - pad_w // 2, 0), (0, 0, 0)))
-    blocks = x.reshape(n, ho, ph, wo, pw, c)
-    top = jnp.max(blocks, axis=(2, 4), keepdims=True)
-    # Row-major rank of each window position; the first maximum has the
-    # smallest rank among the hits. Reductions and elementwise ops in one
-    # layout, so XLA fuses them (no stacking or transposes).
-    rank = (lax.broadcasted_iota(jnp.int32, (1, 1, ph, 1, pw, 1), 2) * pw
-            + lax.broadcasted_iota(jnp.int32, (1, 1, ph, 1, pw, 1), 4))
-    first = jnp.min(jnp.where(blocks == top, rank, ph * pw), axis=(2, 4), keepdims=True)
-    # `where`, not a product with a mask: -inf padding times 0 would be nan.
-    picked = jnp.sum(jnp.where(rank == first, blocks, jnp.zeros((), x.dtype)), axis=(2, 4))
-    # A window without a hit holds a nan: return the max (nan) itself.
-    return jnp.where(first[:, :, 0, :, 0, :] < ph * pw, picked, top[:, :, 0, :, 0, :])
+    return _max_pool_divisible(x, window)
 
 
 def max_pool(x: jax.Array, window: Sequence[int] = (2, 2),
