@@ -399,6 +399,21 @@ def test_small_input_hvp_equals_dense_hessian():
         np.testing.assert_allclose(rev_over_rev, hess, rtol=1e-10, atol=1e-12)
 
 
+def _assert_jvp_and_hvps_equal(ours, ref, primals, tangents, atol, hvp_atol):
+    """The jvp, and both orders of the Hessian-vector product of ``_loss``
+    in the direction ``tangents``, equal for ``ours`` and ``ref``."""
+    (x, k), (tx, tk) = primals, tangents
+    jvp = lambda f: jax.jit(lambda *a: jax.jvp(f, a[:2], a[2:]))(x, k, tx, tk)  # noqa: E731
+    chex.assert_trees_all_close(jvp(ours), jvp(ref), atol=atol, rtol=1e-5)
+    g = lambda f: jax.grad(_loss(f), (0, 1))  # noqa: E731
+    rev_rev = lambda f: jax.jit(jax.grad(  # noqa: E731
+        lambda a, b: jnp.vdot(g(f)(a, b)[0], tx) + jnp.vdot(g(f)(a, b)[1], tk), (0, 1)))(x, k)
+    fwd_rev = lambda f: jax.jit(  # noqa: E731
+        lambda a, b: jax.jvp(g(f), (a, b), (tx, tk))[1])(x, k)
+    chex.assert_trees_all_close(rev_rev(ours), rev_rev(ref), atol=hvp_atol, rtol=1e-4)
+    chex.assert_trees_all_close(fwd_rev(ours), fwd_rev(ref), atol=hvp_atol, rtol=1e-4)
+
+
 def test_sequential_chunks_for_large_activations_equal_xla(monkeypatch):
     """Large activations run forward and input gradient in ordered batch chunks.
 
@@ -423,14 +438,7 @@ def test_sequential_chunks_for_large_activations_equal_xla(monkeypatch):
     chex.assert_trees_all_close(jax.jit(_value_and_grads(ours))(x, k),
                                 jax.jit(_value_and_grads(ref))(x, k), atol=1e-5, rtol=1e-5)
     tx, tk = _inputs(3, 6, batch=10, seed=3)
-    jvp = lambda f: jax.jit(lambda *a: jax.jvp(f, a[:2], a[2:]))(x, k, tx, tk)
-    chex.assert_trees_all_close(jvp(ours), jvp(ref), atol=1e-5, rtol=1e-5)
-    g = lambda f: jax.grad(_loss(f), (0, 1))
-    rev_rev = lambda f: jax.jit(jax.grad(
-        lambda a, b: jnp.vdot(g(f)(a, b)[0], tx) + jnp.vdot(g(f)(a, b)[1], tk), (0, 1)))(x, k)
-    fwd_rev = lambda f: jax.jit(lambda a, b: jax.jvp(g(f), (a, b), (tx, tk))[1])(x, k)
-    chex.assert_trees_all_close(rev_rev(ours), rev_rev(ref), atol=1e-4, rtol=1e-4)
-    chex.assert_trees_all_close(fwd_rev(ours), fwd_rev(ref), atol=1e-4, rtol=1e-4)
+    _assert_jvp_and_hvps_equal(ours, ref, (x, k), (tx, tk), atol=1e-5, hvp_atol=1e-4)
 
 
 @pytest.mark.parametrize("kernel,strides,padding,size", [
@@ -459,14 +467,7 @@ def test_polyphase_input_gradient_equals_xla(kernel, strides, padding, size):
     chex.assert_trees_all_close(jax.jit(_value_and_grads(ours))(x, k),
                                 jax.jit(_value_and_grads(ref))(x, k), atol=1e-4, rtol=1e-5)
     tx, tk = _inputs(kernel, size, seed=3)
-    jvp = lambda f: jax.jit(lambda *a: jax.jvp(f, a[:2], a[2:]))(x, k, tx, tk)
-    chex.assert_trees_all_close(jvp(ours), jvp(ref), atol=1e-4, rtol=1e-5)
-    g = lambda f: jax.grad(_loss(f), (0, 1))
-    rev_rev = lambda f: jax.jit(jax.grad(
-        lambda a, b: jnp.vdot(g(f)(a, b)[0], tx) + jnp.vdot(g(f)(a, b)[1], tk), (0, 1)))(x, k)
-    fwd_rev = lambda f: jax.jit(lambda a, b: jax.jvp(g(f), (a, b), (tx, tk))[1])(x, k)
-    chex.assert_trees_all_close(rev_rev(ours), rev_rev(ref), atol=1e-3, rtol=1e-4)
-    chex.assert_trees_all_close(fwd_rev(ours), fwd_rev(ref), atol=1e-3, rtol=1e-4)
+    _assert_jvp_and_hvps_equal(ours, ref, (x, k), (tx, tk), atol=1e-4, hvp_atol=1e-3)
 
 
 def test_polyphase_choice_for_resnet_shapes():
