@@ -51,7 +51,7 @@ try:  # The neurojax half is optional (see the module docstring).
     from neurojax import _xla_cpu_flags
     from neurojax.models.conv import conv2d as _nj_conv2d
     # Set by neurojax's import (before any backend started) or not at all.
-    _YNN_FLAG_SET = _xla_cpu_flags.YNN_SETTING in os.environ.get("XLA_FLAGS", "")
+    _YNN_FLAG_SET = _xla_cpu_flags.ynn_convolutions_off()
 except Exception:  # pylint: disable=broad-except
     _nj_conv2d, _YNN_FLAG_SET = None, False
 
@@ -97,7 +97,7 @@ def _time_torch(batch, size, cin, cout, kernel, stride, padding, dtype, repeats)
     x = torch.randn(batch, cin, size, size, generator=gen, dtype=tdtype)
     w = torch.randn(cout, cin, kernel, kernel, generator=gen, dtype=tdtype)
     x, w = x.contiguous(memory_format=cl), w.contiguous(memory_format=cl)
-    pads = _explicit_padding_pairs(size, kernel, stride, padding)
+    pads = jax.lax.padtype_to_pads((size, size), (kernel, kernel), (stride, stride), padding)
     if any(lo != hi for lo, hi in pads):  # torch pads symmetrically: pad the input
         x = torch.nn.functional.pad(x, (pads[1][0], pads[1][1], pads[0][0], pads[0][1]))
         x = x.contiguous(memory_format=cl)
@@ -114,10 +114,6 @@ def _time_torch(batch, size, cin, cout, kernel, stride, padding, dtype, repeats)
         return {"fwd": _time(fwd, (), repeats),
                 "dx": _time(grad([True, False, False]), (), repeats),
                 "dW": _time(grad([False, True, False]), (), repeats)}
-
-
-def _explicit_padding_pairs(size, kernel, stride, padding):
-    return tuple(jax.lax.padtype_to_pads((size, size), (kernel, kernel), (stride, stride), padding))
 
 
 def time_conv(impl, batch, size, cin, cout, kernel, stride, padding, dtype, repeats):

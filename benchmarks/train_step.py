@@ -163,7 +163,7 @@ def main(argv):
             row["neurojax_s"], flops_fast = time_neurojax(name, batch_size, "auto")
             if _XLA_CONV.value:
                 row["xla_conv_s"], flops = time_neurojax(name, batch_size, "xla")
-                if _xla_cpu_flags.YNN_SETTING in os.environ.get("XLA_FLAGS", ""):
+                if _xla_cpu_flags.ynn_convolutions_off():
                     row["plain_jax_s"], _ = time_neurojax(
                         name, batch_size, "xla", _xla_cpu_flags.JAXLIB_DEFAULT_YNN_OPTIONS)
             else:

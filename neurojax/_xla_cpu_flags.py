@@ -73,6 +73,12 @@ def planned_xla_flags(environ, jaxlib_version: str) -> str | None:
     return f"{current} {YNN_SETTING}".strip()
 
 
+def ynn_convolutions_off() -> bool:
+    """Whether this process's ``XLA_FLAGS`` carry neurojax's setting (set by
+    ``configure`` or by hand): benchmarks then add a jaxlib-defaults column."""
+    return YNN_SETTING in os.environ.get("XLA_FLAGS", "")
+
+
 def configure() -> bool:
     """Set ``XLA_FLAGS`` per ``planned_xla_flags``; True when it changed them."""
     planned = planned_xla_flags(os.environ, _jaxlib_version())

@@ -62,6 +62,7 @@ _CONV_HLO = """
                 "XLA_CONV" if " convolution(" in root else "UNKNOWN " + root)
 
     print("XLA_FLAGS=" + os.environ.get("XLA_FLAGS", ""))
+    print("ynn_convolutions_off:", neurojax._xla_cpu_flags.ynn_convolutions_off())
     print("flags:", kind(lowered.compile().as_text()))
     options = neurojax._xla_cpu_flags.JAXLIB_DEFAULT_YNN_OPTIONS
     print("defaults option:", kind(lowered.compile(compiler_options=options).as_text()))
@@ -73,10 +74,12 @@ _CONV_HLO = """
 def test_import_turns_off_ynn_convolutions_and_opt_out_keeps_them():
     out = _run(_CONV_HLO)
     assert flags.YNN_SETTING in out.stdout and "flags: XLA_CONV" in out.stdout, out.stdout
+    assert "ynn_convolutions_off: True" in out.stdout
     # What benchmarks use to compile with jaxlib's defaults in the same process.
     assert "defaults option: YNN_CONV" in out.stdout, out.stdout
     kept = _run(_CONV_HLO, **{flags.OPT_OUT_ENV: "1"})
     assert flags.YNN_SETTING not in kept.stdout and "flags: YNN_CONV" in kept.stdout, kept.stdout
+    assert "ynn_convolutions_off: False" in kept.stdout
 
 
 @pytest.mark.skipif(jaxlib.version.__version__ not in flags._VERIFIED_JAXLIB,
