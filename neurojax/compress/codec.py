@@ -314,10 +314,12 @@ def _huffman_encode(flat: np.ndarray, counts: np.ndarray, block_size):
 
 def _huffman_decode(lengths: np.ndarray, aux, payload, total_bits: int, n: int) -> np.ndarray:
     present = np.flatnonzero(lengths)
-    if n == 0:
-        return np.zeros(0, np.int32)
-    if present.size == 1:
-        return np.full(n, present[0], np.int32)
+    if n == 0 or present.size == 1:
+        # The table determines the array: the encoder writes no index and no bits.
+        if total_bits or len(payload) or len(aux):
+            raise ValueError("codes package: corrupted (a bitstream or block index where "
+                             "the table leaves nothing to code)")
+        return (np.zeros(0, np.int32) if n == 0 else np.full(n, present[0], np.int32))
     lens = lengths.astype(np.int64)
     lmax = int(lens.max())
     if lmax > MAX_CODE_LENGTH:
@@ -388,10 +390,12 @@ def _ans_encode(flat: np.ndarray, counts: np.ndarray) -> bytes:
 def _ans_decode(counts: np.ndarray, payload, n: int) -> np.ndarray:
     import constriction  # noqa: PLC0415
     present = np.flatnonzero(counts)
-    if n == 0:
-        return np.zeros(0, np.int32)
-    if present.size == 1:
-        return np.full(n, present[0], np.int32)
+    if n == 0 or present.size == 1:
+        # The table determines the array: the encoder writes no words.
+        if len(payload):
+            raise ValueError("codes package: corrupted ANS payload (words where the table "
+                             "leaves nothing to code)")
+        return (np.zeros(0, np.int32) if n == 0 else np.full(n, present[0], np.int32))
     if len(payload) % 4:
         raise ValueError("codes package: corrupted ANS payload (not whole 32-bit words)")
     words = np.frombuffer(payload, "<u4").astype(np.uint32)
@@ -402,6 +406,11 @@ def _ans_decode(counts: np.ndarray, payload, n: int) -> np.ndarray:
         raise ValueError(f"codes package: corrupted ANS payload ({err})") from err
     if not coder.is_empty():
         raise ValueError("codes package: corrupted ANS payload (words left over)")
+    # The table holds the exact counts: the decoded symbols must reproduce them
+    # (an exhausted coder, e.g. an empty payload, keeps decoding without error).
+    if not np.array_equal(np.bincount(ranks, minlength=present.size), counts[present]):
+        raise ValueError("codes package: corrupted ANS payload (decoded symbols do not "
+                         "match the counts in the table)")
     return present.astype(np.int32)[ranks]
 
 
@@ -499,6 +508,9 @@ def _parse(blob):
     payload = r.take(plen, "bitstream")
     if r.pos != len(body):
         raise ValueError("codes package: corrupted (unexpected bytes after the bitstream)")
+    if _METHOD_NAMES[method_id] == "ans" and total_bits != 8 * plen:
+        raise ValueError("codes package: corrupted ANS payload (bit count does not match "
+                         "its length)")
     info = PackageInfo(_METHOD_NAMES[method_id], shape, num_symbols, total_bits, tlen, alen,
                        total)
     return info, table, aux, payload
@@ -514,7 +526,12 @@ def decode(blob) -> np.ndarray:
 
     Raises ``ValueError`` on truncated or corrupted bytes (length, CRC-32,
     table consistency and, for Huffman, every block ending exactly where the
-    index says).
+    index says; for ANS, the stream ending exactly after ``n`` symbols whose
+    counts equal the table's). Behind the CRC these structural checks catch
+    what breaks the format, not every change: a complete prefix code decodes
+    any bit string, so a Huffman bit flip that turns one codeword into
+    another of the same length (or a desynchronisation that resynchronises
+    within its block) is caught by the CRC alone.
     """
     meta, table, aux, payload = _parse(blob)
     n = int(np.prod(meta.shape, dtype=np.int64)) if meta.shape else 1
