@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import time
 from typing import Any, Optional, Sequence
@@ -418,8 +419,10 @@ def compact(results: dict) -> dict:
 
 
 def _round_floats(obj, digits=4):
+    """Floats rounded; non-finite ones (e.g. the baseline's entropy, which
+    is undefined without quantisation) become ``None``, i.e. JSON null."""
     if isinstance(obj, float):
-        return round(obj, digits)
+        return round(obj, digits) if math.isfinite(obj) else None
     if isinstance(obj, dict):
         return {k: _round_floats(v, digits) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -429,12 +432,14 @@ def _round_floats(obj, digits=4):
 
 def write(results: dict, outdir: str, name: str) -> tuple[str, str]:
     """``compressed_sync_{name}.json`` (:func:`compact`, floats rounded to 4
-    digits) and ``.png`` (from the full results) in ``outdir``."""
+    digits, NaN and infinities as null: strict JSON) and ``.png`` (from the
+    full results) in ``outdir``."""
     os.makedirs(outdir, exist_ok=True)
     js = os.path.join(outdir, f"compressed_sync_{name}.json")
     png = os.path.join(outdir, f"compressed_sync_{name}.png")
     with open(js, "w") as f:
-        json.dump(_round_floats(compact(results)), f, separators=(",", ":"))
+        json.dump(_round_floats(compact(results)), f, separators=(",", ":"),
+                  allow_nan=False)
     plot(results, png)
     return js, png
 

@@ -1,5 +1,6 @@
 """Smoke test of the chapter-3 experiment (neurojax.analysis.compressed_sync):
 a tiny run on synthetic digit-shaped data writes a consistent JSON and PNG."""
+import io
 import json
 import os
 
@@ -33,6 +34,42 @@ def _data():
         y = rng.integers(0, 10, n).astype(np.int32)
         return centres[y] + 0.05 * rng.normal(size=(n, 64)).astype(np.float32), y
     return {"train": split(256), "test": split(64)}
+
+
+def _reject_constant(name):
+    raise ValueError(f"not JSON: bare {name}")
+
+
+def _strict_json_load(f):
+    """``json.load`` that refuses the NaN / Infinity Python writes by default."""
+    return json.load(f, parse_constant=_reject_constant)
+
+
+def test_write_produces_strict_json_with_null_for_non_finite(tmp_path, monkeypatch):
+    monkeypatch.setattr(exp, "plot", lambda results, path: None)   # JSON only
+    run = {"final_accuracy": 0.98765, "entropy_bits": [float("nan"), 1.234567],
+           "coded_bits": [float("inf"), -float("inf"), 2.0]}
+    results = {"settings": {"baseline": {"mode": "none", "runs": [run]}},
+               "summary": {"mean_entropy_bits": float("nan"), "ratio": 3.14159265}}
+    js, _ = exp.write(results, str(tmp_path), "strict")
+    with open(js) as f:
+        text = f.read()
+    assert "NaN" not in text and "Infinity" not in text
+    saved = _strict_json_load(io.StringIO(text))
+    saved_run = saved["settings"]["baseline"]["runs"][0]
+    assert saved_run["entropy_bits"] == [None, 1.2346]          # rounded to 4 digits
+    assert saved_run["coded_bits"] == [None, None, 2.0]
+    assert saved_run["final_accuracy"] == 0.9877
+    assert saved["summary"] == {"mean_entropy_bits": None, "ratio": 3.1416}
+
+
+def test_committed_results_are_strict_json():
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    path = os.path.join(root, "benchmarks", "results", "compressed_sync_digits.json")
+    with open(path) as f:
+        saved = _strict_json_load(f)
+    # the baseline sends float32: no quantiser, so no entropy (null, not NaN)
+    assert saved["summary"]["settings"]["baseline"]["mean_entropy_bits"] is None
 
 
 def test_epochs_to_best_is_first_peak():
@@ -69,7 +106,7 @@ def test_quick_run_writes_consistent_json_and_png(tmp_path):
     js, png = exp.write(results, str(tmp_path), "smoke")
     assert os.path.getsize(png) > 10_000
     with open(js) as f:
-        saved = json.load(f)
+        saved = _strict_json_load(f)
     assert set(saved["settings"]) == {"baseline", "dynamic_c5"}
     per_epoch = saved["steps_per_epoch"]
     assert saved["local_steps"] == per_epoch == (256 // 2) // 32
