@@ -1,10 +1,13 @@
-"""Matplotlib figures written as PNG files (headless backend)."""
+"""Matplotlib figures written as PNG files.
+
+Drawn with matplotlib's object API (``matplotlib.figure.Figure``), which renders
+to a file without a GUI backend: importing this module leaves the backend a user
+chose (a notebook's inline one, say) as it was, and no figure enters the
+global figure manager.
+"""
 import collections
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (backend must be chosen first)
+from matplotlib.figure import Figure
 
 
 def plot_training_curves(records: list[dict], path: str, *, title: str = "") -> None:
@@ -19,7 +22,8 @@ def plot_training_curves(records: list[dict], path: str, *, title: str = "") -> 
         k for k in series if k not in ("loss", "accuracy", "steps_per_sec", "lr"))
     if not names:
         return
-    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.5), squeeze=False)
+    fig = Figure(figsize=(4.5 * len(names), 3.5))
+    axes = fig.subplots(1, len(names), squeeze=False)
     for ax, name in zip(axes[0], names):
         for split, points in sorted(series[name].items()):
             steps, values = zip(*points)
@@ -35,7 +39,6 @@ def plot_training_curves(records: list[dict], path: str, *, title: str = "") -> 
         fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def plot_eigenspectrum(eigenvalues, path: str, *, fit=None, title: str = "") -> None:
@@ -61,7 +64,8 @@ def plot_eigenspectrum(eigenvalues, path: str, *, fit=None, title: str = "") -> 
     lam = np.sort(np.asarray(eigenvalues, np.float64).ravel())[::-1]
     ranks = np.arange(1, lam.size + 1)
     keep = lam > 0
-    fig, ax = plt.subplots(figsize=(4.5, 3.5))
+    fig = Figure(figsize=(4.5, 3.5))
+    ax = fig.subplots()
     ax.loglog(ranks[keep], lam[keep], ".", markersize=3, label="eigenvalues")
     if fit is not None:
         f = fit._asdict() if hasattr(fit, "_asdict") else dict(fit)
@@ -90,4 +94,3 @@ def plot_eigenspectrum(eigenvalues, path: str, *, fit=None, title: str = "") -> 
         ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)

@@ -413,8 +413,8 @@ def plot_fig2(result: dict[str, Any], path: str, *, noise_index: int = 0) -> Non
     per noise level, with the null predictor's MSE (dotted); (C) test MSE vs
     GD step for each alpha at ``noise_stds[noise_index]``. Accepts the dict
     of ``fig2_sweep`` or its JSON. PNG at ``path``."""
-    from neurojax import plots  # noqa: F401  (selects the headless backend)
-    import matplotlib.pyplot as plt
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
 
     r = {k: (np.asarray(v, np.float64) if isinstance(v, (list, np.ndarray)) else v)
          for k, v in result.items()}
@@ -422,8 +422,9 @@ def plot_fig2(result: dict[str, Any], path: str, *, noise_index: int = 0) -> Non
     if not 0 <= noise_index < sig.size:
         raise ValueError(f"noise_index must lie in [0, {sig.size}), got {noise_index}")
     steps = int(r["settings"]["num_steps"])
-    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4))
-    colours = plt.cm.viridis(np.linspace(0, 0.85, sig.size))
+    fig = Figure(figsize=(15, 4))
+    ax1, ax2, ax3 = fig.subplots(1, 3)
+    colours = colormaps["viridis"](np.linspace(0, 0.85, sig.size))
     for s, c in enumerate(colours):
         ax1.plot(a, r["train_mse_final"][:, s], "o-", color=c, label=rf"$\sigma$={sig[s]:g}")
         ax2.plot(a, r["test_mse_final"][:, s], "o-", color=c,
@@ -441,7 +442,7 @@ def plot_fig2(result: dict[str, Any], path: str, *, noise_index: int = 0) -> Non
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3, which="both")
     st = r["steps"]
-    for i, c in enumerate(plt.cm.coolwarm(np.linspace(0, 1, a.size))):
+    for i, c in enumerate(colormaps["coolwarm"](np.linspace(0, 1, a.size))):
         ax3.plot(st[1:], r["test_mse_mean"][i, 1:, noise_index], color=c,
                  label=rf"$\alpha$={a[i]:g}")
     ax3.set_xscale("log")
@@ -457,7 +458,6 @@ def plot_fig2(result: dict[str, Any], path: str, *, noise_index: int = 0) -> Non
                  f"tau={st_['tau']}, {st_['num_seeds']} seeds", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
-    plt.close(fig)
 
 
 # --------------------------------------------------------------------------
@@ -650,14 +650,15 @@ def convergence_time_sweep(key: Array, alphas: Sequence[float] = THM21_ALPHAS,
 def plot_thm21(result: dict[str, Any], path: str) -> None:
     """(A) steps k* vs alpha, one line per N; (B) k* vs N (log-log) per alpha with
     the fitted exponent and a reference line of slope alpha. PNG at ``path``."""
-    from neurojax import plots  # noqa: F401
-    import matplotlib.pyplot as plt
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
 
     result = {k: (np.asarray(v) if isinstance(v, list) else v) for k, v in result.items()}
     a, ns = np.asarray(result["alphas"]), np.asarray(result["num_trains"])
     k = np.exp(np.log(np.asarray(result["steps"], np.float64)).mean(-1))
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    for j, c in enumerate(plt.cm.viridis(np.linspace(0, 0.85, ns.size))):
+    fig = Figure(figsize=(10, 4))
+    ax1, ax2 = fig.subplots(1, 2)
+    for j, c in enumerate(colormaps["viridis"](np.linspace(0, 0.85, ns.size))):
         ax1.plot(a, k[:, j], "o-", color=c, label=f"N={ns[j]}")
     ax1.set_yscale("log")
     ax1.set_xlabel(r"$\alpha$")
@@ -665,7 +666,7 @@ def plot_thm21(result: dict[str, Any], path: str) -> None:
     ax1.set_title("A. steps vs alpha")
     ax1.legend(fontsize=7)
     ax1.grid(alpha=0.3, which="both")
-    for i, c in enumerate(plt.cm.coolwarm(np.linspace(0, 1, a.size))):
+    for i, c in enumerate(colormaps["coolwarm"](np.linspace(0, 1, a.size))):
         ax2.loglog(ns, k[i], "o-", color=c,
                    label=rf"$\alpha$={a[i]:g}: slope {result['steps_exponent'][i]:.2f}")
         ax2.loglog(ns, k[i, 0] * (ns / ns[0]) ** a[i], ":", color=c, lw=1)
@@ -678,7 +679,6 @@ def plot_thm21(result: dict[str, Any], path: str) -> None:
                  f"x initial loss, tau={result['settings']['tau']}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)
 
 
 # --------------------------------------------------------------------------
@@ -991,10 +991,10 @@ def model_selection_demo(key: Array, *, pool_size: int = 60, num_parallel: int =
 def plot_model_selection(result: dict[str, Any], path: str) -> None:
     """(A) accuracy vs measured alpha of the pool; (B) probes per step for each
     window rule against M / step (Fig. 18). PNG at ``path``."""
-    from neurojax import plots  # noqa: F401
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    ax1, ax2 = fig.subplots(1, 2)
     ax1.plot(result["measured_alpha"], result["accuracy"], "o", ms=4)
     ax1.set_xscale("log")
     ax1.set_xlabel(r"measured $\alpha$")
@@ -1016,7 +1016,6 @@ def plot_model_selection(result: dict[str, Any], path: str) -> None:
     ax2.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)
 
 
 # --------------------------------------------------------------------------

@@ -40,6 +40,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 from tqdm import tqdm
 
 from neurojax.analysis import bias_variance as bv
@@ -117,10 +119,6 @@ def _fig4_run(key, bs, dt, lr, *, steps, width):
 
 def figure4(outdir: str, quick: bool = False, seed: int = 0) -> dict:
     """Fig. 4: ``Delta L(b, 0)`` against ``||g||`` (A) and against ``b`` as ``||g|| -> 0`` (B)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker  # noqa: F401
     teachers, students = (4, 4) if quick else (20, 20)
     steps, dt, lr = 300, 1e-3, 0.05  # measurement step dt; the control trains with lr
     b_small = [0.02, 0.04]
@@ -166,7 +164,8 @@ def figure4(outdir: str, quick: bool = False, seed: int = 0) -> dict:
                                                       float(np.max(slopes_b))],
         "final_DL_positive_fraction": float(np.mean(final > 0)),
     }
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    axes = fig.subplots(1, 2)
     sub = slice(None, None, max(1, len(outs) // 8))
     for r in range(len(outs))[sub]:
         axes[0].plot(gnorm[r], meas[r, :, 0], ".", ms=2)
@@ -178,7 +177,7 @@ def figure4(outdir: str, quick: bool = False, seed: int = 0) -> dict:
         axes[1].plot(bl[order], final[r, order], "o-", ms=3)
     axes[1].set_xscale("log")
     axes[1].set_yscale("log")
-    axes[1].xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    axes[1].xaxis.set_minor_formatter(NullFormatter())
     axes[1].set_xlabel("b")
     axes[1].set_ylabel("Delta L(b, 0) at smallest ||g||")
     axes[1].set_title(f"B: quadratic in b (slope {np.mean(slopes_b):.2f})")
@@ -229,9 +228,6 @@ def figure7(outdir: str, quick: bool = False, seed: int = 0) -> dict:
     Verdict: Fig. 7 reproduced; Theorem 3.1 exactly, Theorem 3.2 everywhere
     except at ``lambda_1 = 2 / dt``, where only the rigorous variant holds.
     """
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     d, dt = 10, 0.1
     grid = 10 if quick else 16
     teachers, students = (5, 40) if quick else (10, 100)
@@ -295,7 +291,8 @@ def figure7(outdir: str, quick: bool = False, seed: int = 0) -> dict:
     summary = {"dt": dt, "dim": d, "teachers": teachers, "students": students,
                **{k: {kk: vv for kk, vv in v.items() if kk not in ("p",)}
                   for k, v in results.items()}}
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    fig = Figure(figsize=(15, 4.5))
+    axes = fig.subplots(1, 3)
     for ax, panel in zip(axes[:2], ("A_true_gradient", "B_noise_sigma_eq_gnorm")):
         r = results[panel]
         im = ax.pcolormesh(lams, lams, r["p"].T, vmin=0, vmax=1, cmap="viridis", shading="auto")
@@ -364,9 +361,6 @@ def _fig3_run(key, sigmas, dt, *, depth, width, activation, steps, num_vectors):
 
 def figure3(outdir: str, quick: bool = False, seed: int = 0) -> dict:
     """Fig. 3: ``Delta L(0, sigma^2)`` against width and depth, linear vs ReLU students."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     depths = (1, 2, 4) if quick else (1, 2, 4, 8)
     widths = (16, 32, 64) if quick else (16, 32, 64, 128)
     pairs = 3 if quick else 10
@@ -406,7 +400,8 @@ def figure3(outdir: str, quick: bool = False, seed: int = 0) -> dict:
                                     float(ratio.max())],
         "intercept_over_value_linear_in_sigma2_max": float(np.max(np.abs(lin))),
     }
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))
+    axes = fig.subplots(1, 2)
     for a, ls in (("linear", "-"), ("relu", "--")):
         for dp in depths:
             axes[0].plot(widths, [dl[(a, dp, w)] for w in widths], ls, marker="o",
@@ -521,10 +516,8 @@ def figure1(outdir: str, quick: bool = False, seed: int = 0) -> dict:
 
 def _accuracy_heatmaps(tr, te, biases, noises, seeds_label: str):
     """Fig. 1's two panels: train and test accuracy over (bias, noise); NaN cells blank."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+    fig = Figure(figsize=(12, 5))
+    axes = fig.subplots(1, 2)
     vmin = float(np.nanmin([np.nanmin(tr), np.nanmin(te)]))
     for ax, m, name in zip(axes, (tr, te), ("train", "test")):
         im = ax.imshow(m, origin="lower", cmap="Spectral", vmin=vmin, vmax=1.0)

@@ -311,12 +311,11 @@ def plot(results: dict, path: str) -> None:
     """Six panels: Fig. 3.1 (accuracy vs fixed N), Fig. 3.3 (entropy per
     layer vs epoch), Fig. 3.5 (bits/parameter vs epoch at c = 5 and 6, raw
     and coded), Fig. 3.4b/d (accuracy and epochs-to-best per setting)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     sets, summ = results["settings"], results["summary"]["settings"]
-    fig, axes = plt.subplots(2, 3, figsize=(16, 9))
+    fig = Figure(figsize=(16, 9))
+    axes = fig.subplots(2, 3)
     base = summ.get("baseline")
 
     ax = axes[0, 0]   # Fig. 3.1
@@ -395,7 +394,6 @@ def plot(results: dict, path: str) -> None:
                  f"{len(results['config']['sync']['seeds'])} seeds")
     fig.tight_layout()
     fig.savefig(path, dpi=70)
-    plt.close(fig)
 
 
 # per-epoch curves of the fixed-N runs left out (N constant; the accuracy

@@ -222,8 +222,7 @@ def example_grid(
     The grid is tiled in NumPy and drawn as one image (one axis per example
     would take seconds in matplotlib).
     """
-    from neurojax import plots  # noqa: F401  (selects the headless backend)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     height, width = images.shape[1:3]
     pad = max(1, height // 8)
@@ -233,7 +232,8 @@ def example_grid(
         for j, i in enumerate(np.flatnonzero(labels == c)[:cols]):
             top, left = pad + c * (height + pad), pad + j * (width + pad)
             grid[top : top + height, left : left + width] = images[i]
-    fig, ax = plt.subplots(figsize=(cols * 0.9 + 1.0, rows * 0.9))  # 90 px per example
+    fig = Figure(figsize=(cols * 0.9 + 1.0, rows * 0.9))  # 90 px per example
+    ax = fig.subplots()
     ax.imshow(grid, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([pad + c * (height + pad) + height / 2 for c in range(rows)], class_names)
@@ -242,7 +242,6 @@ def example_grid(
         spine.set_visible(False)
     fig.tight_layout(pad=0.2)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _timed(results: dict, name: str, fn, *args, **kwargs):

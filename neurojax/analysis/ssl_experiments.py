@@ -44,15 +44,12 @@ import json
 import os
 from typing import Callable, Optional, Sequence
 
-import matplotlib
+import numpy as np
+import scipy.stats
+from absl import app, flags, logging
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import scipy.stats  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
-
-from neurojax.models.projector import PAPER_BT_BETA_TIMES_DIM  # noqa: E402
+from neurojax.models.projector import PAPER_BT_BETA_TIMES_DIM
 
 EXPERIMENTS = ("projector", "views", "alpha", "seeds")
 PROBE_KEYS = ("ridge_accuracy", "knn_accuracy")
@@ -180,7 +177,8 @@ def projector_experiment(outdir: str, base, dims: Sequence[int], progress: bool)
 
 
 def _plot_projector(summary: dict, path: str) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig = Figure(figsize=(9, 3.5))
+    axes = fig.subplots(1, 2)
     for ax, key in zip(axes, PROBE_KEYS):
         for beta, style in (("c/d", "o-"), ("fixed", "s--")):
             rows = [r for r in summary["rows"] if r["beta"] == beta]
@@ -195,7 +193,6 @@ def _plot_projector(summary: dict, path: str) -> None:
     fig.suptitle("Barlow Twins on shapes_small: projector dimension (E1)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 # ---------------------------------------------------------------------------
@@ -223,7 +220,8 @@ def views_experiment(outdir: str, base, settings=VIEW_SETTINGS, progress: bool =
 
 
 def _plot_views(summary: dict, path: str) -> None:
-    fig, axes = plt.subplots(2, 2, figsize=(9, 7))
+    fig = Figure(figsize=(9, 7))
+    axes = fig.subplots(2, 2)
     for row, key in enumerate(PROBE_KEYS):
         for col, x in enumerate(("epoch", "train_seconds")):
             ax = axes[row, col]
@@ -238,7 +236,6 @@ def _plot_views(summary: dict, path: str) -> None:
     fig.suptitle("Barlow Twins on shapes_small: views per image (E2, E3)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 # ---------------------------------------------------------------------------
@@ -280,7 +277,8 @@ def alpha_experiment(outdir: str, base, dims: Sequence[int], progress: bool) -> 
 
 def _plot_alpha(summary: dict, path: str) -> None:
     pts = summary["points"]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    fig = Figure(figsize=(9, 3.6))
+    axes = fig.subplots(1, 2)
     key = "ridge_accuracy"
     acc = [100 * p[key] for p in pts]
     rho = summary["spearman"][key]
@@ -297,7 +295,6 @@ def _plot_alpha(summary: dict, path: str) -> None:
     fig.suptitle(r"Barlow Twins sweep on shapes_small ($\lambda$, d, lr): $\alpha$ vs loss")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 # ---------------------------------------------------------------------------

@@ -896,12 +896,11 @@ def run_toy(*, params=DEFAULT_TOY, views=DEFAULT_VIEWS, num_trials: int = 400,
 
 def plot(results: dict, path: str) -> None:
     """Three panels of dynamics (effective rank, top-1 alignment, top-d balance) + toy graph."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     dyn, toy = results["dynamics"], results["toy"]
-    fig, axes = plt.subplots(1, 4, figsize=(18, 3.8))
+    fig = Figure(figsize=(18, 3.8))
+    axes = fig.subplots(1, 4)
     times = np.asarray(dyn["times"])
     for run in dyn["runs"]:
         lab = f"beta={run['beta']:g}"
@@ -932,7 +931,6 @@ def plot(results: dict, path: str) -> None:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)
 
 
 def _rounded(tree, digits: int = 5):
