@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from PIL import Image, ImageDraw
 
 from neurojax.data import pipeline, shapes, sources
 from neurojax.models import get_model
@@ -36,6 +37,70 @@ def _read(builder, split):
     features = builder.info.features
     return {k: np.stack([np.asarray(e[k], features[k].np_dtype) for e in examples])
             for k in examples[0]}
+
+
+def _outlines(name, vertices=720):
+    """A shape's outlines in its own frame (circumradius 1, v pointing up),
+    from the geometry the module documents: ``[(fill, (k, 2) vertices)]``
+    drawn in order (fill 0 cuts a hole). Disc and ring are drawn as PIL
+    ellipses instead (no rotation to apply)."""
+    def regular(n, radius=1.0, phase=0.0):
+        angle = phase + 2 * np.pi * np.arange(n) / n
+        return radius * np.stack([np.cos(angle), np.sin(angle)], -1)
+
+    def box(half_u, half_v):
+        return np.array([[half_u, half_v], [-half_u, half_v], [-half_u, -half_v],
+                         [half_u, -half_v]])
+
+    sides = {"triangle": 3, "square": 4, "pentagon": 5, "hexagon": 6}
+    if name in sides:  # regular polygon, a vertex on the +u axis
+        return [(1, regular(sides[name]))]
+    if name == "star":  # five tips at radius 1, notches at 0.45 between them
+        return [(1, np.stack([regular(5), regular(5, 0.45, np.pi / 5)], 1).reshape(10, 2))]
+    if name == "cross":  # two bars of half-width 0.3 whose corners touch the unit circle
+        long = math.sqrt(1 - 0.3**2)
+        return [(1, box(long, 0.3)), (1, box(0.3, long))]
+    if name == "ellipse":  # semi-axes 1 (u) and 0.5 (v)
+        return [(1, regular(vertices) * [1.0, 0.5])]
+    if name == "frame":  # axis-aligned square of circumradius 1 minus a 0.55x one
+        half = math.sqrt(0.5)
+        return [(1, box(half, half)), (0, box(0.55 * half, 0.55 * half))]
+    raise ValueError(name)
+
+
+def _pil_coverage(labels, factors, size, supersample=16):
+    """Per-pixel coverage of each example's shape, rasterised by PIL's polygon
+    and ellipse fills on a ``supersample``-times finer grid and box-averaged:
+    no code of ``shapes`` is used, only the factors' documented meaning
+    (centre (column, row) and circumradius as fractions of the side, rotation
+    counter-clockwise on screen)."""
+    big = size * supersample
+    out = np.empty((len(labels), size, size))
+    for i, label in enumerate(np.asarray(labels)):
+        name = shapes.CLASS_NAMES[int(label)]
+        cx, cy = (float(c) for c in factors["center"][i])
+        scale, angle = float(factors["scale"][i]), float(factors["rotation"][i])
+        canvas = Image.new("L", (big, big), 0)
+        draw = ImageDraw.Draw(canvas)
+
+        def to_pil(x, y):  # fractions of the side; PIL's pixel k is centred on k
+            return x * big - 0.5, y * big - 0.5
+
+        if name in ("disc", "ring"):
+            for fill, radius in ((1, 1.0), (0, 0.45))[:1 + (name == "ring")]:
+                draw.ellipse([*to_pil(cx - scale * radius, cy - scale * radius),
+                              *to_pil(cx + scale * radius, cy + scale * radius)],
+                             fill=255 * fill)
+        else:
+            for fill, uv in _outlines(name):
+                # rotate counter-clockwise with y up, then rows grow downwards
+                x = cx + scale * (uv[:, 0] * math.cos(angle) - uv[:, 1] * math.sin(angle))
+                y = cy - scale * (uv[:, 0] * math.sin(angle) + uv[:, 1] * math.cos(angle))
+                px, py = to_pil(x, y)
+                draw.polygon(list(zip(px.tolist(), py.tolist())), fill=255 * fill)
+        fine = np.asarray(canvas, np.float64) / 255.0
+        out[i] = fine.reshape(size, supersample, size, supersample).mean((1, 3))
+    return out
 
 
 def _rows(images, labels):
@@ -103,9 +168,9 @@ def test_factor_metadata(tiny):
 def test_factors_describe_the_images(tiny):
     data = tiny["train"]
     factors = {k: data[k] for k in shapes.FACTOR_SHAPES}
-    # Independent of the renderer: fully covered pixels show the foreground colour.
-    coverage = shapes.shape_coverage(data["label"], factors, 8)
-    inside = coverage == 1.0
+    # Independent of the renderer (PIL's rasterisation of the stored geometry):
+    # fully covered pixels show the foreground colour.
+    inside = _pil_coverage(data["label"], factors, 8) == 1.0
     assert inside.sum() > 500
     pixels = data["image"][inside].astype(np.float64) / 255.0
     fg = np.broadcast_to(data["fg_color"][:, None, None], data["image"].shape)[inside]
@@ -159,6 +224,27 @@ def _single_factors(n, **overrides):
     for key, value in overrides.items():
         factors[key] = np.broadcast_to(np.asarray(value, np.float64), factors[key].shape).copy()
     return factors
+
+
+def test_coverage_matches_a_pil_rasterisation():
+    # Random position, scale and rotation for every class, 32x32: the
+    # renderer's antialiased coverage against PIL's fill of the same geometry
+    # averaged over 16x16 subpixels. Measured: L1 difference / area 0.016 on
+    # average (at most 0.055, at the star's sharp tips), areas within 1.5%.
+    # Off by a quarter pixel the mean is 0.053, with the rotation 0.1 rad off
+    # 0.11, turning clockwise 0.30, with the scale 3% too large the areas
+    # differ by 7%.
+    labels, factors = shapes.sample_factors(np.random.default_rng(0), 200)
+    assert set(labels.tolist()) == set(range(10))
+    reference = _pil_coverage(labels, factors, 32)
+    coverage = shapes.shape_coverage(labels, factors, 32)
+    area = reference.sum((1, 2))
+    l1 = np.abs(coverage - reference).sum((1, 2)) / area
+    assert l1.mean() < 0.03 and l1.max() < 0.08
+    np.testing.assert_allclose(coverage.sum((1, 2)), area, rtol=0.025)
+    # Where PIL sees the pixel fully inside or fully outside, so does the renderer.
+    assert coverage[reference == 1.0].min() > 0.6
+    assert coverage[reference == 0.0].max() < 0.4
 
 
 def test_shape_areas_match_their_geometry():
