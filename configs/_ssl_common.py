@@ -24,6 +24,9 @@ def ssl_config(*, dataset: str, encoder: str, pdim: int = 256, num_views: int = 
     config.seed = 0
 
     config.dataset = ml_collections.ConfigDict()
+    # the training split on the device when it fits the budget: "auto", "on", "off"
+    config.dataset.on_device = "auto"
+    config.dataset.device_budget_mb = 1024
     config.dataset.name = dataset
     config.dataset.data_dir = ""  # "" = $NEUROJAX_DATA_DIR or ~/tensorflow_datasets
     config.dataset.train_split = "train"
@@ -76,6 +79,8 @@ def ssl_config(*, dataset: str, encoder: str, pdim: int = 256, num_views: int = 
     config.optim.transforms = ()
 
     config.train = ml_collections.ConfigDict()
+    config.train.steps_per_call = 1  # steps per compiled call (a lax.scan)
+    config.train.num_replicas = 1  # seeds seed, seed + 1, ... as one vmapped program
     config.train.num_steps = 0
     config.train.num_epochs = epochs
     steps_per_epoch = max(1, train_examples // batch_size)

@@ -114,6 +114,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.grid_cell = ml_collections.ConfigDict(cell)
 
     config.dataset = ml_collections.ConfigDict()
+    # the training split on the device when it fits the budget: "auto", "on", "off"
+    config.dataset.on_device = "auto"
+    config.dataset.device_budget_mb = 1024
     config.dataset.name = "digits" if runlocal else "cifar10"
     config.dataset.data_dir = ""  # "" = $NEUROJAX_DATA_DIR or ~/tensorflow_datasets
     # the full batch (1,437 / 50,000 training images) as 3 / 10 accumulated batches
@@ -147,6 +150,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     )
 
     config.train = ml_collections.ConfigDict()
+    config.train.steps_per_call = 1  # steps per compiled call (a lax.scan)
+    config.train.num_replicas = 1  # seeds seed, seed + 1, ... as one vmapped program
     config.train.num_steps = 0
     config.train.num_epochs = num_epochs  # one update per epoch (full batch)
     config.train.log_every = accumulate  # each epoch's full-batch loss and accuracy

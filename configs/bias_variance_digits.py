@@ -40,6 +40,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.seed = 0
 
     config.dataset = ml_collections.ConfigDict()
+    # the training split on the device when it fits the budget: "auto", "on", "off"
+    config.dataset.on_device = "auto"
+    config.dataset.device_budget_mb = 1024
     config.dataset.name = "digits"
     config.dataset.data_dir = ""
     config.dataset.batch_size = 1437  # the whole training split: full-batch GD
@@ -64,6 +67,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.optim.transforms = (("inject_gradient_bias", {"b": 1e-3, "relative": True}),)
 
     config.train = ml_collections.ConfigDict()
+    config.train.steps_per_call = 1  # steps per compiled call (a lax.scan)
+    config.train.num_replicas = 1  # seeds seed, seed + 1, ... as one vmapped program
     config.train.num_steps = 200
     config.train.num_epochs = 0
     config.train.log_every = 20

@@ -17,6 +17,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.seed = 0
 
     config.dataset = ml_collections.ConfigDict()
+    # the training split on the device when it fits the budget: "auto", "on", "off"
+    config.dataset.on_device = "auto"
+    config.dataset.device_budget_mb = 1024
     config.dataset.name = "digits"
     config.dataset.data_dir = ""  # "" = $NEUROJAX_DATA_DIR or ~/tensorflow_datasets
     config.dataset.batch_size = 64
@@ -40,6 +43,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.optim.transforms = ()
 
     config.train = ml_collections.ConfigDict()
+    config.train.steps_per_call = 220  # steps per compiled call (a lax.scan)
+    config.train.num_replicas = 1  # seeds seed, seed + 1, ... as one vmapped program
     config.train.num_steps = 0
     config.train.num_epochs = 40
     config.train.log_every = 22

@@ -40,6 +40,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.seed = 0
 
     config.dataset = ml_collections.ConfigDict()
+    # the training split on the device when it fits the budget: "auto", "on", "off"
+    config.dataset.on_device = "auto"
+    config.dataset.device_budget_mb = 1024
     config.dataset.name = "shapes_small" if small else "shapes"
     config.dataset.data_dir = ""  # "" = $NEUROJAX_DATA_DIR or ~/tensorflow_datasets
     config.dataset.batch_size = 128
@@ -66,6 +69,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.optim.transforms = ()
 
     config.train = ml_collections.ConfigDict()
+    config.train.steps_per_call = 1  # steps per compiled call (a lax.scan)
+    config.train.num_replicas = 1  # seeds seed, seed + 1, ... as one vmapped program
     config.train.num_steps = 0
     config.train.num_epochs = 40 if small else 20
     steps_per_epoch = (10_000 if small else 50_000) // config.dataset.batch_size

@@ -143,24 +143,18 @@ def restore_params(workdir: str, step: Optional[int] = None, *,
 def model_from_config(config: ml_collections.ConfigDict) -> Any:
     """The Flax module a run with this config trained (no parameters).
 
-    ``config.task`` 'supervised' (the default): ``config.model`` with its
-    output size set to the dataset's number of classes, as
-    ``neurojax.train.task.build_model``; 'ssl': the ``SSLNetwork`` of
-    ``config.model`` (encoder) and ``config.projector``.
+    The registered task's module (``neurojax.train.task.get_task``):
+    'supervised' (the default): ``config.model`` with its output size set to
+    the dataset's number of classes, as ``neurojax.train.task.build_model``;
+    'ssl': the ``SSLNetwork`` of ``config.model`` (encoder) and
+    ``config.projector``.
 
     Raises:
         ValueError: unknown ``config.task``, or a bad model field (named).
     """
     from neurojax import data as nj_data  # deferred: data pipelines are heavy to import
-    from neurojax.train.task import build_model
+    from neurojax.train.task import get_task
 
-    task = config.get("task", "supervised")
-    if task == "supervised":
-        data_dir = config.dataset.get("data_dir") or None
-        info = nj_data.dataset_info(config.dataset.name, data_dir=data_dir)
-        return build_model(config, info.num_classes)
-    if task == "ssl":
-        from neurojax.models.ssl import build_ssl_network
-        return build_ssl_network(config.model.name, dict(config.projector),
-                                 **{k: v for k, v in config.model.items() if k != "name"})
-    raise ValueError(f"config.task must be 'supervised' or 'ssl', got {task!r}")
+    spec = get_task(config.get("task", "supervised"))
+    data_dir = config.dataset.get("data_dir") or None
+    return spec.model(config, nj_data.dataset_info(config.dataset.name, data_dir=data_dir))

@@ -9,6 +9,7 @@ import itertools
 from typing import Callable, Iterable, Optional
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
@@ -58,8 +59,8 @@ def evaluate(eval_step, state: TrainState, loader, batch_size: int, mesh: Mesh,
     """
     totals = None
     for batch in _padded_batches(loader, batch_size, mesh, num_batches):
-        sums = eval_step(state, batch)
-        totals = sums if totals is None else jax.tree.map(np.add, totals, sums)
+        sums = eval_step(state, batch)  # summed on the device: one transfer at the end
+        totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
     totals = jax.device_get(totals)
     count = totals.pop("count")
     return {k: float(v) / float(count) for k, v in totals.items()}

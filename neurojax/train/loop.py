@@ -1,68 +1,94 @@
-"""The training loop: build from a config, train, evaluate, resume.
+"""The training loop: build from a config, run its training program, evaluate, resume.
 
 ``train_and_evaluate(config, workdir)`` is what ``python -m launch.run`` calls.
-``config.task`` picks what is trained and how it is evaluated
-(``neurojax.train.task``: 'supervised' or 'ssl'); everything else is shared.
+``config.task`` names a registered task (``neurojax.train.task``:
+'supervised', 'ssl') that builds the model, the objective, the evaluation
+and optionally its own stages; everything else is shared. The task's
+training program (``neurojax.train.program``: one stage, or several) runs as
+compiled calls of ``config.train.steps_per_call = k`` steps each.
+
+Data: with ``config.dataset.on_device`` 'auto' (the default; when the
+training split fits in ``config.dataset.device_budget_mb``) or 'on', the
+split lives on the device mesh and each step gathers its batch there, the
+order a pure function of (seed, step) (``neurojax.data.on_device``);
+otherwise grain feeds the calls from the host, a few calls ahead.
+
+Seed replicas: ``config.train.num_replicas = R`` trains R copies seeded
+``config.seed + r`` (initialisation, data order, step rngs) as one vmapped
+program; replica r equals a run with ``seed = config.seed + r``.
+
 It writes to ``workdir``:
 
-- ``metrics.jsonl``: train scalars every ``log_every`` steps, eval scalars every
-  ``eval_every`` steps and at the end, each with ``train_seconds`` (time spent
-  training, evaluation excluded, continued across resumption) and eval
-  records with ``epoch`` and ``examples_seen``; with
-  ``train.spectrum_every = k`` also alpha-ReQ and effective-rank records of
-  ``train.spectrum_layers`` every k steps (``neurojax.train.spectrum_monitor``)
+- ``metrics.jsonl``: train scalars every ``log_every`` steps (means over the
+  steps since the last record; with replicas the mean over replicas, its
+  ``_std`` and the ``_replicas`` values), eval scalars every ``eval_every``
+  steps and at the end, each with ``train_seconds`` (time spent running
+  training calls; evaluation and compilation excluded, continued across
+  resumption) and ``compile_seconds``; eval records add ``epoch`` and
+  ``examples_seen`` (over the global batch); with ``train.spectrum_every``
+  also alpha-ReQ and effective-rank records (``neurojax.train.spectrum_monitor``)
   and ``eigenspectrum_{layer}.png`` at the end;
 - ``curves.png``: the training curves, redrawn at each evaluation;
-- ``checkpoints/``: orbax checkpoints of the train state *and* the data
-  iterator's position, so that a run killed at any step and restarted with
-  the same command resumes and ends with the same parameters as an
-  uninterrupted run.
+- ``checkpoints/``: orbax checkpoints of the train state and of the run's
+  position (stage, training time, grain iterator), so that a run killed at
+  any point and restarted with the same command resumes and ends with the
+  same parameters and the same records as an uninterrupted run (a restart
+  before the first checkpoint starts clean).
 
-Non-finite losses: the loop checks the losses of every step (fetched in one
-transfer every ``log_every`` steps, never later than the next checkpoint) and
-raises ``FloatingPointError`` naming the first bad step. No checkpoint is
-written after a bad step, so the last good one stays intact.
+Call boundaries: evaluation, spectrum, checkpoints, hooks and the NaN check
+happen between calls, so their intervals are rounded up to multiples of k
+(a warning says so); train records are still written every ``log_every``
+steps, from the per-step scalars each call returns.
+
+Non-finite losses: the loss of every step is checked (at the next train
+record, never later than the next checkpoint) and a ``FloatingPointError``
+names the first bad step. No checkpoint is written after a bad step.
 """
 import dataclasses
+import functools
 import math
 import os
 import time
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
-import grain
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import orbax.checkpoint as ocp
 import tqdm
+from absl import logging
 
 from neurojax import data as nj_data
 from neurojax import plots
+from neurojax.data import on_device
 from neurojax.data.pipeline import fraction_indices
 from neurojax.optim import make_optimizer
 from neurojax.train.config import validate_config
+from neurojax.train.feed import HostFeed
 from neurojax.train.logging import MetricsWriter, read_metrics
-from neurojax.train.state import TrainState, create_train_state
+from neurojax.train.program import (DeviceData, Stage, enter_stage, make_call, plan_calls,
+                                    replica_slice, stage_opt_state)
 from neurojax.train.spectrum_monitor import SpectrumMonitor
-from neurojax.train.step import make_mesh, make_train_step, replicate, shard_batch
-from neurojax.train.task import supervised_task
-
-
-def _ssl_task(*args):
-    from neurojax.train.ssl import ssl_task  # supervised runs need no augmentation code
-    return ssl_task(*args)
-
-
-TASKS = {"supervised": supervised_task, "ssl": _ssl_task}
+from neurojax.train.state import TrainState, create_train_state
+from neurojax.train.step import make_mesh, replicate
+from neurojax.train.task import get_task
 
 Hook = Callable[[int, TrainState, dict], None]
+# salt of the data-order key: independent of the initialisation and step keys
+DATA_KEY_SALT = 0x0DA7A
 
 
 @dataclasses.dataclass
 class RunResult:
+    """``state`` (with a leading replica axis when R > 1); ``eval_metrics``:
+    the final evaluation (means and ``_std`` over replicas when R > 1);
+    ``replica_eval_metrics``: each replica's final evaluation."""
     state: TrainState
     eval_metrics: dict
     num_steps: int
     seconds: float
+    replica_eval_metrics: list = dataclasses.field(default_factory=list)
 
 
 class TrainClock:
@@ -82,147 +108,269 @@ class TrainClock:
         self._since = time.time()
 
 
-def _logged_train_seconds(path: str) -> float:
-    """The last ``train_seconds`` a (truncated) metrics file holds, else 0.
-
-    A resumed run continues from it: the training time between that record
-    and the checkpoint is not counted twice (at most ``log_every`` steps of it
-    are lost).
-    """
-    if not os.path.exists(path):
-        return 0.0
-    seconds = [r["train_seconds"] for r in read_metrics(path) if "train_seconds" in r]
-    return float(seconds[-1]) if seconds else 0.0
+def round_up(every: int, k: int) -> int:
+    """``every`` rounded up to a multiple of ``k`` (0 stays 0: off)."""
+    return -(-every // k) * k if every else 0
 
 
-def _check_finite(steps: list[int], values: list[dict], checkpoint_dir: str, last_saved) -> None:
-    """Raises at the first of ``steps`` whose (host) loss is NaN or Inf."""
-    for step, value in zip(steps, (v["loss"] for v in values)):
-        if not math.isfinite(float(value)):
-            where = (f"the last good checkpoint (step {last_saved}) is in {checkpoint_dir}"
-                     if last_saved is not None else "no checkpoint had been written yet")
-            raise FloatingPointError(f"non-finite loss ({float(value)}) at step {step}; {where}")
+def crossed(before: int, after: int, every: int) -> bool:
+    """Whether a multiple of ``every`` lies in ``(before, after]``."""
+    return bool(every) and after // every > before // every
+
+
+def seed_keys(seed: int, num_replicas: int):
+    """``(init, step-rng, data-order)`` keys of replicas ``seed .. seed + R - 1``
+    (unbatched when R = 1): replica r's keys are those of a run with seed + r."""
+    def keys(s):
+        init_rng, state_rng = jax.random.split(jax.random.PRNGKey(s))
+        return init_rng, state_rng, jax.random.fold_in(jax.random.PRNGKey(s), DATA_KEY_SALT)
+    if num_replicas == 1:
+        return keys(seed)
+    return jax.vmap(keys)(seed + jnp.arange(num_replicas))
+
+
+def _default_stages(task, config, num_steps: int) -> list[Stage]:
+    if task.stages is not None:
+        return list(task.stages(num_steps, functools.partial(make_optimizer, config.optim)))
+    return [Stage("train", num_steps, task.objective, make_optimizer(config.optim, num_steps))]
+
+
+def _summary(values: list[dict], replicas: int) -> dict:
+    """Means of per-step (or per-replica) scalars; with replicas, the mean
+    over replicas, its std and the replica values."""
+    out = {}
+    for key in values[0]:
+        stacked = np.stack([np.asarray(v[key], np.float64) for v in values])
+        if replicas == 1:
+            out[key] = float(np.mean(stacked))
+        else:
+            per_replica = stacked.reshape(-1, replicas).mean(axis=0)
+            out[key] = float(per_replica.mean())
+            out[f"{key}_std"] = float(per_replica.std())
+            out[f"{key}_replicas"] = [float(x) for x in per_replica]
+    return out
 
 
 def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
                        progress: bool = True) -> RunResult:
-    """Trains the model a config describes; see the module docstring."""
+    """Trains the model a config describes; see the module docstring.
+
+    ``hooks(step, state, metrics)`` run after every call (``metrics``: the
+    call's per-step device scalars).
+    """
     validate_config(config)
     os.makedirs(workdir, exist_ok=True)
     ds_cfg, tr = config.dataset, config.train
     data_dir = ds_cfg.get("data_dir") or None
     train_split = ds_cfg.get("train_split", "train")
     fraction = ds_cfg.get("fraction", 1.0)
-    train_loader = nj_data.load(ds_cfg.name, train_split, batch_size=ds_cfg.batch_size,
-                                data_dir=data_dir, seed=config.seed, shuffle=True,
-                                num_epochs=None, drop_remainder=True, fraction=fraction,
-                                worker_count=ds_cfg.get("worker_count", 0))
+    k = tr.get("steps_per_call", 1)
+    num_replicas = tr.get("num_replicas", 1)
     info = nj_data.dataset_info(ds_cfg.name, data_dir=data_dir)
     num_train = len(fraction_indices(info.num_examples[train_split], fraction))
-    steps_per_epoch = num_train // ds_cfg.batch_size
+    global_batch = ds_cfg.batch_size * jax.process_count()
+    steps_per_epoch = on_device.steps_per_epoch(num_train, global_batch)
     if steps_per_epoch == 0:
-        raise ValueError(f"config.dataset.batch_size ({ds_cfg.batch_size}) exceeds the "
-                         f"training set size ({num_train})")
-    num_steps = tr.num_steps or tr.num_epochs * steps_per_epoch
+        raise ValueError(f"config.dataset.batch_size ({ds_cfg.batch_size} per process, "
+                         f"{global_batch} in all) exceeds the training set size ({num_train})")
+    budget = ds_cfg.get("device_budget_mb", 1024) * 2**20
+    data_on_device = on_device.use_device_data(
+        ds_cfg.get("on_device", "auto"),
+        on_device.estimated_bytes(ds_cfg.name, train_split, data_dir=data_dir,
+                                  fraction=fraction), budget)
+    if num_replicas > 1 and not data_on_device:
+        raise ValueError("config.train.num_replicas > 1 needs the training split on the "
+                         "device: set config.dataset.on_device='on' or raise "
+                         "config.dataset.device_budget_mb")
     mesh = make_mesh()
+    task = get_task(config.get("task", "supervised")).build(config, info, mesh, data_dir)
+    stages = _default_stages(task, config, tr.num_steps or tr.num_epochs * steps_per_epoch)
+    num_steps = sum(stage.num_steps for stage in stages)
 
-    task = TASKS[config.get("task", "supervised")](config, info, mesh, data_dir)
-    tx = make_optimizer(config.optim, num_steps)
-    rng = jax.random.PRNGKey(config.seed)
-    init_rng, state_rng = jax.random.split(rng)
-    sample_shape = (1,) + tuple(info.image_shape)
-    variables = jax.jit(lambda k: task.model.init(k, np.zeros(sample_shape, np.float32),
-                                                  train=False))(init_rng)
-    params = variables.pop("params")
-    state = replicate(create_train_state(params, tx, model_state=variables, rng=state_rng), mesh)
-    train_step = make_train_step(task.objective, tx, mesh=mesh)
-    spectrum_every = tr.get("spectrum_every", 0)
+    init_keys, state_keys, data_keys = seed_keys(config.seed, num_replicas)
+    sample = np.zeros((1,) + tuple(info.image_shape), np.float32)
+
+    def init_state(init_rng, state_rng):
+        variables = task.model.init(init_rng, sample, train=False)
+        params = variables.pop("params")
+        state = create_train_state(params, optax.identity(), model_state=variables,
+                                   rng=state_rng)
+        return state.replace(opt_state=stage_opt_state(stages[0], params))
+
+    init = jax.vmap(init_state) if num_replicas > 1 else init_state
+    state = replicate(jax.jit(init)(init_keys, state_keys), mesh)
+    data_keys = replicate(data_keys, mesh)
+
+    device_data = None
+    if data_on_device:
+        arrays = on_device.load_split_arrays(ds_cfg.name, train_split, data_dir=data_dir,
+                                             fraction=fraction)
+        device_data = DeviceData(replicate(arrays, mesh), global_batch)
+
     monitor = (SpectrumMonitor.from_config(config, task.model, mesh, data_dir)
-               if spectrum_every else None)
-
+               if tr.get("spectrum_every", 0) else None)
     checkpoint_dir = os.path.join(os.path.abspath(workdir), "checkpoints")
     manager = ocp.CheckpointManager(checkpoint_dir, options=ocp.CheckpointManagerOptions(
         max_to_keep=tr.get("keep_checkpoints", 2), create=True))
     writer = MetricsWriter(workdir)
-    train_iter = iter(train_loader)
-    start_step = 0
+    start_step, position = 0, {}
     if manager.latest_step() is not None:
         start_step = manager.latest_step()
-        restored = manager.restore(start_step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(state),
-            data=grain.checkpoint.CheckpointRestore(train_iter)))
-        state = restored["state"]
-        writer.truncate_after(start_step)
-    clock = TrainClock(_logged_train_seconds(writer.path))
+        position = manager.restore(start_step, args=ocp.args.Composite(
+            position=ocp.args.JsonRestore()))["position"]
+        if position.get("num_replicas", 1) != num_replicas:
+            raise ValueError(f"config.train.num_replicas={num_replicas} but the checkpoint in "
+                             f"{checkpoint_dir} has {position.get('num_replicas', 1)} replicas")
+        template = enter_stage(state, stages[position["stage"]])
+        state = manager.restore(start_step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(template)))["state"]
+        state = replicate(state, mesh)
+    writer.truncate_after(start_step)  # a restart before any checkpoint starts clean
+    clock = TrainClock(position.get("train_seconds", 0.0))
+    compile_seconds = position.get("compile_seconds", 0.0)
 
+    every = {}
+    for field in ("eval_every", "checkpoint_every", "spectrum_every"):
+        every[field] = round_up(tr.get(field, 0), k)
+        if every[field] != tr.get(field, 0):
+            logging.warning("config.train.%s=%d rounded up to %d, a multiple of "
+                            "config.train.steps_per_call=%d", field, tr.get(field, 0),
+                            every[field], k)
     log_every = tr.get("log_every", 0) or max(1, min(100, num_steps // 20))
-    eval_every = tr.get("eval_every", 0)
-    checkpoint_every = tr.get("checkpoint_every", 0)
+    plan = plan_calls(stages, start_step, k)
+    feed = None
+    if device_data is None and plan:
+        loader = nj_data.load(ds_cfg.name, train_split, batch_size=ds_cfg.batch_size,
+                              data_dir=data_dir, seed=config.seed, shuffle=True,
+                              num_epochs=None, drop_remainder=True, fraction=fraction,
+                              worker_count=ds_cfg.get("worker_count", 0))
+        iterator = iter(loader)
+        if position.get("data_iterator") is not None:
+            iterator.set_state(position["data_iterator"])
+        feed = HostFeed(iterator, [n for _, _, n, _ in plan], mesh)
     last_saved = manager.latest_step()
-    pending: list[tuple[int, dict]] = []  # (step, device metrics) not yet checked
+    pending: list[tuple[int, int, dict]] = []  # (first step, steps, device metrics)
+    window: list[dict] = []  # host scalars of the steps since the last train record
+    replica_evals: list[dict] = []
     eval_metrics: dict = {}
 
-    def flush(step: int) -> None:
-        if not pending:
-            return
-        values = jax.device_get([m for _, m in pending])  # one transfer
-        _check_finite([s for s, _ in pending], values, checkpoint_dir, last_saved)
-        means = {k: float(np.mean([v[k] for v in values])) for k in values[0]}
-        means["train_seconds"] = clock.seconds()
-        writer.write(step, "train", means)
-        bar.set_postfix(loss=f"{means['loss']:.4f}")
+    def flush() -> None:
+        values = jax.device_get([m for _, _, m in pending])  # one transfer
+        for (first, n, _), call_values in zip(pending, values):
+            for j in range(n):
+                step = first + j + 1
+                scalars = {key: v[j] for key, v in call_values.items()}
+                loss = np.asarray(scalars["loss"])
+                if not np.all(np.isfinite(loss)):
+                    bad = np.flatnonzero(~np.isfinite(loss.reshape(-1)))
+                    where = (f"the last good checkpoint (step {last_saved}) is in "
+                             f"{checkpoint_dir}" if last_saved is not None
+                             else "no checkpoint had been written yet")
+                    replica = f" (replica {int(bad[0])})" if num_replicas > 1 else ""
+                    raise FloatingPointError(f"non-finite loss ({loss.reshape(-1)[bad[0]]}) "
+                                             f"at step {step}{replica}; {where}")
+                window.append(scalars)
+                if step % log_every == 0 or step == num_steps:
+                    record = _summary(window, num_replicas)
+                    record.update(train_seconds=clock.seconds(), compile_seconds=compile_seconds)
+                    writer.write(step, "train", record)
+                    bar.set_postfix(loss=f"{record['loss']:.4f}")
+                    window.clear()
         pending.clear()
 
-    def run_eval(step: int) -> dict:
+    def each_replica(fn) -> tuple[dict, list[dict]]:
+        if num_replicas == 1:
+            out = fn(state)
+            return out, [out]
+        per = [fn(replica_slice(state, r)) for r in range(num_replicas)]
+        return _summary(per, num_replicas), per
+
+    def run_eval(step: int) -> tuple[dict, list[dict]]:
         jax.block_until_ready(state)  # the clock must not count queued steps as eval
         clock.pause()
-        metrics = task.evaluate(state)
+        metrics, per = each_replica(task.evaluate)
         metrics.update(epoch=step / steps_per_epoch, train_seconds=clock.seconds(),
-                       examples_seen=step * ds_cfg.batch_size)
-        if step == num_steps and task.summarize is not None:
+                       examples_seen=step * global_batch)
+        if step == num_steps and task.summarize is not None and jax.process_index() == 0:
             history = [r for r in read_metrics(writer.path) if r["split"] == "eval"]
             metrics.update(task.summarize(history + [{"step": step, **metrics}]))
         writer.write(step, "eval", metrics)
-        clock.resume()
         if jax.process_index() == 0:
             plots.plot_training_curves(read_metrics(writer.path), os.path.join(workdir, "curves.png"),
                                        title=f"{config.model.name} on {ds_cfg.name}")
-        return metrics
+        clock.resume()
+        return metrics, per
 
     def run_spectrum(step: int) -> None:
         clock.pause()
-        writer.write(step, "spectrum", monitor(state))
+        metrics, per = each_replica(monitor)
+        writer.write(step, "spectrum", metrics)
         if step == num_steps and jax.process_index() == 0:
-            monitor.plot(workdir, step)
+            monitor.plot(workdir, step)  # replica 0's spectra when R > 1
         clock.resume()
 
+    def save(step: int, stage: int, data_iterator) -> None:
+        jax.block_until_ready(state)
+        clock.pause()
+        manager.save(step, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state),
+            position=ocp.args.JsonSave({
+                "stage": stage, "stage_name": stages[stage].name,
+                "train_seconds": clock.seconds(), "compile_seconds": compile_seconds,
+                "num_replicas": num_replicas, "steps_per_call": k,
+                "data_iterator": data_iterator})))
+        clock.resume()
+
+    compiled: dict[tuple[int, int], Callable] = {}
     start = time.time()
     bar = tqdm.tqdm(total=num_steps, initial=start_step, disable=not progress,
                     desc=f"train {config.model.name}", dynamic_ncols=True)
+    data_iterator = position.get("data_iterator")
     try:
-        for step in range(start_step + 1, num_steps + 1):
-            batch = shard_batch(next(train_iter), mesh)
-            state, metrics = train_step(state, batch)
-            pending.append((step, metrics))
+        for stage, first, n, enters in plan:
+            if enters and first > 0:  # (the initial state holds stage 0's)
+                clock.pause()
+                state = replicate(enter_stage(state, stages[stage]), mesh)
+                clock.resume()
+            args = ((state, device_data.arrays, data_keys) if device_data is not None
+                    else None)
+            if feed is not None:
+                batches, data_iterator = feed.next()
+                args = (state, batches)
+            if (stage, n) not in compiled:
+                clock.pause()
+                tic = time.time()
+                call = make_call(stages[stage], n, mesh, device_data=device_data,
+                                 replicas=num_replicas > 1)
+                compiled[(stage, n)] = call.lower(*args).compile()
+                compile_seconds += time.time() - tic
+                clock.resume()
+            state, metrics = compiled[(stage, n)](*args)
+            step = first + n
+            pending.append((first, n, metrics))
             for hook in hooks:
                 hook(step, state, metrics)
-            if step % log_every == 0 or step == num_steps:
-                flush(step)
-            if eval_every and step % eval_every == 0 and step != num_steps:
-                eval_metrics = run_eval(step)
-            if monitor is not None and (step % spectrum_every == 0 or step == num_steps):
+            final = step == num_steps
+            checkpoint = crossed(first, step, every["checkpoint_every"]) or final
+            if crossed(first, step, log_every) or checkpoint or final:
+                flush()  # never checkpoint a state that followed a bad step
+            if crossed(first, step, every["eval_every"]) or final:
+                eval_metrics, replica_evals = run_eval(step)
+            if monitor is not None and (crossed(first, step, every["spectrum_every"]) or final):
                 run_spectrum(step)
-            if (checkpoint_every and step % checkpoint_every == 0) or step == num_steps:
-                flush(step)  # never checkpoint a state that followed a bad step
-                manager.save(step, args=ocp.args.Composite(
-                    state=ocp.args.StandardSave(state),
-                    data=grain.checkpoint.CheckpointSave(train_iter)))
+            if checkpoint:
+                save(step, stage, data_iterator)
                 last_saved = step
-            bar.update(1)
-        eval_metrics = run_eval(num_steps)
+            bar.update(n)
+        if not plan:  # the run had already finished: its final evaluation is logged
+            evals = [r for r in read_metrics(writer.path) if r["split"] == "eval"]
+            eval_metrics = {key: v for key, v in evals[-1].items()
+                            if key not in ("step", "split")} if evals else {}
     finally:
         bar.close()
+        if feed is not None:
+            feed.close()
         manager.wait_until_finished()
         manager.close()
     return RunResult(state=state, eval_metrics=eval_metrics, num_steps=num_steps,
-                     seconds=time.time() - start)
+                     seconds=time.time() - start, replica_eval_metrics=replica_evals)

@@ -41,7 +41,11 @@ from neurojax.models.ssl import SSLNetwork, build_ssl_network
 from neurojax.train.evaluation import (eval_batches_per_process, gather_features,
                                        make_features_step)
 from neurojax.train.step import Objective
-from neurojax.train.task import Task, eval_loader_fn
+from neurojax.models.projector import Projector
+from neurojax.train.config import positive_int
+from neurojax.train.task import Task, eval_loader_fn, register_task
+
+PROBES = ("knn", "ridge", "linear")
 
 
 
@@ -190,9 +194,10 @@ def _check_resolution_independent(model: SSLNetwork, size: int, small_size: int,
         x = jax.ShapeDtypeStruct((2, side, side, channels), jnp.float32)
         return jax.tree.map(lambda a: a.shape,
                             jax.eval_shape(lambda v: model.init(jax.random.PRNGKey(0), v), x))
+    large = shapes(size)  # the training views: any error here is not about resolution
     try:
-        same = shapes(size) == shapes(small_size)
-    except Exception:  # e.g. a small view too small for the encoder's pooling
+        same = large == shapes(small_size)
+    except (TypeError, ValueError):  # shape errors of a view too small for the encoder
         same = False
     if not same:
         raise ValueError(
@@ -246,3 +251,58 @@ def ssl_task(config, info, mesh, data_dir) -> Task:
         return time_to_thresholds(records, tuple(p.get("accuracy_thresholds", ())))
 
     return Task(model=model, objective=objective, evaluate=evaluate_fn, summarize=summarize)
+
+
+def validate_ssl_config(config) -> None:
+    """The SSL blocks: projector, views, loss (hyperparameters included), probe."""
+    for block in ("projector", "views", "probe"):
+        if block not in config:
+            raise ValueError(f"config.{block} is missing (needed by config.task='ssl')")
+    try:
+        Projector(**config.projector)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"config.projector: {e}") from e
+    v = config.views
+    positive_int(v.get("num_views"), "config.views.num_views")
+    positive_int(v.get("small_views", 0), "config.views.small_views", allow_zero=True)
+    positive_int(v.get("size", 0), "config.views.size", allow_zero=True)
+    positive_int(v.get("small_size", 0), "config.views.small_size", allow_zero=True)
+    num_views = v.num_views + v.get("small_views", 0)
+    if num_views < 2:
+        raise ValueError(f"config.views must give at least 2 views per image, got {num_views}")
+    if v.get("small_views", 0) and not v.get("small_size", 0):
+        raise ValueError("config.views.small_size must be > 0 when config.views.small_views > 0")
+    augment_recipe(v, v.get("size", 0) or 32)
+    if v.get("small_views", 0):
+        augment_recipe(v, v.small_size, small=True)
+    hyper = {k: val for k, val in config.loss.items() if k != "name"}
+    loss_fn = ssl_loss_fn(config.loss.get("name"), num_views, **hyper)
+    try:  # checks the hyperparameters' ranges on a tiny eager batch
+        loss_fn(np.random.default_rng(0).normal(size=(num_views, 4, 3)).astype(np.float32))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"config.loss: {e}") from e
+    p = config.probe
+    probes = tuple(p.get("probes", ()))
+    if not probes or any(name not in PROBES for name in probes):
+        raise ValueError(f"config.probe.probes must be a non-empty subset of {PROBES}, "
+                         f"got {probes!r}")
+    for field in ("knn_k", "linear_epochs", "linear_batch_size"):
+        positive_int(p.get(field), f"config.probe.{field}")
+    for field in ("max_train_examples", "max_test_examples"):
+        positive_int(p.get(field, 0), f"config.probe.{field}", allow_zero=True)
+    for field in ("knn_temperature", "linear_lr"):
+        value = p.get(field)
+        if not (isinstance(value, (int, float)) and value > 0):
+            raise ValueError(f"config.probe.{field} must be a positive number, got {value!r}")
+    for t in p.get("accuracy_thresholds", ()):
+        if not (isinstance(t, (int, float)) and 0 < t <= 1):
+            raise ValueError(f"config.probe.accuracy_thresholds must be fractions in (0, 1], "
+                             f"got {t!r}")
+
+
+def _ssl_model(config, info) -> SSLNetwork:
+    return build_ssl_network(config.model.name, dict(config.projector),
+                             **{k: v for k, v in config.model.items() if k != "name"})
+
+
+register_task("ssl", build=ssl_task, validate=validate_ssl_config, model=_ssl_model)

@@ -29,18 +29,19 @@ def make_mesh(devices=None) -> Mesh:
     return Mesh(devices.reshape(-1), (DATA_AXIS,))
 
 
-def shard_batch(batch: PyTree, mesh: Mesh) -> PyTree:
-    """Places a host batch on the mesh, split along its leading axis.
+def shard_batch(batch: PyTree, mesh: Mesh, *, axis: int = 0) -> PyTree:
+    """Places a host batch on the mesh, split along ``axis`` (0: the examples;
+    1 for a stack of batches, as the multi-step calls take).
 
     Works across processes: each host passes its local slice and the result is
     a global array (``jax.make_array_from_process_local_data``).
     """
-    sharding = NamedSharding(mesh, P(DATA_AXIS))
+    sharding = NamedSharding(mesh, P(*([None] * axis), DATA_AXIS))
     n = mesh.devices.size
     for leaf in jax.tree.leaves(batch):
-        if np.ndim(leaf) == 0 or (np.shape(leaf)[0] * jax.process_count()) % n:
+        if np.ndim(leaf) <= axis or (np.shape(leaf)[axis] * jax.process_count()) % n:
             raise ValueError(
-                f"batch leading dimension {np.shape(leaf)[:1]} (per process) must be "
+                f"batch dimension {axis} of shape {np.shape(leaf)} (per process) must be "
                 f"divisible by the number of devices per process ({n // jax.process_count()})")
     return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
                         batch)
@@ -70,32 +71,51 @@ def model_objective(model: nn.Module, loss_fn: Callable[..., tuple[jax.Array, di
     return objective
 
 
-def make_train_step(objective: Objective, tx: optax.GradientTransformation, *,
-                    mesh: Mesh | None = None, donate: bool = True):
-    """Returns ``step(state, batch) -> (state, metrics)``, jit-compiled.
+def train_step_fn(objective: Objective, tx: optax.GradientTransformation, *,
+                  trainable=None) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
+    """The pure (not compiled) training step ``step(state, batch) -> (state, metrics)``.
 
     ``objective(params, model_state, batch, rng)`` returns
-    ``(loss, (aux, new_model_state))``. The step differentiates it, applies
-    ``tx`` and returns the scalars ``{'loss': ..., **aux}``. The state is
-    replicated and the batch sharded over ``mesh`` (all devices by default).
-    Pass host (numpy) batches through :func:`shard_batch` first.
+    ``(loss, (aux, new_model_state))``; the step's rng is
+    ``fold_in(state.rng, state.step)``. The step differentiates the objective
+    with respect to the trainable part of the parameters (``trainable``:
+    path prefixes, see ``neurojax.train.program.partition``; ``None`` = all),
+    applies ``tx`` to it (``state.opt_state`` is ``tx``'s state over that
+    part) and returns the scalars ``{'loss': ..., **aux}``. The frozen part
+    gets no gradient and no optimiser state.
     """
-    mesh = make_mesh() if mesh is None else mesh
-    replicated = NamedSharding(mesh, P())
-    sharded = NamedSharding(mesh, P(DATA_AXIS))
+    from neurojax.train.program import combine, partition  # program builds on this module
 
     def step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         rng = jax.random.fold_in(state.rng, state.step)
-        grad_fn = jax.value_and_grad(objective, has_aux=True)
-        (loss, (aux, model_state)), grads = grad_fn(state.params, state.model_state, batch, rng)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        train, frozen = partition(state.params, trainable)
+
+        def loss_of(train_params):
+            return objective(combine(train_params, frozen), state.model_state, batch, rng)
+
+        (loss, (aux, model_state)), grads = jax.value_and_grad(loss_of, has_aux=True)(train)
+        updates, opt_state = tx.update(grads, state.opt_state, train)
+        params = combine(optax.apply_updates(train, updates), frozen)
         new_state = state.replace(step=state.step + 1, params=params,
                                   model_state=model_state, opt_state=opt_state)
         return new_state, {"loss": loss, **aux}
 
-    return jax.jit(step, in_shardings=(replicated, sharded),
-                   out_shardings=(replicated, replicated),
+    return step
+
+
+def make_train_step(objective: Objective, tx: optax.GradientTransformation, *,
+                    mesh: Mesh | None = None, donate: bool = True, trainable=None):
+    """Returns :func:`train_step_fn`'s step, jit-compiled: the state is
+    replicated and the batch sharded over ``mesh`` (all devices by default).
+    Pass host (numpy) batches through :func:`shard_batch` first. (The
+    training loop runs the same step inside ``neurojax.train.program``'s
+    multi-step calls.)
+    """
+    mesh = make_mesh() if mesh is None else mesh
+    replicated = NamedSharding(mesh, P())
+    sharded = NamedSharding(mesh, P(DATA_AXIS))
+    return jax.jit(train_step_fn(objective, tx, trainable=trainable),
+                   in_shardings=(replicated, sharded), out_shardings=(replicated, replicated),
                    donate_argnums=(0,) if donate else ())
 
 

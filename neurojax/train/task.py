@@ -1,12 +1,17 @@
 """What the training loop trains: a model, an objective and an evaluation.
 
-``config.task`` picks a builder: ``'supervised'`` (the default) trains the
-model on ``config.loss`` against labels; ``'ssl'`` (``neurojax.train.ssl``)
-pretrains an encoder with a projector on views of unlabelled images and
-evaluates the encoder with probes. The loop itself (steps, logging,
-checkpoints, resumption) is the same for every task.
+``config.task`` names a registered task: ``'supervised'`` (the default,
+here) trains the model on ``config.loss`` against labels; ``'ssl'``
+(``neurojax.train.ssl``) pretrains an encoder with a projector on views of
+unlabelled images and evaluates the encoder with probes. Each task registers,
+in its own module, its builder, the validation of its own config blocks and
+the module a run of it trains (:func:`register_task`); the loop itself
+(steps, logging, checkpoints, resumption) and ``neurojax.train.config`` (the
+common blocks) are the same for every task.
 """
 import dataclasses
+import functools
+import importlib
 from typing import Callable, Optional
 
 import flax.linen as nn
@@ -28,6 +33,46 @@ class Task:
     objective: Objective
     evaluate: Callable[[TrainState], dict]
     summarize: Optional[Callable[[list[dict]], dict]] = None
+    # (num_steps, make_optimizer) -> [Stage, ...]; None: one stage training
+    # every parameter on `objective` with config.optim for num_steps
+    stages: Optional[Callable] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+    """A registered task: ``build(config, info, mesh, data_dir) -> Task``;
+    ``validate(config)`` raises ``ValueError`` naming a bad field of the
+    task's own blocks (called before anything loads); ``model(config, info)``
+    is the module a run of the task trains (no parameters)."""
+    build: Callable[..., Task]
+    validate: Callable[[object], None]
+    model: Callable[..., nn.Module]
+
+
+_TASKS: dict[str, TaskSpec] = {}
+# built-in tasks living in other modules, imported when first asked for
+_TASK_MODULES = {"ssl": "neurojax.train.ssl"}
+
+
+def register_task(name: str, *, build: Callable[..., Task], validate: Callable,
+                  model: Callable[..., nn.Module]) -> None:
+    """Makes ``config.task = name`` run ``build``; see :class:`TaskSpec`."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"task name must be a non-empty str, got {name!r}")
+    _TASKS[name] = TaskSpec(build=build, validate=validate, model=model)
+
+
+def task_names() -> tuple[str, ...]:
+    return tuple(sorted(set(_TASKS) | set(_TASK_MODULES)))
+
+
+def get_task(name) -> TaskSpec:
+    """The registered task ``name``; ``ValueError`` naming ``config.task``."""
+    if name not in _TASKS and name in _TASK_MODULES:
+        importlib.import_module(_TASK_MODULES[name])
+    if name not in _TASKS:
+        raise ValueError(f"config.task must be one of {task_names()}, got {name!r}")
+    return _TASKS[name]
 
 
 def eval_loader_fn(config, split: str, batch_size: int, data_dir) -> Callable:
@@ -52,11 +97,12 @@ def build_model(config, num_classes: int) -> nn.Module:
 
 
 def supervised_task(config, info, mesh, data_dir) -> Task:
-    """Supervised training with ``config.loss`` and exact eval-set means."""
+    """Supervised training with ``config.loss`` and exact eval-set means (the
+    eval loss with the same hyperparameters as the training loss)."""
     model = build_model(config, info.num_classes)
     loss_fn = losses.get_loss(config.loss.name)
     loss_hyper = {k: v for k, v in config.loss.items() if k != "name"}
-    eval_step = make_eval_step(model, loss_fn, mesh=mesh)
+    eval_step = make_eval_step(model, functools.partial(loss_fn, **loss_hyper), mesh=mesh)
     ds_cfg = config.dataset
     eval_split = ds_cfg.get("eval_split", "test")
     batch_size = ds_cfg.get("eval_batch_size", ds_cfg.batch_size)
@@ -69,3 +115,17 @@ def supervised_task(config, info, mesh, data_dir) -> Task:
 
     return Task(model=model, objective=model_objective(model, loss_fn, **loss_hyper),
                 evaluate=evaluate_fn)
+
+
+def _validate_supervised(config) -> None:
+    if config.loss.get("name") not in losses.LOSSES:
+        raise ValueError(f"config.loss.name must be one of {sorted(losses.LOSSES)}, "
+                         f"got {config.loss.get('name')!r}")
+
+
+def _supervised_model(config, info) -> nn.Module:
+    return build_model(config, info.num_classes)
+
+
+register_task("supervised", build=supervised_task, validate=_validate_supervised,
+              model=_supervised_model)

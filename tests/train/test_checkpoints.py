@@ -17,6 +17,7 @@ def _config():
     config.train.num_epochs = 0
     config.train.num_steps = 4
     config.train.checkpoint_every = 2
+    config.train.steps_per_call = 2
     config.train.keep_checkpoints = 3
     config.model.widths = (16,)
     return config

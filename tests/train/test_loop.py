@@ -35,6 +35,7 @@ def small_config(data_dir, **train):
     config.train.log_every = 5
     config.train.eval_every = 0
     config.train.checkpoint_every = 10
+    config.train.steps_per_call = 1
     config.train.update(train)
     return config
 

@@ -25,6 +25,7 @@ def _config(data_dir):
     config.train.num_steps = 10
     config.train.checkpoint_every = 0
     config.train.spectrum_every = 5
+    config.train.steps_per_call = 5
     config.train.spectrum_layers = ("act_0", "")
     config.train.spectrum_examples = 200
     return config

@@ -1,0 +1,240 @@
+"""Training programs: stages of compiled multi-step calls.
+
+A training program is a sequence of :class:`Stage` s. Each stage has its own
+objective, optimiser (with its own schedule, counted from the stage's first
+step), number of steps and *trainable part* of the parameters: the other
+parameters are carried frozen, with no gradient computed for them and no
+optimiser state. End-to-end supervised or SSL training is a one-stage
+program; layer-wise training is one stage per block.
+
+A stage runs as *calls*: ``k`` steps compiled into one ``jax.lax.scan``
+(:func:`make_call`), with the batches either gathered on the device from a
+split held there (``neurojax.data.on_device``; the data order is then a pure
+function of the data key and the step) or passed in stacked from the host.
+With ``replicas=True`` the call is vmapped over a leading replica axis of
+the train state and of the data key: R independently seeded runs in one
+program. What may differ between replicas is whatever lives in the state
+(initial parameters, model state, the step rng that draws dropout, views and
+gradient noise) and the data order; the model, objective, optimiser and
+hyperparameters are shared.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import traverse_util
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from neurojax.data import on_device
+from neurojax.train.state import PyTree, TrainState
+from neurojax.train.step import DATA_AXIS, Objective, train_step_fn
+
+_SEP = "/"
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One stage of a training program.
+
+    Attributes:
+        name: shown in logs and recorded in checkpoints.
+        num_steps: steps of this stage (> 0).
+        objective: ``(params, model_state, batch, rng) -> (loss, (aux, model_state))``
+            over the *full* parameter tree.
+        tx: the stage's optimiser, initialised on the trainable part when the
+            stage starts (so its schedule starts at the stage's first step).
+        trainable: '/'-joined path prefixes into the parameter tree
+            (``('Dense_0',)``, ``('block2/conv1',)``) naming the trainable
+            part; ``None`` trains every parameter.
+    """
+    name: str
+    num_steps: int
+    objective: Objective
+    tx: optax.GradientTransformation
+    trainable: Optional[tuple[str, ...]] = None
+
+    def __post_init__(self):
+        if not isinstance(self.num_steps, int) or isinstance(self.num_steps, bool) \
+                or self.num_steps <= 0:
+            raise ValueError(f"Stage {self.name!r}: num_steps must be a positive int, "
+                             f"got {self.num_steps!r}")
+        if self.trainable is not None and (isinstance(self.trainable, str) or not all(
+                isinstance(p, str) and p for p in self.trainable)):
+            raise ValueError(f"Stage {self.name!r}: trainable must be a tuple of non-empty "
+                             f"path prefixes or None, got {self.trainable!r}")
+
+
+def _selected(path: str, prefixes: Sequence[str]) -> bool:
+    return any(path == p or path.startswith(p + _SEP) for p in prefixes)
+
+
+def partition(params: PyTree, trainable: Optional[Sequence[str]]) -> tuple[PyTree, PyTree]:
+    """``(trainable part, frozen part)`` of a nested-dict parameter tree, each a
+    nested dict holding only its own leaves. ``trainable=None``: everything
+    is trainable. ``ValueError`` when a prefix selects nothing."""
+    if trainable is None:
+        return params, {}
+    flat = traverse_util.flatten_dict(params, sep=_SEP)
+    for prefix in trainable:
+        if not any(_selected(path, (prefix,)) for path in flat):
+            raise ValueError(f"trainable prefix {prefix!r} matches no parameter; the "
+                             f"parameters are {sorted(flat)}")
+    train = {k: v for k, v in flat.items() if _selected(k, trainable)}
+    frozen = {k: v for k, v in flat.items() if not _selected(k, trainable)}
+    return (traverse_util.unflatten_dict(train, sep=_SEP),
+            traverse_util.unflatten_dict(frozen, sep=_SEP))
+
+
+def combine(trainable: PyTree, frozen: PyTree) -> PyTree:
+    """The full tree from :func:`partition`'s two parts."""
+    if not frozen:
+        return trainable
+    flat = traverse_util.flatten_dict(frozen, sep=_SEP)
+    flat.update(traverse_util.flatten_dict(trainable, sep=_SEP))
+    return traverse_util.unflatten_dict(flat, sep=_SEP)
+
+
+def stage_opt_state(stage: Stage, params: PyTree) -> optax.OptState:
+    """The stage's fresh optimiser state over its trainable part."""
+    return stage.tx.init(partition(params, stage.trainable)[0])
+
+
+def enter_stage(state: TrainState, stage: Stage) -> TrainState:
+    """``state`` with the optimiser state of ``stage`` (fresh); with a leading
+    replica axis too (the optimiser state is built per replica)."""
+    if jnp.ndim(state.step) == 0:
+        return state.replace(opt_state=stage_opt_state(stage, state.params))
+    return state.replace(opt_state=jax.vmap(lambda p: stage_opt_state(stage, p))(state.params))
+
+
+def stage_at(stages: Sequence[Stage], step: int) -> int:
+    """Index of the stage that runs the step after ``step`` steps are done
+    (``len(stages)`` once all are done)."""
+    end = 0
+    for i, stage in enumerate(stages):
+        end += stage.num_steps
+        if step < end:
+            return i
+    return len(stages)
+
+
+def stage_bounds(stages: Sequence[Stage]) -> list[tuple[int, int]]:
+    """``[(first step, end step), ...]`` of each stage, in global steps."""
+    bounds, start = [], 0
+    for stage in stages:
+        bounds.append((start, start + stage.num_steps))
+        start += stage.num_steps
+    return bounds
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceData:
+    """A split held on the device: ``arrays`` (replicated over the mesh),
+    the global batch size and the number of examples."""
+    arrays: dict[str, jax.Array]
+    batch_size: int
+
+    @property
+    def num_examples(self) -> int:
+        return int(next(iter(self.arrays.values())).shape[0])
+
+
+def make_call(stage: Stage, num_steps: int, mesh: Mesh, *,
+              device_data: Optional[DeviceData] = None, replicas: bool = False,
+              donate: bool = True) -> Callable:
+    """``num_steps`` steps of ``stage`` as one jit-compiled ``lax.scan``.
+
+    With ``device_data``: ``call(state, arrays, data_key) -> (state, metrics)``,
+    each step's batch gathered on the device (``on_device.batch_indices`` at
+    the state's step) and sharded over the mesh's 'data' axis. Without:
+    ``call(state, batches) -> (state, metrics)`` where every leaf of
+    ``batches`` has a leading axis of ``num_steps`` (sharded on axis 1).
+    ``metrics`` are the step scalars stacked: ``[num_steps]`` (``[num_steps,
+    R]`` with replicas). With ``replicas``, the state and ``data_key`` carry
+    a leading replica axis and the call is vmapped over it.
+    """
+    step = train_step_fn(stage.objective, stage.tx, trainable=stage.trainable)
+    replicated = NamedSharding(mesh, P())
+    batch_sharding = NamedSharding(mesh, P(DATA_AXIS))
+
+    def run(state, batches_or_indices, arrays):
+        def body(state, xs):
+            batch = xs if arrays is None else on_device.gather(arrays, xs)
+            batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
+            state, metrics = step(state, batch)
+            return state, metrics
+        state, metrics = jax.lax.scan(body, state, batches_or_indices)
+        return state, metrics
+
+    if device_data is not None:
+        n, batch_size = device_data.num_examples, device_data.batch_size
+
+        def one(state, arrays, data_key):
+            steps = state.step + jnp.arange(num_steps, dtype=jnp.int32)
+            indices = on_device.batch_indices(data_key, steps, n, batch_size)
+            return run(state, indices, arrays)
+
+        fn = jax.vmap(one, in_axes=(0, None, 0), out_axes=(0, 1)) if replicas else one
+        return jax.jit(fn, in_shardings=(replicated, replicated, replicated),
+                       out_shardings=(replicated, replicated),
+                       donate_argnums=(0,) if donate else ())
+
+    def host(state, batches):
+        return run(state, batches, None)
+
+    if replicas:
+        raise ValueError("seed replicas need the training data on the device "
+                         "(config.dataset.on_device='on' or 'auto' within the byte budget)")
+    return jax.jit(host, in_shardings=(replicated, NamedSharding(mesh, P(None, DATA_AXIS))),
+                   out_shardings=(replicated, replicated),
+                   donate_argnums=(0,) if donate else ())
+
+
+def replica_slice(tree: PyTree, r: int) -> PyTree:
+    """Replica ``r`` of a tree with a leading replica axis."""
+    return jax.tree.map(lambda x: x[r], tree)
+
+
+def plan_calls(stages: Sequence[Stage], start_step: int,
+               steps_per_call: int) -> list[tuple[int, int, int, bool]]:
+    """The calls that run ``stages`` from ``start_step`` to the end:
+    ``[(stage index, first step, number of steps, enters the stage), ...]``.
+    Calls have ``steps_per_call`` steps except the last of a stage (its
+    remainder), so a program compiles at most two calls per stage."""
+    if not isinstance(steps_per_call, int) or isinstance(steps_per_call, bool) \
+            or steps_per_call <= 0:
+        raise ValueError(f"steps_per_call must be a positive int, got {steps_per_call!r}")
+    plan, step = [], start_step
+    for i, (first, end) in enumerate(stage_bounds(stages)):
+        while first <= step < end:
+            # aligned to the stage's start, whatever step a resumed run starts at
+            n = min(steps_per_call - (step - first) % steps_per_call, end - step)
+            plan.append((i, step, n, step == first))
+            step += n
+    return plan
+
+
+def run_program(stages: Sequence[Stage], state: TrainState, mesh: Mesh, *,
+                device_data: DeviceData, data_key: jax.Array, steps_per_call: int,
+                replicas: bool = False) -> tuple[TrainState, list[dict[str, Any]]]:
+    """Runs a whole program from ``state`` (at any step) to its end, with data
+    on the device, for use from Python (the config-driven loop adds logging,
+    evaluation and checkpoints around the same calls). A state inside a
+    stage must hold that stage's optimiser state. Returns the final state and, per call, ``{'stage', 'start', 'metrics'}``
+    (device arrays)."""
+    calls: dict[tuple[int, int], Callable] = {}
+    history = []
+    start = int(jax.device_get(state.step).reshape(-1)[0])
+    for i, first, n, enters in plan_calls(stages, start, steps_per_call):
+        if enters:  # the stage's fresh optimiser state (idempotent at step 0)
+            state = enter_stage(state, stages[i])
+        if (i, n) not in calls:
+            calls[(i, n)] = make_call(stages[i], n, mesh, device_data=device_data,
+                                      replicas=replicas)
+        state, metrics = calls[(i, n)](state, device_data.arrays, data_key)
+        history.append({"stage": i, "start": first, "metrics": metrics})
+    return state, history
