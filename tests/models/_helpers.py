@@ -33,3 +33,29 @@ def n_params(tree) -> int:
 
 def to_np(tree):
     return jax.tree.map(lambda a: np.asarray(a, dtype=np.float64), tree)
+
+
+def float64_variables(model, shape, seed: int = 0):
+    """Random float64 variables for ``model`` on inputs of ``shape`` (call
+    with x64 enabled), drawn in NumPy, so no initialiser is compiled: kernels
+    normal with variance 1 / fan-in, BatchNorm scales of either sign, biases
+    and running means normal, running variances in [0.5, 2] (at
+    initialisation they are 1, 0, 0 and 1, which would hide a BatchNorm that
+    ignores them)."""
+    rng = np.random.default_rng(seed)
+
+    def draw(path, a):
+        name = path[-1].key
+        if name == "kernel":
+            value = rng.normal(0.0, 1.0, a.shape) / np.sqrt(np.prod(a.shape[:-1]))
+        elif name == "scale":
+            value = rng.uniform(0.5, 1.5, a.shape) * rng.choice([-1.0, 1.0], a.shape)
+        elif name in ("bias", "mean"):
+            value = rng.normal(0.0, 0.5, a.shape)
+        elif name == "var":
+            value = rng.uniform(0.5, 2.0, a.shape)
+        else:
+            raise ValueError(f"no rule for variable {jax.tree_util.keystr(path)}")
+        return jnp.asarray(value, jnp.float64)
+
+    return jax.tree_util.tree_map_with_path(draw, abstract_init(model, shape))

@@ -7,8 +7,10 @@ import pytest
 
 from neurojax.models import VGG, SmallCNN, intermediate_features
 from neurojax.models.vgg import VGG_CONFIGS
+from tests._x64 import float64
+from tests.models import _reference as ref
 from tests.models._helpers import abstract_init as _abstract_init
-from tests.models._helpers import init, n_params as _n_params, randn, to_np
+from tests.models._helpers import float64_variables, init, n_params as _n_params, randn, to_np
 
 
 def _np_conv_same(x, kernel):
@@ -100,6 +102,72 @@ def test_vgg11_forward_train_and_eval():
     chex.assert_shape([out, eval_out], (2, 3))
     chex.assert_tree_all_finite([out, eval_out])
     assert set(state["batch_stats"]) == {f"bn_{i}" for i in range(8)}
+
+
+# VGG-11 (configuration A of Simonyan & Zisserman, Table 1), written out here
+# rather than read from VGG_CONFIGS: "C" is a 3x3 conv (+ BatchNorm) + ReLU,
+# "M" a 2x2 max-pool.
+_VGG11_LAYERS = "C M C M C C M C C M C C M".split()
+
+
+def _vgg11_reference(x, params, stats, train, use_batchnorm):
+    """(logits, new running statistics) of VGG-11 with a hidden dense layer."""
+    new, n_conv = {}, 0
+    for layer in _VGG11_LAYERS:
+        if layer == "M":
+            x = ref.max_pool_2x2(x)
+            continue
+        x = ref.conv(x, params[f"conv_{n_conv}"]["kernel"])
+        if use_batchnorm:
+            bn = f"bn_{n_conv}"
+            x, new[bn] = ref.batch_norm(x, params[bn], stats[bn], train)
+        else:
+            x = x + params[f"conv_{n_conv}"]["bias"]
+        x = ref.relu(x)
+        n_conv += 1
+    x = x.mean(axis=(1, 2))
+    x = ref.relu(ref.dense(x, params["fc_0"]))
+    return ref.dense(x, params["head"]), new
+
+
+@pytest.mark.parametrize("use_batchnorm, train", [(True, False), (True, True), (False, False)],
+                         ids=["running_stats", "batch_stats", "conv_bias"])
+def test_vgg11_matches_a_hand_written_float64_reference(use_batchnorm, train):
+    # The whole stack against tests/models/_reference.py with the same weights,
+    # in float64; 20x20 inputs pool to 10, 5, 3, 2, 1, so two of the five
+    # 'SAME' pools pad a row and a column of -inf. BatchNorm in inference
+    # (running statistics) and training mode (batch statistics; the updated
+    # statistics are compared too), or conv biases without BatchNorm.
+    # (Width 1/4, not 1/16: XLA:CPU compiled this test's float64 convolutions
+    # about twice as slowly with 4..32 channels as with 16..128.)
+    shape = (2, 20, 20, 3)
+    with float64():
+        model = VGG(depth=11, width_factor=1 / 4, num_classes=4, classifier_widths=(5,),
+                    use_batchnorm=use_batchnorm)
+        x = jnp.asarray(np.random.default_rng(5).normal(0.5, 1.0, shape))
+        variables = float64_variables(model, shape, seed=6)
+        assert sorted(k for k in variables["params"] if k.startswith("conv_")) == [
+            f"conv_{i}" for i in range(8)]
+        assert variables["params"]["conv_7"]["kernel"].shape == (3, 3, 128, 128)  # 512 / 4
+
+        @jax.jit
+        def run(variables, x):
+            if train:
+                out, state = model.apply(variables, x, train=True, mutable=["batch_stats"])
+            else:
+                out, state = model.apply(variables, x), {}
+            expected = _vgg11_reference(x, variables["params"],
+                                        variables.get("batch_stats", {}), train, use_batchnorm)
+            return out, state.get("batch_stats", {}), expected
+
+        out, stats, (expected, expected_stats) = run(variables, x)
+        assert out.dtype == jnp.float64
+        chex.assert_shape(out, (2, 4))
+        np.testing.assert_allclose(out, expected, rtol=1e-10, atol=1e-10)
+        assert np.abs(np.asarray(out)).max() > 0.1          # not a trivial output
+        if train:
+            assert len(jax.tree.leaves(stats)) == 16
+            chex.assert_trees_all_close(stats, expected_stats, rtol=1e-10, atol=1e-12)
 
 
 def test_vgg_features_mode_and_classifier_widths():

@@ -8,7 +8,10 @@ import pytest
 
 from neurojax.models import (BasicBlock, BottleneckBlock, ResNet, ResNet18,
                              ResNet34, ResNet50, intermediate_features)
-from tests.models._helpers import abstract_init, init, n_params, randn, to_np
+from tests._x64 import float64
+from tests.models import _reference as ref
+from tests.models._helpers import (abstract_init, float64_variables, init, n_params,
+                                   randn, to_np)
 
 
 def _tiny(**kwargs) -> ResNet:
@@ -195,6 +198,51 @@ def test_grad_through_strided_bottleneck_block():
     chex.assert_trees_all_equal_shapes(g, variables["params"])
     assert g["proj_conv"]["kernel"].shape == (1, 1, 3, 8)
     chex.assert_tree_all_finite(g)
+
+
+@pytest.mark.parametrize("block, reference, features, strides, in_shape, projection", [
+    # identity shortcut, odd spatial size
+    (BasicBlock, ref.basic_block, 4, (1, 1), (3, 7, 7, 4), False),
+    # strided 3x3 on an even size: 'SAME' pads 0 before and 1 after
+    (BasicBlock, ref.basic_block, 6, (2, 2), (3, 8, 8, 4), True),
+    (BottleneckBlock, ref.bottleneck_block, 2, (1, 1), (3, 6, 6, 8), False),
+    (BottleneckBlock, ref.bottleneck_block, 3, (2, 2), (3, 8, 8, 5), True),
+], ids=["basic", "basic_strided_projection", "bottleneck", "bottleneck_strided_projection"])
+def test_block_matches_a_hand_written_float64_reference(block, reference, features, strides,
+                                                        in_shape, projection):
+    # The block's forward pass against tests/models/_reference.py (lax
+    # convolutions, BatchNorm written out) with the same weights, in float64,
+    # in inference mode (running statistics) and in training mode (batch
+    # statistics, and the updated running statistics).
+    with float64():
+        module = block(features=features, strides=strides)
+        x = jnp.asarray(np.random.default_rng(3).normal(0.5, 2.0, in_shape))
+        variables = float64_variables(module, in_shape, seed=4)
+        assert ("proj_conv" in variables["params"]) == projection
+
+        @jax.jit
+        def both(variables, x):
+            params, stats = variables["params"], variables["batch_stats"]
+            train_out, state = module.apply(variables, x, train=True,
+                                            mutable=["batch_stats"])
+            return {"eval": module.apply(variables, x, train=False),
+                    "train": train_out, "stats": state["batch_stats"],
+                    "ref_eval": reference(x, params, stats, strides, False)[0],
+                    "ref_train": reference(x, params, stats, strides, True)}
+
+        out = both(variables, x)
+        assert out["eval"].dtype == out["train"].dtype == jnp.float64
+        chex.assert_shape([out["eval"], out["train"]],
+                          (in_shape[0], -(-in_shape[1] // strides[0]),
+                           -(-in_shape[2] // strides[1]), features * block.expansion))
+        np.testing.assert_allclose(out["eval"], out["ref_eval"], rtol=1e-10, atol=1e-10)
+        expected_train, expected_stats = out["ref_train"]
+        np.testing.assert_allclose(out["train"], expected_train, rtol=1e-10, atol=1e-10)
+        chex.assert_trees_all_close(out["stats"], expected_stats, rtol=1e-10, atol=1e-12)
+        for y in (out["eval"], out["train"]):      # ReLU neither dead nor idle
+            assert 0.05 < np.mean(np.asarray(y) == 0) < 0.8
+        # the two modes differ (the running statistics are not the batch's)
+        assert np.abs(np.asarray(out["eval"]) - np.asarray(out["train"])).max() > 0.1
 
 
 def test_bfloat16_compute_dtype():
