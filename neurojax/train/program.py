@@ -220,11 +220,13 @@ def plan_calls(stages: Sequence[Stage], start_step: int,
 
 def run_program(stages: Sequence[Stage], state: TrainState, mesh: Mesh, *,
                 device_data: DeviceData, data_key: jax.Array, steps_per_call: int,
-                replicas: bool = False) -> tuple[TrainState, list[dict[str, Any]]]:
+                replicas: bool = False,
+                donate: bool = False) -> tuple[TrainState, list[dict[str, Any]]]:
     """Runs a whole program from ``state`` (at any step) to its end, with data
     on the device, for use from Python (the config-driven loop adds logging,
     evaluation and checkpoints around the same calls). A state inside a
-    stage must hold that stage's optimiser state. Returns the final state and, per call, ``{'stage', 'start', 'metrics'}``
+    stage must hold that stage's optimiser state; ``donate=True`` lets the
+    calls reuse its buffers (``state`` is unusable afterwards). Returns the final state and, per call, ``{'stage', 'start', 'metrics'}``
     (device arrays)."""
     calls: dict[tuple[int, int], Callable] = {}
     history = []
@@ -234,7 +236,7 @@ def run_program(stages: Sequence[Stage], state: TrainState, mesh: Mesh, *,
             state = enter_stage(state, stages[i])
         if (i, n) not in calls:
             calls[(i, n)] = make_call(stages[i], n, mesh, device_data=device_data,
-                                      replicas=replicas)
+                                      replicas=replicas, donate=donate)
         state, metrics = calls[(i, n)](state, device_data.arrays, data_key)
         history.append({"stage": i, "start": first, "metrics": metrics})
     return state, history

@@ -1,4 +1,5 @@
 """The loop: resume equals an uninterrupted run; NaN stops it; outputs exist."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -126,3 +127,134 @@ def test_launch_entry_point_with_overrides(data_dir, tmp_path):
     bad = cmd[:-1] + ["--config.optim.lr=-0.5"]
     out = subprocess.run(bad, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode != 0 and "config.optim.lr" in out.stderr
+
+
+TIMING = ("train_seconds", "compile_seconds")
+
+
+def _records(workdir):
+    """metrics.jsonl without the wall-clock fields."""
+    return [{k: v for k, v in r.items() if k not in TIMING}
+            for r in map(json.loads, open(os.path.join(workdir, "metrics.jsonl")))]
+
+
+def _params(result):
+    return jax.device_get(result.state.params)
+
+
+@pytest.mark.parametrize("on_device", ["on", "off"])
+def test_k_steps_per_call_match_single_steps_and_resume_exactly(data_dir, tmp_path, on_device):
+    single = train_and_evaluate(small_config(data_dir, steps_per_call=1), str(tmp_path / "k1"),
+                                progress=False)
+    config = small_config(data_dir, steps_per_call=5)
+    config.dataset.on_device = on_device
+    if on_device == "off":
+        single_off = small_config(data_dir, steps_per_call=1)
+        single_off.dataset.on_device = "off"
+        single = train_and_evaluate(single_off, str(tmp_path / "k1off"), progress=False)
+    full = train_and_evaluate(config, str(tmp_path / "full"), progress=False)
+    chex.assert_trees_all_close(_params(full), _params(single), rtol=1e-4, atol=1e-5)
+
+    workdir = str(tmp_path / "killed")
+    with pytest.raises(Interrupt):  # after the call ending at 25; checkpoint at 20
+        train_and_evaluate(config, workdir, hooks=[interrupt_at(25)], progress=False)
+    resumed = train_and_evaluate(config, workdir, progress=False)
+    chex.assert_trees_all_equal(_params(full), _params(resumed))
+    assert _records(workdir) == _records(str(tmp_path / "full"))
+    assert [r["step"] for r in _records(workdir) if r["split"] == "train"] == [5, 10, 15, 20, 25, 30]
+
+
+@pytest.mark.parametrize("kill_at", [7, 17])  # before and after the first checkpoint (10)
+def test_restart_records_equal_an_uninterrupted_run(data_dir, tmp_path, kill_at):
+    config = small_config(data_dir)
+    train_and_evaluate(config, str(tmp_path / "full"), progress=False)
+    workdir = str(tmp_path / "killed")
+    with pytest.raises(Interrupt):
+        train_and_evaluate(config, workdir, hooks=[interrupt_at(kill_at)], progress=False)
+    dead = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
+    assert dead and dead[-1]["step"] == kill_at - 2  # it had logged past its checkpoint
+    train_and_evaluate(config, workdir, progress=False)
+    assert _records(workdir) == _records(str(tmp_path / "full"))
+    # the clock restarts from the checkpoint's time (zero without one), so the
+    # first record after it is no later than the dead run's record at kill_at
+    records = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
+    seconds = [r["train_seconds"] for r in records if r["split"] == "train"]
+    assert seconds == sorted(seconds)
+    if kill_at == 7:
+        assert records[0]["train_seconds"] < dead[-1]["train_seconds"] + 5.0
+
+
+def test_seed_replicas_equal_separate_runs(data_dir, tmp_path):
+    config = small_config(data_dir, steps_per_call=10, num_replicas=2, num_steps=20)
+    together = train_and_evaluate(config, str(tmp_path / "r2"), progress=False)
+    assert len(together.replica_eval_metrics) == 2
+    for r in range(2):
+        alone_config = small_config(data_dir, steps_per_call=10, num_steps=20)
+        alone_config.seed = config.seed + r
+        alone = train_and_evaluate(alone_config, str(tmp_path / f"seed{r}"), progress=False)
+        chex.assert_trees_all_close(jax.tree.map(lambda x: x[r], _params(together)),
+                                    _params(alone), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(together.replica_eval_metrics[r]["loss"],
+                                   alone.eval_metrics["loss"], rtol=1e-4)
+    losses = [m["loss"] for m in together.replica_eval_metrics]
+    assert losses[0] != losses[1]
+    np.testing.assert_allclose(together.eval_metrics["loss"], np.mean(losses), rtol=1e-6)
+    np.testing.assert_allclose(together.eval_metrics["loss_std"], np.std(losses), rtol=1e-6)
+    train = [r for r in map(json.loads, open(tmp_path / "r2" / "metrics.jsonl"))
+             if r["split"] == "train"]
+    assert len(train[-1]["loss_replicas"]) == 2 and "loss_std" in train[-1]
+
+
+def test_replicas_without_device_data_fail_before_training(data_dir, tmp_path):
+    config = small_config(data_dir, num_replicas=2)
+    config.dataset.on_device = "off"
+    with pytest.raises(ValueError, match="config.train.num_replicas"):
+        train_and_evaluate(config, str(tmp_path / "w"), progress=False)
+    assert not os.path.exists(tmp_path / "w" / "checkpoints")
+
+
+def _two_stage_task(config, info, mesh, data_dir):
+    """The supervised MLP, trained first in its hidden layer, then in its head."""
+    from neurojax.train.program import Stage
+    from neurojax.train.task import supervised_task
+
+    task = supervised_task(config, info, mesh, data_dir)
+
+    def stages(num_steps, make_tx):
+        first = num_steps // 2
+        return [Stage("hidden", first, task.objective, make_tx(first), trainable=("dense_0",)),
+                Stage("head", num_steps - first, task.objective,
+                      optax.sgd(0.05, momentum=0.9), trainable=("head",))]
+    return dataclasses.replace(task, stages=stages)
+
+
+def test_two_stage_program_in_the_loop_resumes_inside_stage_two(data_dir, tmp_path):
+    from neurojax.train import task as task_registry
+
+    spec = task_registry.get_task("supervised")
+    task_registry.register_task("test_two_stage", build=_two_stage_task,
+                                validate=spec.validate, model=spec.model)
+    config = small_config(data_dir, steps_per_call=5)
+    config.task = "test_two_stage"
+    full = train_and_evaluate(config, str(tmp_path / "full"), progress=False)
+    with pytest.raises(Interrupt):  # stage 2 runs steps 16-30; checkpoint at 20
+        train_and_evaluate(config, str(tmp_path / "killed"), hooks=[interrupt_at(25)],
+                           progress=False)
+    manager = ocp.CheckpointManager(str(tmp_path / "killed" / "checkpoints"))
+    position = manager.restore(20, args=ocp.args.Composite(
+        position=ocp.args.JsonRestore()))["position"]
+    manager.close()
+    assert position["stage"] == 1 and position["stage_name"] == "head"
+    resumed = train_and_evaluate(config, str(tmp_path / "killed"), progress=False)
+    chex.assert_trees_all_equal(_params(full), _params(resumed))
+
+    # stage 1 leaves the head alone, stage 2 the hidden layer
+    seen = {}
+
+    def keep(step, state, metrics):
+        seen[step] = jax.device_get(state.params)
+    train_and_evaluate(config, str(tmp_path / "watched"), hooks=[keep], progress=False)
+    chex.assert_trees_all_equal(seen[5]["head"], seen[15]["head"])
+    assert not np.allclose(seen[5]["dense_0"]["kernel"], seen[15]["dense_0"]["kernel"])
+    chex.assert_trees_all_equal(seen[15]["dense_0"], _params(full)["dense_0"])
+    assert not np.allclose(seen[15]["head"]["kernel"], _params(full)["head"]["kernel"])
