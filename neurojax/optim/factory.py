@@ -17,6 +17,8 @@ it once every k training steps (zero updates in between), so interventions,
 clipping and the optimiser see the large-batch gradient (e.g. a full-batch
 gradient accumulated over an epoch), and the schedule counts those updates.
 """
+import inspect
+import math
 from typing import Any, Callable, Mapping
 
 import optax
@@ -52,7 +54,7 @@ def validate_optim_config(cfg: Mapping[str, Any], prefix: str = "config.optim") 
     if name not in OPTIMIZERS:
         raise ValueError(f"{prefix}.name must be one of {OPTIMIZERS}, got {name!r}")
     lr = cfg.get("lr")
-    if not isinstance(lr, (int, float)) or lr <= 0:
+    if not _is_number(lr) or not lr > 0:
         raise ValueError(f"{prefix}.lr must be a positive number, got {lr!r}")
     schedule = cfg.get("schedule", "constant")
     if schedule not in SCHEDULES:
@@ -62,16 +64,26 @@ def validate_optim_config(cfg: Mapping[str, Any], prefix: str = "config.optim") 
         raise ValueError(f"{prefix}.accumulate_steps must be an int >= 1, got {accumulate!r}")
     for field in ("weight_decay", "warmup_steps", "grad_clip_norm"):
         value = cfg.get(field, 0)
-        if not isinstance(value, (int, float)) or value < 0:
+        if not _is_number(value) or not value >= 0:
             raise ValueError(f"{prefix}.{field} must be a number >= 0, got {value!r}")
     momentum = cfg.get("momentum", 0.0)
-    if not isinstance(momentum, (int, float)) or not 0 <= momentum < 1:
+    if not _is_number(momentum) or not 0 <= momentum < 1:
         raise ValueError(f"{prefix}.momentum must be in [0, 1), got {momentum!r}")
     for i, entry in enumerate(cfg.get("transforms", ()) or ()):
-        tname = parse_transform_entry(entry)[0]
+        tname, kwargs = parse_transform_entry(entry)
         if tname not in GRADIENT_TRANSFORMS:
             raise ValueError(f"{prefix}.transforms[{i}] must be one of "
                              f"{sorted(GRADIENT_TRANSFORMS)}, got {tname!r}")
+        try:
+            inspect.signature(GRADIENT_TRANSFORMS[tname]).bind(**kwargs)
+        except TypeError as e:
+            raise ValueError(f"{prefix}.transforms[{i}] ({tname!r}): {e}") from e
+
+
+def _is_number(value: Any) -> bool:
+    """A finite real number (not a bool): NaN and Inf fail every range check."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
 
 
 def make_schedule(cfg: Mapping[str, Any], total_steps: int) -> optax.Schedule:

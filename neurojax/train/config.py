@@ -9,7 +9,9 @@ configs add ``projector``, ``views`` and ``probe``, see
 """
 from typing import Any
 
+from neurojax import models
 from neurojax.data.on_device import ON_DEVICE_MODES
+from neurojax.models import resolve_dtype
 from neurojax.optim import validate_optim_config
 from neurojax.train.task import get_task
 
@@ -32,8 +34,8 @@ def validate_config(config) -> None:
     positive_int(ds.get("batch_size"), "config.dataset.batch_size")
     positive_int(ds.get("eval_batch_size", ds.batch_size), "config.dataset.eval_batch_size")
     positive_int(ds.get("worker_count", 0), "config.dataset.worker_count", allow_zero=True)
-    if not isinstance(config.model.get("name"), str):
-        raise ValueError(f"config.model.name must be a model name, got {config.model.get('name')!r}")
+    _validate_model_fields(config.model)
+    resolve_dtype(config.model.get("dtype"), "config.model.dtype")  # compute dtype
     task = get_task(config.get("task", "supervised"))
     fraction = ds.get("fraction", 1.0)
     if not (isinstance(fraction, (int, float)) and 0 < fraction <= 1):
@@ -66,3 +68,20 @@ def validate_config(config) -> None:
     if tr.get("spectrum_every", 0) and not layers:
         raise ValueError("config.train.spectrum_layers must name at least one layer when "
                          "config.train.spectrum_every > 0 (see neurojax.models.layer_names)")
+
+
+def _validate_model_fields(model) -> None:
+    """``config.model.name`` is a registered model and every other field one of
+    its arguments (``neurojax.models.model_kwargs``), checked before any data
+    is opened."""
+    name = model.get("name")
+    if not isinstance(name, str):
+        raise ValueError(f"config.model.name must be a model name, got {name!r}")
+    try:
+        allowed = models.model_kwargs(name)
+    except ValueError as e:
+        raise ValueError(f"config.model.name: {e}") from e
+    unknown = sorted(set(model.keys()) - {"name"} - set(allowed))
+    if unknown:
+        raise ValueError(f"config.model.{unknown[0]} is not an argument of model {name!r}; "
+                         f"allowed: {sorted(allowed)}")

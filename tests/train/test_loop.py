@@ -1,4 +1,5 @@
 """The loop: resume equals an uninterrupted run; NaN stops it; outputs exist."""
+import contextlib
 import dataclasses
 import json
 import os
@@ -258,3 +259,28 @@ def test_two_stage_program_in_the_loop_resumes_inside_stage_two(data_dir, tmp_pa
     assert not np.allclose(seen[5]["dense_0"]["kernel"], seen[15]["dense_0"]["kernel"])
     chex.assert_trees_all_equal(seen[15]["dense_0"], _params(full)["dense_0"])
     assert not np.allclose(seen[15]["head"]["kernel"], _params(full)["head"]["kernel"])
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("optim.lr", float("nan"), "config.optim.lr"),
+    ("optim.lr", float("inf"), "config.optim.lr"),
+    ("optim.weight_decay", float("nan"), "config.optim.weight_decay"),
+    ("model.name", "mlpp", "config.model.name"),
+    ("model.depth", 3, "config.model.depth"),
+    ("optim.transforms", (("inject_gradient_noise", {"sigmaa": 1.0}),),
+     r"config.optim.transforms\[0\]"),
+    ("train.steps_per_call", 0, "config.train.steps_per_call"),
+    ("train.num_replicas", 0, "config.train.num_replicas"),
+    ("dataset.on_device", "yes", "config.dataset.on_device"),
+    ("task", "rl", "config.task"),
+])
+def test_bad_fields_fail_before_any_data_is_opened(tmp_path, field, value, match):
+    data_dir = tmp_path / "tfds"  # stays empty: nothing may be prepared
+    config = small_config(str(data_dir))
+    block, _, name = field.rpartition(".")
+    target = config[block] if block else config
+    with target.unlocked() if hasattr(target, "unlocked") else contextlib.nullcontext():
+        target[name] = value
+    with pytest.raises(ValueError, match=match):
+        train_and_evaluate(config, str(tmp_path / "w"), progress=False)
+    assert not data_dir.exists() or not any(data_dir.iterdir())
