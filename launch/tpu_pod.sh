@@ -7,8 +7,9 @@
 #
 #   launch/tpu_pod.sh TPU_NAME ZONE CONFIG WORKDIR [--config.field=value ...]
 #
-# WORKDIR should be a bucket path (gs://...) or a shared filesystem, since
-# orbax writes checkpoints from every host.
+# WORKDIR must be a path every worker sees (a shared filesystem or a bucket
+# mounted with gcsfuse, not a gs:// URL), since orbax writes checkpoints
+# from every host and the loop appends to metrics.jsonl.
 set -euo pipefail
 if [ $# -lt 4 ]; then
   echo "usage: launch/tpu_pod.sh TPU_NAME ZONE CONFIG WORKDIR [--config.field=value ...]" >&2

@@ -159,6 +159,10 @@ def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
     call's per-step device scalars).
     """
     validate_config(config)
+    if "://" in os.fspath(workdir):
+        raise ValueError(f"workdir must be a filesystem path visible to every host (e.g. a "
+                         f"gcsfuse mount of the bucket), got {workdir!r}: the loop appends to "
+                         f"metrics.jsonl, which object stores cannot do")
     os.makedirs(workdir, exist_ok=True)
     ds_cfg, tr = config.dataset, config.train
     data_dir = ds_cfg.get("data_dir") or None

@@ -284,3 +284,10 @@ def test_bad_fields_fail_before_any_data_is_opened(tmp_path, field, value, match
     with pytest.raises(ValueError, match=match):
         train_and_evaluate(config, str(tmp_path / "w"), progress=False)
     assert not data_dir.exists() or not any(data_dir.iterdir())
+
+
+def test_object_store_workdir_is_refused_before_anything_is_built(tmp_path):
+    with pytest.raises(ValueError, match="workdir must be a filesystem path"):
+        train_and_evaluate(small_config(str(tmp_path / "tfds")), "gs://bucket/run",
+                           progress=False)
+    assert not (tmp_path / "tfds").exists()
