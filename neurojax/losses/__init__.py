@@ -1,9 +1,11 @@
 """Pure loss functions ``loss(outputs, batch, **hyper) -> (scalar, aux_dict)``."""
-from neurojax.losses.classification import mean_squared_error, softmax_cross_entropy
+from neurojax.losses.classification import (label_mean_squared_error, mean_squared_error,
+                                            softmax_cross_entropy)
 
 LOSSES = {
     "softmax_cross_entropy": softmax_cross_entropy,
     "mean_squared_error": mean_squared_error,
+    "label_mean_squared_error": label_mean_squared_error,
 }
 
 

@@ -27,3 +27,30 @@ def mean_squared_error(outputs: jax.Array, batch: dict) -> tuple[jax.Array, dict
     """L = 1/(2B) sum_b ||f(x_b) - y_b||^2 with targets ``batch['target']``."""
     diff = outputs.astype(jnp.float32) - batch["target"].reshape(outputs.shape)
     return 0.5 * jnp.mean(jnp.sum(diff.reshape(diff.shape[0], -1) ** 2, -1)), {}
+
+
+OUTPUTS = {"linear": lambda z: z, "sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh}
+
+
+def label_mean_squared_error(logits: jax.Array, batch: dict, *, output: str = "linear",
+                             targets: tuple[float, float] = (0.0, 1.0)
+                             ) -> tuple[jax.Array, dict]:
+    """Squared error of the output neurons against label targets.
+
+    L = 1/(2B) sum_b ||g(z_b) - t_b||^2, t_bc = a + (b - a) [c = y_b], with
+    ``g`` the output non-linearity (``output``: 'linear', 'sigmoid' or 'tanh')
+    and ``targets = (a, b)`` (negative, positive); prediction argmax z. The
+    baselines of Oland's thesis: ch. 3 trains tanh outputs against one-hot
+    targets in {0, 1}; ch. 4's Table 4.1 compares linear, sigmoid and tanh
+    outputs. Returns the mean loss and ``{'accuracy': ...}``.
+    """
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {sorted(OUTPUTS)}, got {output!r}")
+    if len(targets) != 2:
+        raise ValueError(f"targets must be a pair (negative, positive), got {targets!r}")
+    low, high = float(targets[0]), float(targets[1])
+    labels = batch["label"]
+    z = logits.astype(jnp.float32).reshape(logits.shape[0], -1)
+    t = low + (high - low) * jax.nn.one_hot(labels, z.shape[-1])
+    loss = 0.5 * jnp.mean(jnp.sum((OUTPUTS[output](z) - t) ** 2, axis=-1))
+    return loss, {"accuracy": jnp.mean(jnp.argmax(z, -1) == labels)}

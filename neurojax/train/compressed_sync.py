@@ -267,6 +267,68 @@ def _code_entropy(codes, num_symbols):
     return qz.entropy_bits(jnp.bincount(codes.reshape(-1), length=num_symbols))
 
 
+def code_alphabet(sync: SyncConfig) -> int:
+    """Size of the in-graph code histogram (a fixed N may be overridden at run time)."""
+    return 1 << (qz.MAX_BITS if sync.mode == "fixed" else sync.max_bits)
+
+
+def sync_workers(params: PyTree, rng: jax.Array, rounds: jax.Array, sync: SyncConfig, groups,
+                 num_bits, floor, *, return_codes: bool = True):
+    """The synchronisation of the workers on this device, inside a
+    ``shard_map`` over the ``'data'`` axis: every leaf of ``params`` and
+    ``rng`` has a leading axis of this device's workers.
+
+    Per group (:func:`layer_groups`): the range, the sampled entropy ``H``,
+    ``N`` (``sync.mode``), the fixed-width codes, an ``all_gather`` of codes
+    and headers over the axis, and the average of all ``P`` dequantised
+    copies in worker order (``mode='none'``: of the float32 copies). Returns
+    ``(averaged params (every local worker the same), stats, codes)`` with
+    ``stats[k][group]`` of shape ``[workers here]`` for ``k`` in ``entropy,
+    num_bits, w_min, w_max, code_entropy`` and ``codes[group]`` ``uint16
+    [workers here, n_g]`` (empty without ``return_codes`` or quantisation).
+    """
+    num_symbols = code_alphabet(sync)
+    w_local = rng.shape[0]
+    leaves, treedef = jax.tree.flatten(params)
+    out_leaves = list(leaves)
+    stats = {k: {} for k in ("entropy", "num_bits", "w_min", "w_max", "code_entropy")}
+    codes_out = {}
+    for gi, (name, idx) in enumerate(groups):
+        vec = _flatten_group(leaves, idx)                      # [w, n]
+        keys = jax.vmap(lambda r: jax.random.fold_in(      # per worker, group, round
+            jax.random.fold_in(r, gi), rounds))(rng)
+        w_min, w_max = jnp.min(vec, axis=1), jnp.max(vec, axis=1)
+        h = jax.vmap(lambda v, k, lo, hi: qz.estimate_entropy(
+            v, k, fraction=sync.fraction, prelim_bits=sync.prelim_bits, w_min=lo,
+            w_max=hi))(vec, keys, w_min, w_max)
+        stats["entropy"][name], stats["w_min"][name], stats["w_max"][name] = h, w_min, w_max
+        if not sync.quantized:
+            avg = _average_in_order(jax.lax.all_gather(vec, DATA_AXIS, axis=0, tiled=True))
+            stats["num_bits"][name] = jnp.full((w_local,), 32, jnp.int32)
+            stats["code_entropy"][name] = jnp.full((w_local,), jnp.nan, jnp.float32)
+        else:
+            if sync.mode == "fixed":
+                n = jnp.broadcast_to(jnp.clip(num_bits, qz.MIN_BITS, qz.MAX_BITS), (w_local,))
+            else:
+                n = qz.bits_from_entropy(h, floor, min_bits=sync.min_bits,
+                                         max_bits=sync.max_bits)
+            codes = jax.vmap(qz.quantize)(vec, n, w_min, w_max).astype(jnp.uint16)
+            stats["num_bits"][name] = n
+            stats["code_entropy"][name] = jax.vmap(
+                lambda c: _code_entropy(c.astype(jnp.int32), num_symbols))(codes)
+            # the collective: fixed-width codes and the per-layer header
+            all_codes = jax.lax.all_gather(codes, DATA_AXIS, axis=0, tiled=True)
+            all_n = jax.lax.all_gather(n, DATA_AXIS, axis=0, tiled=True)
+            all_lo = jax.lax.all_gather(w_min, DATA_AXIS, axis=0, tiled=True)
+            all_hi = jax.lax.all_gather(w_max, DATA_AXIS, axis=0, tiled=True)
+            deq = jax.vmap(qz.dequantize)(all_codes.astype(jnp.int32), all_n, all_lo, all_hi)
+            avg = _average_in_order(deq)
+            if return_codes:
+                codes_out[name] = codes
+        _unflatten_group(jnp.broadcast_to(avg, (w_local,) + avg.shape), leaves, idx, out_leaves)
+    return jax.tree.unflatten(treedef, out_leaves), stats, codes_out
+
+
 def make_sync_round(objective: Objective, tx: optax.GradientTransformation, sync: SyncConfig,
                     params_template: PyTree, *, mesh: Mesh | None = None,
                     return_codes: bool = True, donate: bool = True) -> Callable:
@@ -288,8 +350,6 @@ def make_sync_round(objective: Objective, tx: optax.GradientTransformation, sync
     """
     mesh = make_mesh() if mesh is None else mesh
     groups = layer_groups(params_template, sync.grouping)
-    # alphabet of the in-graph code histogram (fixed N may be overridden at run time)
-    num_symbols = 1 << (qz.MAX_BITS if sync.mode == "fixed" else sync.max_bits)
 
     def local_steps(params, model_state, opt_state, rng, step0, batches):
         def one(carry, batch):
@@ -305,52 +365,14 @@ def make_sync_round(objective: Objective, tx: optax.GradientTransformation, sync
         return params, model_state, opt_state, metrics
 
     def per_device(state: WorkerState, batches, num_bits, floor):
-        w_local = state.rng.shape[0]
         params, model_state, opt_state, metrics = jax.vmap(
             local_steps, in_axes=(0, 0, 0, 0, None, 0))(
             state.params, state.model_state, state.opt_state, state.rng, state.step, batches)
-        leaves, treedef = jax.tree.flatten(params)
-        out_leaves = list(leaves)
-        stats = {k: {} for k in ("entropy", "num_bits", "w_min", "w_max", "code_entropy")}
-        codes_out = {}
-        for gi, (name, idx) in enumerate(groups):
-            vec = _flatten_group(leaves, idx)                      # [w, n]
-            keys = jax.vmap(lambda r: jax.random.fold_in(      # per worker, group, round
-                jax.random.fold_in(r, gi), state.rounds))(state.rng)
-            w_min, w_max = jnp.min(vec, axis=1), jnp.max(vec, axis=1)
-            h = jax.vmap(lambda v, k, lo, hi: qz.estimate_entropy(
-                v, k, fraction=sync.fraction, prelim_bits=sync.prelim_bits, w_min=lo,
-                w_max=hi))(vec, keys, w_min, w_max)
-            stats["entropy"][name], stats["w_min"][name], stats["w_max"][name] = h, w_min, w_max
-            if not sync.quantized:
-                avg = _average_in_order(jax.lax.all_gather(vec, DATA_AXIS, axis=0, tiled=True))
-                stats["num_bits"][name] = jnp.full((w_local,), 32, jnp.int32)
-                stats["code_entropy"][name] = jnp.full((w_local,), jnp.nan, jnp.float32)
-            else:
-                if sync.mode == "fixed":
-                    n = jnp.broadcast_to(jnp.clip(num_bits, qz.MIN_BITS, qz.MAX_BITS), (w_local,))
-                else:
-                    n = qz.bits_from_entropy(h, floor, min_bits=sync.min_bits,
-                                             max_bits=sync.max_bits)
-                codes = jax.vmap(qz.quantize)(vec, n, w_min, w_max).astype(jnp.uint16)
-                stats["num_bits"][name] = n
-                stats["code_entropy"][name] = jax.vmap(
-                    lambda c: _code_entropy(c.astype(jnp.int32), num_symbols))(codes)
-                # the collective: fixed-width codes and the per-layer header
-                all_codes = jax.lax.all_gather(codes, DATA_AXIS, axis=0, tiled=True)
-                all_n = jax.lax.all_gather(n, DATA_AXIS, axis=0, tiled=True)
-                all_lo = jax.lax.all_gather(w_min, DATA_AXIS, axis=0, tiled=True)
-                all_hi = jax.lax.all_gather(w_max, DATA_AXIS, axis=0, tiled=True)
-                deq = jax.vmap(qz.dequantize)(all_codes.astype(jnp.int32), all_n, all_lo, all_hi)
-                avg = _average_in_order(deq)
-                if return_codes:
-                    codes_out[name] = codes
-            _unflatten_group(jnp.broadcast_to(avg, (w_local,) + avg.shape), leaves, idx,
-                             out_leaves)
+        params, stats, codes_out = sync_workers(params, state.rng, state.rounds, sync, groups,
+                                                num_bits, floor, return_codes=return_codes)
         new_state = state.replace(
             step=state.step + jax.tree.leaves(batches)[0].shape[1], rounds=state.rounds + 1,
-            params=jax.tree.unflatten(treedef, out_leaves), model_state=model_state,
-            opt_state=opt_state)
+            params=params, model_state=model_state, opt_state=opt_state)
         out = {"metrics": metrics, **stats}
         if codes_out:
             out["codes"] = codes_out
