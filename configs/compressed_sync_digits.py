@@ -48,6 +48,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.dataset.data_dir = ""       # "" = $NEUROJAX_DATA_DIR or ~/tensorflow_datasets
     config.dataset.batch_size = 32     # per worker
     config.dataset.eval_batch_size = 360
+    config.dataset.on_device = "auto"  # the sync mode needs the split on the device
+    config.dataset.device_budget_mb = 1024
 
     config.model = ml_collections.ConfigDict()
     config.model.name = "mlp"
@@ -55,7 +57,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.activation = "tanh"   # the head is linear; tanh is applied in the loss
 
     config.loss = ml_collections.ConfigDict()
-    config.loss.name = "mean_squared_error"   # on tanh(head), one-hot targets in {0, 1}
+    config.loss.name = "label_mean_squared_error"   # tanh outputs, one-hot targets in {0, 1}
+    config.loss.output = "tanh"
+    config.loss.targets = (0.0, 1.0)
 
     config.optim = ml_collections.ConfigDict()
     config.optim.name = "sgd"
@@ -66,8 +70,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.train = ml_collections.ConfigDict()
     config.train.num_steps = 0
     config.train.num_epochs = 100      # thesis: 100 epochs
+    config.train.steps_per_call = 1    # unused with a sync: a call is one round of K steps
+    config.train.num_replicas = 1
+    config.train.log_every = 0
+    config.train.eval_every = 0        # 0: at the end; the sweep driver evaluates every epoch
+    config.train.checkpoint_every = 0
 
     config.sync = ml_collections.ConfigDict()
+    config.sync.mode = "dynamic"       # "dynamic" (N = ceil(H + c)), "fixed", "none", "off"
+    config.sync.num_bits = 8           # N of mode "fixed"
+    config.sync.floor = 5.0            # c of mode "dynamic"
     config.sync.num_workers = 4
     config.sync.local_steps = 0        # K; 0 = one epoch of local steps per sync
     config.sync.fraction = 0.03        # F
@@ -84,6 +96,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         pass
     elif arg == "runlocal":
         config.train.num_epochs = 3
+        config.train.eval_every = 0
         config.sync.seeds = (0,)
         config.sync.fixed_bits = (2, 8, 16)
         config.sync.floors = (5, 6)

@@ -699,7 +699,7 @@ def probability_of_descent(key, eigenvalues, dt, *, bias_ratio=0.0, noise_ratio=
 def probability_of_descent_grid(key, spectra, dt, *, bias_ratios=None, noise_ratios=None,
                                 num_teachers: int = 10, num_students: int = 100,
                                 num_examples: int = 100) -> dict:
-    """``probability_of_descent`` for many cells in one compiled, vmapped call.
+    """``probability_of_descent`` for many cells in one compiled call.
 
     Args:
         spectra: ``(C, d)`` Hessian spectra, one per cell.
@@ -724,13 +724,31 @@ def probability_of_descent_grid(key, spectra, dt, *, bias_ratios=None, noise_rat
         if v.shape != (c,):
             raise ValueError(f"{name} must have shape ({c},), got {v.shape}")
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(c))
+    per = _grid_trials(keys, spectra.astype(dtype), dt, br, nr, num_teachers=num_teachers,
+                       num_students=num_students, num_examples=num_examples)
+    return {"p_descent": jnp.mean(jnp.mean(per, axis=2) < 0, axis=1),
+            "p_descent_draw": jnp.mean(per < 0, axis=(1, 2))}
+
+
+@functools.partial(jax.jit, static_argnames=("num_teachers", "num_students", "num_examples"))
+def _grid_trials(keys, spectra, dt, bias_ratios, noise_ratios, *, num_teachers, num_students,
+                 num_examples):
+    """``_descent_trials`` for each cell (vmapped over teachers and students inside).
+
+    Cells go through ``lax.map``, not ``vmap``: the same values (to rounding), and
+    XLA:CPU compiles it in about 0.6x the time (jaxlib 0.10.2, 21 cells of Fig. 7,
+    same process: 12-17 s against 26-27 s on a loaded 2-core machine; the run
+    itself takes milliseconds); the full-size Fig. 7 reproduces
+    ``benchmarks/results/bias_variance_fig7.json`` cell for cell. One
+    module-level jit, so calls with the same shapes (Fig. 7's panels A and B)
+    compile once.
+    """
     fn = functools.partial(_descent_trials, num_teachers=num_teachers,
                            num_students=num_students, num_examples=num_examples,
                            num_vectors=2, noise_set="isotropic")
-    per, _ = jax.jit(jax.vmap(fn, in_axes=(0, 0, None, 0, 0)))(keys, spectra.astype(dtype), dt,
-                                                               br, nr)
-    return {"p_descent": jnp.mean(jnp.mean(per, axis=2) < 0, axis=1),
-            "p_descent_draw": jnp.mean(per < 0, axis=(1, 2))}
+    per, _ = jax.lax.map(lambda c: fn(c[0], c[1], dt, c[2], c[3]),
+                         (keys, spectra, bias_ratios, noise_ratios))
+    return per
 
 
 def flat(tree) -> jax.Array:

@@ -46,6 +46,7 @@ def validate_config(config) -> None:
     positive_int(ds.get("device_budget_mb", 1024), "config.dataset.device_budget_mb",
                   allow_zero=True)
     task.validate(config)
+    _validate_sync(config)
     validate_optim_config(config.optim)
     tr = config.train
     if tr.get("num_steps", 0) and tr.get("num_epochs", 0):
@@ -85,3 +86,28 @@ def _validate_model_fields(model) -> None:
     if unknown:
         raise ValueError(f"config.model.{unknown[0]} is not an argument of model {name!r}; "
                          f"allowed: {sorted(allowed)}")
+
+
+SYNC_MODES = ("off", "none", "fixed", "dynamic")
+
+
+def _validate_sync(config) -> None:
+    """The optional ``sync`` block (local steps with a compressed weight sync;
+    ``neurojax.train.compressed_sync``); ``mode='off'`` or no block: none."""
+    s = config.get("sync")
+    if not s or s.get("mode", "off") == "off":
+        return
+    from neurojax.train.compressed_sync import SyncConfig  # only runs with a sync need it
+
+    if s.get("mode") not in SYNC_MODES:
+        raise ValueError(f"config.sync.mode must be one of {SYNC_MODES}, got {s.get('mode')!r}")
+    positive_int(s.get("num_workers"), "config.sync.num_workers")
+    positive_int(s.get("local_steps", 0), "config.sync.local_steps", allow_zero=True)
+    fields = {f: s[f] for f in ("num_bits", "fraction", "prelim_bits", "floor", "min_bits",
+                                "max_bits", "grouping", "method") if f in s}
+    try:
+        SyncConfig(mode=s.mode, **fields)
+    except ValueError as e:
+        raise ValueError(f"config.sync: {e}") from e
+    if config.train.get("num_replicas", 1) != 1:
+        raise ValueError("config.train.num_replicas must be 1 with config.sync")

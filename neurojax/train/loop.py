@@ -58,6 +58,7 @@ import optax
 import orbax.checkpoint as ocp
 import tqdm
 from absl import logging
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from neurojax import data as nj_data
 from neurojax import plots
@@ -67,11 +68,12 @@ from neurojax.optim import make_optimizer
 from neurojax.train.config import validate_config
 from neurojax.train.feed import HostFeed
 from neurojax.train.logging import MetricsWriter, read_metrics
-from neurojax.train.program import (DeviceData, Stage, enter_stage, make_call, plan_calls,
-                                    replica_slice, stage_opt_state)
+from neurojax.train import compressed_sync
+from neurojax.train.program import (DeviceData, Stage, WorkerSync, enter_stage, init_workers,
+                                    make_call, plan_calls, stage_opt_state, worker_shards)
 from neurojax.train.spectrum_monitor import SpectrumMonitor
 from neurojax.train.state import TrainState, create_train_state
-from neurojax.train.step import make_mesh, replicate
+from neurojax.train.step import DATA_AXIS, make_mesh, replicate
 from neurojax.train.task import get_task
 
 Hook = Callable[[int, TrainState, dict], None]
@@ -129,10 +131,24 @@ def seed_keys(seed: int, num_replicas: int):
     return jax.vmap(keys)(seed + jnp.arange(num_replicas))
 
 
-def _default_stages(task, config, num_steps: int) -> list[Stage]:
+def _default_stages(task, config, num_steps: int, workers) -> list[Stage]:
     if task.stages is not None:
+        if workers is not None:
+            raise ValueError("config.sync.mode must be 'off' for a task with its own stages")
         return list(task.stages(num_steps, functools.partial(make_optimizer, config.optim)))
-    return [Stage("train", num_steps, task.objective, make_optimizer(config.optim, num_steps))]
+    return [Stage("train", num_steps, task.objective, make_optimizer(config.optim, num_steps),
+                  workers=workers)]
+
+
+def worker_sync(config) -> Optional[WorkerSync]:
+    """The compressed weight sync of ``config.sync`` (``None`` when its
+    ``mode`` is 'off' or there is no sync block); see ``configs/compressed_sync_digits.py``."""
+    s = config.get("sync")
+    if not s or s.get("mode", "off") == "off":
+        return None
+    fields = {f: s[f] for f in ("num_bits", "fraction", "prelim_bits", "floor", "min_bits",
+                                "max_bits", "grouping", "method") if f in s}
+    return WorkerSync(s.num_workers, compressed_sync.SyncConfig(mode=s.mode, **fields))
 
 
 def _summary(values: list[dict], replicas: int) -> dict:
@@ -149,6 +165,21 @@ def _summary(values: list[dict], replicas: int) -> dict:
             out[f"{key}_std"] = float(per_replica.std())
             out[f"{key}_replicas"] = [float(x) for x in per_replica]
     return out
+
+
+def _worker_inputs(workers: WorkerSync, device_data: DeviceData, data_key, params, sync_cfg,
+                   mesh):
+    """The extra inputs of a worker-sync call (disjoint shards and data keys
+    per worker, the run-time N and c), the quantisation groups and their sizes."""
+    sharded = NamedSharding(mesh, P(DATA_AXIS))
+    count = workers.num_workers
+    shards = worker_shards(jax.random.fold_in(data_key, 0), device_data.num_examples, count)
+    keys = jax.vmap(lambda i: jax.random.fold_in(data_key, i + 1))(jnp.arange(count))
+    sync = workers.sync
+    inputs = (device_data.arrays, jax.device_put(shards, sharded), jax.device_put(keys, sharded),
+              jnp.int32(sync.num_bits), jnp.float32(sync.floor))
+    groups = compressed_sync.layer_groups(params, sync.grouping)
+    return inputs, groups, compressed_sync.group_sizes(params, groups)
 
 
 def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
@@ -170,10 +201,16 @@ def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
     fraction = ds_cfg.get("fraction", 1.0)
     k = tr.get("steps_per_call", 1)
     num_replicas = tr.get("num_replicas", 1)
+    workers = worker_sync(config)
     info = nj_data.dataset_info(ds_cfg.name, data_dir=data_dir)
     num_train = len(fraction_indices(info.num_examples[train_split], fraction))
     global_batch = ds_cfg.batch_size * jax.process_count()
     steps_per_epoch = on_device.steps_per_epoch(num_train, global_batch)
+    if workers is not None:  # batch_size is per worker; an epoch is a pass over a shard
+        global_batch = ds_cfg.batch_size * workers.num_workers
+        steps_per_epoch = on_device.steps_per_epoch(num_train // workers.num_workers,
+                                                    ds_cfg.batch_size)
+        k = config.sync.get("local_steps", 0) or steps_per_epoch  # one round per call
     if steps_per_epoch == 0:
         raise ValueError(f"config.dataset.batch_size ({ds_cfg.batch_size} per process, "
                          f"{global_batch} in all) exceeds the training set size ({num_train})")
@@ -182,13 +219,16 @@ def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
         ds_cfg.get("on_device", "auto"),
         on_device.estimated_bytes(ds_cfg.name, train_split, data_dir=data_dir,
                                   fraction=fraction), budget)
-    if num_replicas > 1 and not data_on_device:
-        raise ValueError("config.train.num_replicas > 1 needs the training split on the "
-                         "device: set config.dataset.on_device='on' or raise "
+    if (num_replicas > 1 or workers is not None) and not data_on_device:
+        raise ValueError("config.train.num_replicas > 1 and config.sync need the training "
+                         "split on the device: set config.dataset.on_device='on' or raise "
                          "config.dataset.device_budget_mb")
+    if num_replicas > 1 and workers is not None:
+        raise ValueError("config.train.num_replicas must be 1 with config.sync")
     mesh = make_mesh()
     task = get_task(config.get("task", "supervised")).build(config, info, mesh, data_dir)
-    stages = _default_stages(task, config, tr.num_steps or tr.num_epochs * steps_per_epoch)
+    stages = _default_stages(task, config, tr.num_steps or tr.num_epochs * steps_per_epoch,
+                             workers)
     num_steps = sum(stage.num_steps for stage in stages)
 
     init_keys, state_keys, data_keys = seed_keys(config.seed, num_replicas)
@@ -210,6 +250,13 @@ def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
         arrays = on_device.load_split_arrays(ds_cfg.name, train_split, data_dir=data_dir,
                                              fraction=fraction)
         device_data = DeviceData(replicate(arrays, mesh), global_batch)
+    call_inputs = (device_data.arrays, data_keys) if device_data is not None else ()
+    if workers is not None:
+        params0 = state.params
+        state = init_workers(state, workers.num_workers, mesh)
+        device_data = DeviceData(device_data.arrays, ds_cfg.batch_size)
+        call_inputs, sync_groups, sync_sizes = _worker_inputs(
+            workers, device_data, data_keys, params0, config.sync, mesh)
 
     monitor = (SpectrumMonitor.from_config(config, task.model, mesh, data_dir)
                if tr.get("spectrum_every", 0) else None)
@@ -222,13 +269,17 @@ def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
         start_step = manager.latest_step()
         position = manager.restore(start_step, args=ocp.args.Composite(
             position=ocp.args.JsonRestore()))["position"]
-        if position.get("num_replicas", 1) != num_replicas:
+        if position.get("num_replicas", 1) != num_replicas or \
+                position.get("num_workers", 0) != (workers.num_workers if workers else 0):
             raise ValueError(f"config.train.num_replicas={num_replicas} but the checkpoint in "
-                             f"{checkpoint_dir} has {position.get('num_replicas', 1)} replicas")
+                             f"{checkpoint_dir} has {position.get('num_replicas', 1)} replicas"
+                             f" and config.sync.num_workers "
+                             f"{position.get('num_workers', 0)} (0: no sync)")
         template = enter_stage(state, stages[position["stage"]])
         state = manager.restore(start_step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(template)))["state"]
-        state = replicate(state, mesh)
+        if workers is None:
+            state = replicate(state, mesh)
     writer.truncate_after(start_step)  # a restart before any checkpoint starts clean
     clock = TrainClock(position.get("train_seconds", 0.0))
     compile_seconds = position.get("compile_seconds", 0.0)
@@ -282,12 +333,30 @@ def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
                     window.clear()
         pending.clear()
 
+    take = jax.jit(lambda tree, i: jax.tree.map(lambda x: x[i], tree),
+                   out_shardings=NamedSharding(mesh, P()))
+
     def each_replica(fn) -> tuple[dict, list[dict]]:
-        if num_replicas == 1:
-            out = fn(state)
+        if num_replicas == 1:  # with workers: worker 0's (all equal after a sync)
+            out = fn(state if workers is None else take(state, 0))
             return out, [out]
-        per = [fn(replica_slice(state, r)) for r in range(num_replicas)]
+        per = [fn(take(state, r)) for r in range(num_replicas)]
         return _summary(per, num_replicas), per
+
+    def log_sync(step: int, out: dict) -> None:
+        """Bits and bytes of the sync just done (the host codec's exact bytes)."""
+        jax.block_until_ready(state)
+        clock.pause()
+        sync = workers.sync
+        account = (compressed_sync.account_bytes(out, sync_groups, sync.method)
+                   if sync.quantized else None)
+        record = compressed_sync.sync_record({**out, "metrics": {}}, sync_sizes, account)
+        num_params = sum(sync_sizes.values())
+        if account is None:  # float32 weights, no header
+            record.update(wire_bits_per_parameter=32.0, bytes_per_worker=4 * num_params)
+        record["float32_ratio"] = 32.0 / record["wire_bits_per_parameter"]
+        writer.write(step, "sync", record)
+        clock.resume()
 
     def run_eval(step: int) -> tuple[dict, list[dict]]:
         jax.block_until_ready(state)  # the clock must not count queued steps as eval
@@ -322,6 +391,7 @@ def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
                 "stage": stage, "stage_name": stages[stage].name,
                 "train_seconds": clock.seconds(), "compile_seconds": compile_seconds,
                 "num_replicas": num_replicas, "steps_per_call": k,
+                "num_workers": workers.num_workers if workers else 0,
                 "data_iterator": data_iterator})))
         clock.resume()
 
@@ -336,8 +406,7 @@ def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
                 clock.pause()
                 state = replicate(enter_stage(state, stages[stage]), mesh)
                 clock.resume()
-            args = ((state, device_data.arrays, data_keys) if device_data is not None
-                    else None)
+            args = (state, *call_inputs)
             if feed is not None:
                 batches, data_iterator = feed.next()
                 args = (state, batches)
@@ -349,7 +418,7 @@ def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
                 compiled[(stage, n)] = call.lower(*args).compile()
                 compile_seconds += time.time() - tic
                 clock.resume()
-            state, metrics = compiled[(stage, n)](*args)
+            state, metrics, *sync_out = compiled[(stage, n)](*args)
             step = first + n
             pending.append((first, n, metrics))
             for hook in hooks:
@@ -358,6 +427,8 @@ def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
             checkpoint = crossed(first, step, every["checkpoint_every"]) or final
             if crossed(first, step, log_every) or checkpoint or final:
                 flush()  # never checkpoint a state that followed a bad step
+            if sync_out:
+                log_sync(step, sync_out[0])
             if crossed(first, step, every["eval_every"]) or final:
                 eval_metrics, replica_evals = run_eval(step)
             if monitor is not None and (crossed(first, step, every["spectrum_every"]) or final):

@@ -30,10 +30,27 @@ from flax import traverse_util
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from neurojax.data import on_device
+from neurojax.train import compressed_sync
 from neurojax.train.state import PyTree, TrainState
 from neurojax.train.step import DATA_AXIS, Objective, train_step_fn
 
 _SEP = "/"
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerSync:
+    """Local steps with a compressed weight sync (Oland's thesis, ch. 3).
+
+    The stage trains ``num_workers`` copies of the model, worker ``i`` on its
+    own disjoint shard of the training split; every call is one round: ``K``
+    (the call's steps) local steps on every worker, then
+    ``compressed_sync.sync_workers`` (quantise with ``sync.mode``, gather the
+    fixed-width codes over the mesh's 'data' axis, average the dequantised
+    copies). The workers are sharded over the 'data' axis (``num_workers``
+    a multiple of the devices); optimiser and BatchNorm states stay local.
+    """
+    num_workers: int
+    sync: compressed_sync.SyncConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,12 +67,15 @@ class Stage:
         trainable: '/'-joined path prefixes into the parameter tree
             (``('Dense_0',)``, ``('block2/conv1',)``) naming the trainable
             part; ``None`` trains every parameter.
+        workers: local steps on several workers with a (compressed) weight
+            sync after every call (:class:`WorkerSync`); ``None``: one model.
     """
     name: str
     num_steps: int
     objective: Objective
     tx: optax.GradientTransformation
     trainable: Optional[tuple[str, ...]] = None
+    workers: Optional[WorkerSync] = None
 
     def __post_init__(self):
         if not isinstance(self.num_steps, int) or isinstance(self.num_steps, bool) \
@@ -157,6 +177,11 @@ def make_call(stage: Stage, num_steps: int, mesh: Mesh, *,
     R]`` with replicas). With ``replicas``, the state and ``data_key`` carry
     a leading replica axis and the call is vmapped over it.
     """
+    if stage.workers is not None:
+        if device_data is None or replicas:
+            raise ValueError("worker sync needs the training data on the device and no "
+                             "seed replicas (config.train.num_replicas = 1)")
+        return _make_sync_call(stage, num_steps, mesh, device_data, donate)
     step = train_step_fn(stage.objective, stage.tx, trainable=stage.trainable)
     replicated = NamedSharding(mesh, P())
     batch_sharding = NamedSharding(mesh, P(DATA_AXIS))
@@ -197,6 +222,70 @@ def make_call(stage: Stage, num_steps: int, mesh: Mesh, *,
 def replica_slice(tree: PyTree, r: int) -> PyTree:
     """Replica ``r`` of a tree with a leading replica axis."""
     return jax.tree.map(lambda x: x[r], tree)
+
+
+def worker_shards(key: jax.Array, num_examples: int, num_workers: int) -> jax.Array:
+    """``int32 [P, n // P]``: a random split of the examples into ``P``
+    disjoint, equal shards (the remainder is dropped), one per worker."""
+    shard = num_examples // num_workers
+    perm = jax.random.permutation(key, num_examples)[:shard * num_workers]
+    return perm.reshape(num_workers, shard).astype(jnp.int32)
+
+
+def init_workers(state: TrainState, num_workers: int, mesh: Mesh) -> TrainState:
+    """``num_workers`` copies of ``state`` (same parameters and optimiser
+    state; step rng ``fold_in(rng, i)``), every leaf with a leading worker
+    axis sharded over the mesh's 'data' axis."""
+    if num_workers % mesh.devices.size:
+        raise ValueError(f"config.sync.num_workers ({num_workers}) must be a multiple of the "
+                         f"{mesh.devices.size} devices")
+    stack = lambda x: jnp.broadcast_to(x, (num_workers,) + jnp.shape(x))
+    stacked = jax.tree.map(stack, state.replace(rng=jnp.zeros_like(state.rng)))
+    stacked = stacked.replace(rng=jax.vmap(lambda i: jax.random.fold_in(state.rng, i))(
+        jnp.arange(num_workers)))
+    return jax.device_put(stacked, NamedSharding(mesh, P(DATA_AXIS)))
+
+
+def _make_sync_call(stage: Stage, num_steps: int, mesh: Mesh, device_data: DeviceData,
+                    donate: bool) -> Callable:
+    """One round of a :class:`WorkerSync` stage: ``call(state, arrays, shards,
+    data_keys, num_bits, floor) -> (state, metrics, sync_out)``; ``state``,
+    ``shards`` (:func:`worker_shards`) and ``data_keys`` carry the worker
+    axis; ``metrics`` are the step scalars averaged over workers ``[K]``;
+    ``sync_out`` holds ``compressed_sync.sync_workers``' per-worker stats and
+    codes."""
+    step = train_step_fn(stage.objective, stage.tx, trainable=stage.trainable)
+    sync = stage.workers.sync
+    batch_size = device_data.batch_size
+
+    def local_steps(state, arrays, shard, data_key):
+        steps = state.step + jnp.arange(num_steps, dtype=jnp.int32)
+        local = on_device.batch_indices(data_key, steps, shard.shape[0], batch_size)
+
+        def body(state, idx):
+            return step(state, on_device.gather(arrays, shard[idx]))
+        return jax.lax.scan(body, state, local)
+
+    def per_device(state, arrays, shards, data_keys, num_bits, floor):
+        state, metrics = jax.vmap(local_steps, in_axes=(0, None, 0, 0))(
+            state, arrays, shards, data_keys)
+        groups = compressed_sync.layer_groups(state.params, sync.grouping)
+        rounds = state.step[0] // num_steps
+        params, stats, codes = compressed_sync.sync_workers(
+            state.params, state.rng, rounds, sync, groups, num_bits, floor,
+            return_codes=sync.quantized)
+        return state.replace(params=params), metrics, {**stats, "codes": codes}
+
+    sharded = P(DATA_AXIS)
+    mapped = jax.shard_map(per_device, mesh=mesh,
+                           in_specs=(sharded, P(), sharded, sharded, P(), P()),
+                           out_specs=(sharded, sharded, sharded), check_vma=False)
+
+    def call(state, arrays, shards, data_keys, num_bits, floor):
+        state, metrics, out = mapped(state, arrays, shards, data_keys, num_bits, floor)
+        return state, jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics), out
+
+    return jax.jit(call, donate_argnums=(0,) if donate else ())
 
 
 def plan_calls(stages: Sequence[Stage], start_step: int,
