@@ -117,10 +117,17 @@ def _fig4_run(key, bs, dt, lr, *, steps, width):
     return out
 
 
-def figure4(outdir: str, quick: bool = False, seed: int = 0) -> dict:
-    """Fig. 4: ``Delta L(b, 0)`` against ``||g||`` (A) and against ``b`` as ``||g|| -> 0`` (B)."""
-    teachers, students = (4, 4) if quick else (20, 20)
-    steps, dt, lr = 300, 1e-3, 0.05  # measurement step dt; the control trains with lr
+def figure4(outdir: str, quick: bool = False, seed: int = 0, *,
+            teachers: Optional[int] = None, students: Optional[int] = None,
+            steps: int = 300) -> dict:
+    """Fig. 4: ``Delta L(b, 0)`` against ``||g||`` (A) and against ``b`` as ``||g|| -> 0`` (B).
+
+    ``teachers`` x ``students`` runs (default 20 x 20; ``quick``: 4 x 4) of
+    ``steps`` control steps each.
+    """
+    if teachers is None or students is None:
+        teachers, students = (4, 4) if quick else (20, 20)
+    dt, lr = 1e-3, 0.05  # measurement step dt; the control trains with lr
     b_small = [0.02, 0.04]
     b_large = list(np.geomspace(0.02, 0.5, 9)) + [0.2, 0.35]
     with jax.enable_x64(True):
@@ -190,11 +197,13 @@ def figure4(outdir: str, quick: bool = False, seed: int = 0) -> dict:
 # ----------------------------------------------------------------------------- Fig. 7
 
 
-def figure7(outdir: str, quick: bool = False, seed: int = 0) -> dict:
+def figure7(outdir: str, quick: bool = False, seed: int = 0, *, grid: Optional[int] = None,
+            teachers: Optional[int] = None, students: Optional[int] = None) -> dict:
     """Fig. 7: empirical probability of descent against the Hessian spectrum.
 
     Linear MSE students in ``d = 10`` dimensions, ``dt = 0.1``, 10 teachers x
-    100 students per cell (the paper's counts; ``quick``: 5 x 40), spectra
+    100 students per cell (the paper's counts; ``quick``: 5 x 40; or ``teachers``,
+    ``students``, and ``grid`` for the grid's side), spectra
     ``linspace(lambda_N, lambda_1, d)`` on a 16 x 16 grid of
     ``1 <= lambda_N <= lambda_1 <= 40`` (A, B) and ``s * linspace(0.1, 1,
     d)`` for 16 scales against 16 ratios ``b / ||g||`` in ``[1e-3, 1]`` (C).
@@ -229,8 +238,9 @@ def figure7(outdir: str, quick: bool = False, seed: int = 0) -> dict:
     except at ``lambda_1 = 2 / dt``, where only the rigorous variant holds.
     """
     d, dt = 10, 0.1
-    grid = 10 if quick else 16
-    teachers, students = (5, 40) if quick else (10, 100)
+    grid = grid or (10 if quick else 16)
+    if teachers is None or students is None:
+        teachers, students = (5, 40) if quick else (10, 100)
     kw = dict(num_teachers=teachers, num_students=students, num_examples=100)
     lams = np.linspace(1.0, 40.0, grid)
     key = jax.random.PRNGKey(seed)
@@ -359,15 +369,28 @@ def _fig3_run(key, sigmas, dt, *, depth, width, activation, steps, num_vectors):
     return out
 
 
-def figure3(outdir: str, quick: bool = False, seed: int = 0) -> dict:
-    """Fig. 3: ``Delta L(0, sigma^2)`` against width and depth, linear vs ReLU students."""
-    depths = (1, 2, 4) if quick else (1, 2, 4, 8)
-    widths = (16, 32, 64) if quick else (16, 32, 64, 128)
-    pairs = 3 if quick else 10
-    steps, dt, num_vectors = (20 if quick else 50), 0.01, 20
+def figure3(outdir: str, quick: bool = False, seed: int = 0, *,
+            depths: Optional[Sequence[int]] = None, widths: Optional[Sequence[int]] = None,
+            pairs: Optional[int] = None, steps: Optional[int] = None,
+            activations: Sequence[str] = ("linear", "relu")) -> dict:
+    """Fig. 3: ``Delta L(0, sigma^2)`` against width and depth, linear vs ReLU students.
+
+    Defaults: hidden depths (1, 2, 4, 8), widths (16, 32, 64, 128), 10
+    teacher-student pairs, 50 control steps (``quick``: (1, 2, 4), (16, 32,
+    64), 3, 20), linear and ReLU students (each configuration compiles once).
+    """
+    activations = tuple(activations)
+    if not activations or not set(activations) <= {"linear", "relu"}:
+        raise ValueError(f"activations must be a non-empty subset of ('linear', 'relu'), "
+                         f"got {activations!r}")
+    depths = tuple(depths or ((1, 2, 4) if quick else (1, 2, 4, 8)))
+    widths = tuple(widths or ((16, 32, 64) if quick else (16, 32, 64, 128)))
+    pairs = pairs or (3 if quick else 10)
+    steps = steps or (20 if quick else 50)
+    dt, num_vectors = 0.01, 20
     sig2 = np.array([0.1, 0.2, 0.3, 0.4])
     res = {}
-    configs = [(a, dp, w) for a in ("linear", "relu") for dp in depths for w in widths]
+    configs = [(a, dp, w) for a in activations for dp in depths for w in widths]
     with jax.enable_x64(True):
         sigmas = jnp.sqrt(jnp.asarray(sig2))
         keys = jax.random.split(jax.random.PRNGKey(seed), pairs)
@@ -381,10 +404,11 @@ def figure3(outdir: str, quick: bool = False, seed: int = 0) -> dict:
     k = 0  # sigma^2 = 0.1 for the verdict (Delta L is linear in sigma^2)
     dl = {c: float(v["delta_mean"][k]) for c, v in res.items()}
     width_dec = [all(dl[(a, dp, widths[i + 1])] < dl[(a, dp, widths[i])]
-                     for i in range(len(widths) - 1)) for a in ("linear", "relu") for dp in depths]
+                     for i in range(len(widths) - 1)) for a in activations for dp in depths]
     depth_dec = [all(dl[(a, depths[i + 1], w)] < dl[(a, depths[i], w)]
-                     for i in range(len(depths) - 1)) for a in ("linear", "relu") for w in widths]
-    relu_below = [dl[("relu", dp, w)] < dl[("linear", dp, w)] for dp in depths for w in widths]
+                     for i in range(len(depths) - 1)) for a in activations for w in widths]
+    relu_below = ([dl[("relu", dp, w)] < dl[("linear", dp, w)] for dp in depths for w in widths]
+                  if len(activations) == 2 else [])
     ratio = np.array([res[c]["delta_mean"] / res[c]["pred_mean"] for c in res])
     lin = np.array([np.polyfit(sig2, res[c]["delta_mean"], 1)[1] / res[c]["delta_mean"][-1]
                     for c in res])
@@ -403,6 +427,8 @@ def figure3(outdir: str, quick: bool = False, seed: int = 0) -> dict:
     fig = Figure(figsize=(11, 4))
     axes = fig.subplots(1, 2)
     for a, ls in (("linear", "-"), ("relu", "--")):
+        if a not in activations:
+            continue
         for dp in depths:
             axes[0].plot(widths, [dl[(a, dp, w)] for w in widths], ls, marker="o",
                          label=f"{a}, {dp} hidden")
@@ -488,14 +514,24 @@ def digits_grid(biases, noises, seeds, *, steps: int = 100, lr: float = 0.05,
             "num_params": _num_params(model.init(jax.random.PRNGKey(0), xtr[:1]))}
 
 
-def figure1(outdir: str, quick: bool = False, seed: int = 0) -> dict:
-    """Fig. 1 (small): train/test accuracy over a relative bias x relative noise grid."""
-    biases = [0.0, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1]
-    noises = [0.0, 1e-2, 0.1, 1.0, 5.0, 10.0, 40.0]
-    seeds = list(range(seed, seed + (3 if quick else 5)))
-    steps = 100 if quick else 200
+def figure1(outdir: str, quick: bool = False, seed: int = 0, *,
+            biases: Optional[Sequence[float]] = None, noises: Optional[Sequence[float]] = None,
+            num_seeds: Optional[int] = None, steps: Optional[int] = None,
+            data_dir: Optional[str] = None) -> dict:
+    """Fig. 1 (small): train/test accuracy over a relative bias x relative noise grid.
+
+    Defaults: biases (0, 1e-4, ..., 0.1) per parameter and noises (0, 0.01,
+    ..., 40) relative to ``||g||``, 5 seeds, 200 steps (``quick``: 3 seeds,
+    100 steps). The first bias and noise should be 0 (the baseline cell) and
+    the last the largest. ``data_dir``: where the digits TFDS dataset is
+    prepared (default as ``neurojax.data.load``).
+    """
+    biases = list(biases or [0.0, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1])
+    noises = list(noises or [0.0, 1e-2, 0.1, 1.0, 5.0, 10.0, 40.0])
+    seeds = list(range(seed, seed + (num_seeds or (3 if quick else 5))))
+    steps = steps or (100 if quick else 200)
     with tqdm(total=1, desc="fig1 grid (one vmapped run)", leave=False) as bar:
-        out = digits_grid(biases, noises, seeds, steps=steps)
+        out = digits_grid(biases, noises, seeds, steps=steps, data_dir=data_dir)
         bar.update(1)
     tr, te = out["train_acc"].mean(-1), out["test_acc"].mean(-1)
     sem = out["test_acc"].std(-1, ddof=1) / math.sqrt(len(seeds))

@@ -441,16 +441,3 @@ def test_predictions_run_under_jit():
                                                                    sigma=0.5)["total"])
     thr = jax.jit(lambda s: bv.noise_threshold(2.0, s, 0.1))(1.0)
     np.testing.assert_allclose(thr, 20 / 1.25)
-
-
-@pytest.mark.slow
-def test_figure7_quick_writes_results_that_respect_the_thresholds(tmp_path):
-    from neurojax.analysis import bias_variance_figures as figs
-    out = figs.figure7(str(tmp_path), quick=True)
-    assert (tmp_path / "bias_variance_fig7.png").exists()
-    assert (tmp_path / "bias_variance_fig7.json").exists()
-    for panel in ("A_true_gradient", "B_noise_sigma_eq_gnorm"):
-        s = out["summary"][panel]
-        assert s["min_p_where_descent_guaranteed"] == 1.0
-        assert s["max_p_where_ascent_guaranteed"] == 0.0
-    assert out["summary"]["C_bias"]["min_p_under_rigorous_bound"] == 1.0
