@@ -1,4 +1,5 @@
-"""Small helpers shared by the model modules: activations and argument checks.
+"""Small helpers shared by the model modules: activations, argument checks
+and the compute dtype.
 
 Every model validates its fields in ``__post_init__`` so that a bad
 configuration raises a ``ValueError`` naming the field at construction time,
@@ -93,3 +94,56 @@ def scale_width(channels: int, factor: float) -> int:
 def flatten(x: jax.Array) -> jax.Array:
     """Flatten all but the batch axis."""
     return x.reshape((x.shape[0], -1))
+
+
+# Compute dtypes a model accepts (``dtype`` field; configs give the name).
+COMPUTE_DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
+
+
+def resolve_dtype(value: Any, field: str = "dtype") -> Any:
+    """The model's compute dtype as a ``jnp`` dtype type (``jnp.bfloat16``, ...).
+
+    ``value`` is ``None`` (compute in the dtype of inputs and parameters) or
+    one of ``COMPUTE_DTYPES``, by name (``'bfloat16'``, as configs give it on
+    the command line) or as a dtype (``jnp.bfloat16``, ``np.dtype('float16')``).
+    Anything else raises ``ValueError`` naming ``field``. Parameters stay
+    ``float32`` whatever the compute dtype (``param_dtype``); see
+    :func:`float32_output` for the outputs.
+    """
+    if value is None:
+        return None
+    name = None
+    if isinstance(value, str):
+        name = value
+    elif not isinstance(value, bool):
+        try:
+            name = jnp.dtype(value).name
+        except TypeError:
+            name = None
+    if name not in COMPUTE_DTYPES:
+        raise ValueError(f"{field} must be one of {COMPUTE_DTYPES} (or None), got {value!r}")
+    return getattr(jnp, name)
+
+
+def set_compute_dtype(module: Any) -> None:
+    """Resolve a module's ``dtype`` field in ``__post_init__`` (see
+    :func:`resolve_dtype`), so ``dtype='bfloat16'`` works and a bad name
+    fails at construction."""
+    object.__setattr__(module, "dtype", resolve_dtype(module.dtype))
+
+
+def float32_output(x: jax.Array) -> jax.Array:
+    """A model's output in at least float32 (float64 stays float64).
+
+    Every model ends with it: whatever the compute dtype, the logits or
+    features handed to losses, probes and metrics are float32, so mixed
+    precision never reaches a softmax, a covariance or an accuracy. It is
+    done here, once per model, rather than in each consumer (the training
+    objective, the eval step, the SSL objective, the probes' feature step,
+    analysis drivers, notebooks), which would each have to remember it.
+    Intermediate features read with ``capture_intermediates`` keep the
+    compute dtype; ``neurojax.metrics`` accumulates in float32 or wider.
+    """
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        return x
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))

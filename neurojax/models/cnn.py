@@ -11,7 +11,8 @@ import flax.linen as nn
 import jax
 
 from neurojax.models._common import (Activation, check_positive_int, check_widths,
-                                     flatten, freeze_sequences, resolve_activation)
+                                     flatten, float32_output, freeze_sequences,
+                                     resolve_activation, set_compute_dtype)
 from neurojax.models.conv import Conv
 from neurojax.models.layers import Act, MaxPool
 
@@ -35,7 +36,8 @@ class SmallCNN(nn.Module):
             flattening them, so the representation has ``widths[-1]``
             entries whatever the input size (needed for mixed-resolution
             views).
-        dtype: computation dtype.
+        dtype: computation dtype (``None``, 'float32', 'bfloat16', 'float16');
+            parameters, BatchNorm statistics and the output stay float32.
     """
     widths: Sequence[int] = (32, 64)
     hidden: Optional[int] = 128
@@ -53,6 +55,7 @@ class SmallCNN(nn.Module):
         check_positive_int("num_classes", self.num_classes, allow_none=True)
         check_positive_int("kernel_size", self.kernel_size)
         resolve_activation(self.activation)
+        set_compute_dtype(self)
         super().__post_init__()
 
     @nn.compact
@@ -66,7 +69,8 @@ class SmallCNN(nn.Module):
                      name=f"conv_{i}")(x)
             if self.batch_norm:
                 x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                                 dtype=self.dtype, name=f"bn_{i}")(x)
+                                 dtype=self.dtype, force_float32_reductions=True,
+                                 name=f"bn_{i}")(x)
             x = Act(act, name=f"act_{i}")(x)
             x = MaxPool(name=f"pool_{i}")(x)
         x = x.mean(axis=(1, 2)) if self.global_pool else flatten(x)
@@ -74,5 +78,5 @@ class SmallCNN(nn.Module):
             x = nn.Dense(self.hidden, dtype=self.dtype, name="hidden")(x)
             x = Act(act, name="hidden_act")(x)
         if self.num_classes is None:
-            return x
-        return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x)
+            return float32_output(x)
+        return float32_output(nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x))

@@ -12,7 +12,8 @@ import flax.linen as nn
 import jax
 
 from neurojax.models._common import (Activation, check_positive_int, check_widths,
-                                     flatten, freeze_sequences, resolve_activation)
+                                     flatten, float32_output, freeze_sequences,
+                                     resolve_activation, set_compute_dtype)
 from neurojax.models.layers import Act
 
 
@@ -29,7 +30,9 @@ class MLP(nn.Module):
         activation: a name from ``neurojax.models._common.ACTIVATIONS``
             ('relu', 'gelu', 'tanh', ...) or a callable.
         use_bias: whether the dense layers have biases.
-        dtype: computation dtype (``None``: inferred from inputs and params).
+        dtype: computation dtype, ``None`` (inferred from inputs and params),
+            'float32', 'bfloat16' or 'float16' (name or dtype); parameters
+            stay float32 and the output is float32 (``float32_output``).
     """
     widths: Sequence[int] = (256, 256)
     num_outputs: Optional[int] = 10
@@ -42,6 +45,7 @@ class MLP(nn.Module):
         check_widths("widths", self.widths)
         check_positive_int("num_outputs", self.num_outputs, allow_none=True)
         resolve_activation(self.activation)
+        set_compute_dtype(self)
         super().__post_init__()
 
     @nn.compact
@@ -55,9 +59,9 @@ class MLP(nn.Module):
                          name=f"dense_{i}")(x)
             x = Act(act, name=f"act_{i}")(x)
         if self.num_outputs is None:
-            return x
-        return nn.Dense(self.num_outputs, use_bias=self.use_bias, dtype=self.dtype,
-                        name="head")(x)
+            return float32_output(x)
+        return float32_output(nn.Dense(self.num_outputs, use_bias=self.use_bias,
+                                       dtype=self.dtype, name="head")(x))
 
 
 class DeepLinear(nn.Module):
@@ -72,7 +76,7 @@ class DeepLinear(nn.Module):
         use_bias: biases on every layer (off by default, as in Saxe et al.).
         kernel_init: weight initializer; the learning dynamics depend strongly
             on its scale (small init gives the stage-like transitions).
-        dtype: computation dtype.
+        dtype: computation dtype, as for ``MLP``.
     """
     widths: Sequence[int] = (64, 64)
     num_outputs: Optional[int] = 10
@@ -86,6 +90,7 @@ class DeepLinear(nn.Module):
         check_positive_int("num_outputs", self.num_outputs, allow_none=True)
         if self.num_outputs is None and len(self.widths) == 0:
             raise ValueError("widths must not be empty when num_outputs is None")
+        set_compute_dtype(self)
         super().__post_init__()
 
     @nn.compact
@@ -98,5 +103,5 @@ class DeepLinear(nn.Module):
         for i, width in enumerate(self.widths):
             x = dense(width, f"dense_{i}")(x)
         if self.num_outputs is None:
-            return x
-        return dense(self.num_outputs, "head")(x)
+            return float32_output(x)
+        return float32_output(dense(self.num_outputs, "head")(x))

@@ -19,8 +19,9 @@ import flax.linen as nn
 import jax
 
 from neurojax.models._common import (Activation, check_positive_float,
-                                     check_positive_int, check_widths,
-                                     freeze_sequences, resolve_activation)
+                                     check_positive_int, check_widths, float32_output,
+                                     freeze_sequences, resolve_activation,
+                                     set_compute_dtype)
 from neurojax.models.layers import Act
 
 # beta * d of the official code's best Barlow Twins lambd for d = 128, 256,
@@ -56,7 +57,9 @@ class Projector(nn.Module):
             ``not batch_norm``.
         output_bias: bias on the last Linear (the paper's has one).
         momentum, epsilon: BatchNorm settings (Flax convention).
-        dtype: computation dtype (``None``: from inputs and params).
+        dtype: computation dtype (``None``: from inputs and params; or
+            'float32', 'bfloat16', 'float16'); parameters, BatchNorm
+            statistics and the embeddings stay float32.
     """
     output_dim: int = 256
     hidden_dims: Optional[Sequence[int]] = None
@@ -77,6 +80,7 @@ class Projector(nn.Module):
         if not 0.0 <= float(self.momentum) <= 1.0:
             raise ValueError(f"momentum must be in [0, 1], got {self.momentum!r}")
         check_positive_float("epsilon", self.epsilon)
+        set_compute_dtype(self)
         super().__post_init__()
 
     @property
@@ -99,10 +103,10 @@ class Projector(nn.Module):
             if self.batch_norm:
                 x = nn.BatchNorm(use_running_average=not train, momentum=self.momentum,
                                  epsilon=self.epsilon, dtype=self.dtype,
-                                 name=f"bn_{i}")(x)
+                                 force_float32_reductions=True, name=f"bn_{i}")(x)
             x = Act(act, name=f"act_{i}")(x)
-        return nn.Dense(self.output_dim, use_bias=self.output_bias, dtype=self.dtype,
-                        name="head")(x)
+        return float32_output(nn.Dense(self.output_dim, use_bias=self.output_bias,
+                                       dtype=self.dtype, name="head")(x))
 
 
 def projector_num_params(input_dim: int, output_dim: int,

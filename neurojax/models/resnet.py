@@ -25,7 +25,8 @@ import flax.linen as nn
 import jax
 
 from neurojax.models._common import (check_positive_float, check_positive_int,
-                                     check_widths, freeze_sequences, scale_width)
+                                     check_widths, float32_output, freeze_sequences,
+                                     scale_width, set_compute_dtype)
 from neurojax.models.conv import Conv
 from neurojax.models.layers import GlobalAvgPool
 
@@ -34,8 +35,9 @@ STEMS = ("cifar", "imagenet")
 
 def _batch_norm(train: bool, dtype: Any, name: str, zero_scale: bool = False
                 ) -> nn.BatchNorm:
+    # statistics computed and kept in float32 whatever the compute dtype
     return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                        dtype=dtype, name=name,
+                        dtype=dtype, force_float32_reductions=True, name=name,
                         scale_init=nn.initializers.zeros if zero_scale
                         else nn.initializers.ones)
 
@@ -150,7 +152,8 @@ class ResNet(nn.Module):
             channels before the block expansion).
         zero_init_residual: initialise each block's last BN scale to zero
             (Goyal et al. 2017, Sec. 5.1); off by default as in the paper.
-        dtype: computation dtype.
+        dtype: computation dtype (``None``, 'float32', 'bfloat16', 'float16');
+            parameters, BatchNorm statistics and the output stay float32.
     """
     stage_sizes: Sequence[int] = (2, 2, 2, 2)
     block_cls: Union[str, Type[nn.Module]] = BasicBlock
@@ -168,6 +171,7 @@ class ResNet(nn.Module):
         if self.stem not in STEMS:
             raise ValueError(f"stem must be one of {STEMS}, got {self.stem!r}")
         check_positive_float("width", self.width)
+        set_compute_dtype(self)
         super().__post_init__()
 
     @nn.compact
@@ -188,8 +192,8 @@ class ResNet(nn.Module):
                               name=f"stage{s + 1}_block{b + 1}")(x, train)
         x = GlobalAvgPool(name="gap")(x)
         if self.num_classes is None:
-            return x
-        return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x)
+            return float32_output(x)
+        return float32_output(nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x))
 
 
 def ResNet18(**kwargs: Any) -> ResNet:

@@ -44,6 +44,10 @@ def build_ssl_network(encoder_name: str, projector_kwargs: dict[str, Any],
     ``num_outputs=None``, whichever the model has), so it returns the
     representation its classifier would see. ``ValueError`` for unknown names
     or arguments, naming them.
+
+    The encoder's compute ``dtype`` (e.g. ``'bfloat16'``, from
+    ``config.model.dtype``) is the projector's too unless
+    ``projector_kwargs`` sets its own; both return float32.
     """
     allowed = model_kwargs(encoder_name)
     for field in ("num_classes", "num_outputs"):
@@ -53,6 +57,8 @@ def build_ssl_network(encoder_name: str, projector_kwargs: dict[str, Any],
         if field in allowed:
             encoder_kwargs[field] = None
     encoder = get_model(encoder_name, **encoder_kwargs)
+    if encoder_kwargs.get("dtype") is not None and "dtype" not in projector_kwargs:
+        projector_kwargs = {**projector_kwargs, "dtype": encoder_kwargs["dtype"]}
     try:
         projector = Projector(**projector_kwargs)
     except TypeError as e:

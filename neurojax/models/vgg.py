@@ -14,7 +14,8 @@ import flax.linen as nn
 import jax
 
 from neurojax.models._common import (check_positive_float, check_positive_int,
-                                     check_widths, freeze_sequences, scale_width)
+                                     check_widths, float32_output, freeze_sequences,
+                                     scale_width, set_compute_dtype)
 from neurojax.models.conv import Conv
 from neurojax.models.layers import Act, GlobalAvgPool, MaxPool
 
@@ -45,7 +46,8 @@ class VGG(nn.Module):
         use_batchnorm: BatchNorm after each conv (then convs have no bias).
         classifier_widths: hidden dense layers between pooling and ``head``;
             empty (default) is the single linear classifier of the CIFAR variant.
-        dtype: computation dtype.
+        dtype: computation dtype (``None``, 'float32', 'bfloat16', 'float16');
+            parameters, BatchNorm statistics and the output stay float32.
     """
     depth: int = 11
     width_factor: float = 1.0
@@ -62,6 +64,7 @@ class VGG(nn.Module):
         check_positive_float("width_factor", self.width_factor)
         check_positive_int("num_classes", self.num_classes, allow_none=True)
         check_widths("classifier_widths", self.classifier_widths)
+        set_compute_dtype(self)
         super().__post_init__()
 
     @nn.compact
@@ -80,13 +83,14 @@ class VGG(nn.Module):
             if self.use_batchnorm:
                 x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
                                  epsilon=1e-5, dtype=self.dtype,
+                                 force_float32_reductions=True,
                                  name=f"bn_{n_conv}")(x)
             x = Act(nn.relu, name=f"act_{n_conv}")(x)
             n_conv += 1
         x = GlobalAvgPool(name="gap")(x)
         if self.num_classes is None:
-            return x
+            return float32_output(x)
         for k, width in enumerate(self.classifier_widths):
             x = nn.Dense(width, dtype=self.dtype, name=f"fc_{k}")(x)
             x = Act(nn.relu, name=f"fc_act_{k}")(x)
-        return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x)
+        return float32_output(nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x))

@@ -37,7 +37,13 @@ def to_np(tree):
 
 def float64_variables(model, shape, seed: int = 0):
     """Random float64 variables for ``model`` on inputs of ``shape`` (call
-    with x64 enabled), drawn in NumPy, so no initialiser is compiled: kernels
+    with x64 enabled); see :func:`random_variables`."""
+    return random_variables(model, shape, seed, jnp.float64)
+
+
+def random_variables(model, shape, seed: int = 0, dtype=jnp.float32):
+    """Random variables for ``model`` on inputs of ``shape``, drawn in NumPy
+    (cast to ``dtype``), so no initialiser is compiled: kernels
     normal with variance 1 / fan-in, BatchNorm scales of either sign, biases
     and running means normal, running variances in [0.5, 2] (at
     initialisation they are 1, 0, 0 and 1, which would hide a BatchNorm that
@@ -56,6 +62,6 @@ def float64_variables(model, shape, seed: int = 0):
             value = rng.uniform(0.5, 2.0, a.shape)
         else:
             raise ValueError(f"no rule for variable {jax.tree_util.keystr(path)}")
-        return jnp.asarray(value, jnp.float64)
+        return jnp.asarray(value, dtype)
 
     return jax.tree_util.tree_map_with_path(draw, abstract_init(model, shape))

@@ -245,14 +245,6 @@ def test_block_matches_a_hand_written_float64_reference(block, reference, featur
         assert np.abs(np.asarray(out["eval"]) - np.asarray(out["train"])).max() > 0.1
 
 
-def test_bfloat16_compute_dtype():
-    model = _tiny(dtype=jnp.bfloat16)
-    variables = abstract_init(model, (2, 8, 8, 3))
-    assert all(a.dtype == jnp.float32 for a in jax.tree.leaves(variables["params"]))
-    out = jax.eval_shape(lambda v: model.apply(v, jnp.zeros((2, 8, 8, 3))), variables)
-    assert out.dtype == jnp.bfloat16
-
-
 @pytest.mark.parametrize("kwargs, field", [
     (dict(stem="tiny"), "stem"),
     (dict(width=0), "width"),
