@@ -43,7 +43,9 @@ def load_split_arrays(name: str, split: str, *, data_dir: str | os.PathLike | No
     Read through the grain path of :func:`neurojax.data.load` with its default
     preprocessing (``image`` float32 in [0, 1], ``label`` int32, other
     floating-point features float32), so the values equal what a training
-    loader yields. ``max_examples`` keeps the first that many.
+    loader yields. Non-numeric features (CIFAR-10's string ``id``) are
+    dropped: a device holds numbers only. ``max_examples`` keeps the first
+    that many.
     """
     source = sources.data_source(name, split, data_dir)
     if fraction < 1.0:
@@ -53,7 +55,18 @@ def load_split_arrays(name: str, split: str, *, data_dir: str | os.PathLike | No
         if not isinstance(max_examples, int) or max_examples <= 0:
             raise ValueError(f"max_examples must be a positive int or None, got {max_examples!r}")
         source = pipeline.SubsetSource(source, np.arange(min(max_examples, len(source))))
-    return read_all(source)
+    return numeric_only(read_all(source))
+
+
+def _numeric(value) -> bool:
+    dtype = np.asarray(value).dtype
+    return np.issubdtype(dtype, np.number) or dtype == np.bool_
+
+
+def numeric_only(batch: dict[str, Any]) -> dict[str, Any]:
+    """The numeric features of a batch (devices hold no strings, e.g.
+    CIFAR-10's ``id``)."""
+    return {k: v for k, v in batch.items() if _numeric(v)}
 
 
 def read_all(source, batch_size: int = 4096) -> dict[str, np.ndarray]:
@@ -72,7 +85,7 @@ def estimated_bytes(name: str, split: str, *, data_dir=None, fraction: float = 1
     """Bytes that :func:`load_split_arrays` would hold, from the first record."""
     source = sources.data_source(name, split, data_dir)
     first = pipeline.ToFloatImage().map(dict(source[0]))
-    per_example = sum(np.asarray(v).nbytes for v in first.values())
+    per_example = sum(np.asarray(v).nbytes for v in first.values() if _numeric(v))
     return per_example * round(fraction * len(source))
 
 
@@ -125,6 +138,6 @@ def steps_per_epoch(num_examples: int, global_batch_size: int) -> int:
 
 def describe(arrays: dict[str, Any]) -> str:
     """``'image float32[1437,8,8,1], label int32[1437] (0.4 MB)'``."""
-    parts = [f"{k} {np.asarray(v).dtype}{list(np.shape(v))}" for k, v in arrays.items()]
-    mb = sum(math.prod(np.shape(v)) * np.asarray(v).dtype.itemsize for v in arrays.values()) / 2**20
+    parts = [f"{k} {v.dtype}{list(v.shape)}" for k, v in arrays.items()]
+    mb = sum(math.prod(v.shape) * v.dtype.itemsize for v in arrays.values()) / 2**20
     return ", ".join(parts) + f" ({mb:.1f} MB)"

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from neurojax.data.on_device import numeric_only
 from neurojax.train.state import TrainState
 from neurojax.train.step import DATA_AXIS, shard_batch
 
@@ -46,7 +47,7 @@ def _padded_batches(loader: Iterable[dict], batch_size: int, mesh: Mesh,
                 return
             batch = {k: v[:0] for k, v in template.items()}  # all padding
         template = batch if template is None else template
-        yield shard_batch(pad_batch(batch, batch_size), mesh)
+        yield shard_batch(pad_batch(numeric_only(batch), batch_size), mesh)
 
 
 def evaluate(eval_step, state: TrainState, loader, batch_size: int, mesh: Mesh,

@@ -17,6 +17,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
+from neurojax.data.on_device import numeric_only
 from neurojax.train.step import shard_batch
 
 
@@ -45,7 +46,7 @@ class HostFeed:
     def _produce(self) -> None:
         try:
             for n in self._sizes:
-                batches = [next(self._iterator) for _ in range(n)]
+                batches = [numeric_only(next(self._iterator)) for _ in range(n)]
                 stacked = jax.tree.map(lambda *xs: np.stack(xs), *batches)
                 state = self._iterator.get_state()
                 if not self._put((shard_batch(stacked, self._mesh, axis=1), state)):

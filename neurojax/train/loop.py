@@ -203,7 +203,9 @@ def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
     num_replicas = tr.get("num_replicas", 1)
     workers = worker_sync(config)
     info = nj_data.dataset_info(ds_cfg.name, data_dir=data_dir)
-    num_train = len(fraction_indices(info.num_examples[train_split], fraction))
+    num_records = info.num_examples.get(train_split) or len(
+        nj_data.data_source(ds_cfg.name, train_split, data_dir))  # e.g. 'train[:90%]'
+    num_train = len(fraction_indices(num_records, fraction))
     global_batch = ds_cfg.batch_size * jax.process_count()
     steps_per_epoch = on_device.steps_per_epoch(num_train, global_batch)
     if workers is not None:  # batch_size is per worker; an epoch is a pass over a shard
