@@ -22,7 +22,6 @@ global batch; the step's sharding splits it over the devices.
 """
 from __future__ import annotations
 
-import math
 import os
 from typing import Any
 
@@ -134,10 +133,3 @@ def steps_per_epoch(num_examples: int, global_batch_size: int) -> int:
     if not (isinstance(global_batch_size, int) and global_batch_size > 0):
         raise ValueError(f"batch size must be a positive int, got {global_batch_size!r}")
     return num_examples // global_batch_size
-
-
-def describe(arrays: dict[str, Any]) -> str:
-    """``'image float32[1437,8,8,1], label int32[1437] (0.4 MB)'``."""
-    parts = [f"{k} {v.dtype}{list(v.shape)}" for k, v in arrays.items()]
-    mb = sum(math.prod(v.shape) * v.dtype.itemsize for v in arrays.values()) / 2**20
-    return ", ".join(parts) + f" ({mb:.1f} MB)"
