@@ -38,6 +38,9 @@ def ssl_config(*, dataset: str, encoder: str, pdim: int = 256, num_views: int = 
 
     config.model = ml_collections.ConfigDict()
     config.model.name = encoder
+    # compute dtype: "float32", "bfloat16" or "float16" (parameters, BatchNorm
+    # statistics, losses and metrics stay float32)
+    config.model.dtype = "float32"
     config.model.update(encoder_kwargs)
 
     config.projector = ml_collections.ConfigDict()

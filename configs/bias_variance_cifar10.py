@@ -129,6 +129,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.use_batchnorm = False
     config.model.width_factor = 1 / 16 if runlocal else 1.0
     config.model.classifier_widths = (32, 32) if runlocal else (4096, 4096)
+    # compute dtype: "float32", "bfloat16" or "float16" (parameters, BatchNorm
+    # statistics, losses and metrics stay float32)
+    config.model.dtype = "float32"
 
     config.loss = ml_collections.ConfigDict()
     config.loss.name = "softmax_cross_entropy"

@@ -51,6 +51,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model = ml_collections.ConfigDict()
     config.model.name = "mlp"
     config.model.widths = (64,)
+    # compute dtype: "float32", "bfloat16" or "float16" (parameters, BatchNorm
+    # statistics, losses and metrics stay float32)
+    config.model.dtype = "float32"
 
     config.loss = ml_collections.ConfigDict()
     config.loss.name = "softmax_cross_entropy"

@@ -57,6 +57,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.name = "mlp"
     config.model.widths = (392, 50)
     config.model.activation = "tanh"   # the head is linear; tanh is applied in the loss
+    # compute dtype: "float32", "bfloat16" or "float16" (parameters, BatchNorm
+    # statistics, losses and metrics stay float32)
+    config.model.dtype = "float32"
 
     config.loss = ml_collections.ConfigDict()
     config.loss.name = "label_mean_squared_error"   # tanh outputs, one-hot targets in {0, 1}

@@ -54,6 +54,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # near 87% (GPU sweep at 20 epochs, 50k examples).
     config.model.widths = (32, 64, 128)
     config.model.hidden = 256
+    # compute dtype: "float32", "bfloat16" or "float16" (parameters, BatchNorm
+    # statistics, losses and metrics stay float32)
+    config.model.dtype = "float32"
 
     config.loss = ml_collections.ConfigDict()
     config.loss.name = "softmax_cross_entropy"
