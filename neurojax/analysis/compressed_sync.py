@@ -1,50 +1,53 @@
-"""Chapter 3 of the seed thesis ("Speeding Up Distributed Learning") scaled
-to offline data: compressed weight sync in data-parallel training of a tanh
-MLP, reproducing Figs. 3.1, 3.3, 3.4 and 3.5 and the headline numbers
-(Section 3.8: 3.55 bits/parameter = 9.01x at (M, c) = (4, 5), "just
-marginally below baseline"; Section 3.9: 3.78 bits = 8.47x at (4, 6),
-above the baseline, convergence in 20% fewer iterations).
+"""Chapter 3 of the seed thesis ("Speeding Up Distributed Learning") on
+offline data: compressed weight sync in data-parallel training of a tanh MLP,
+Figs. 3.1, 3.3, 3.4 and 3.5 and the headline numbers (Section 3.8: 3.55
+bits/parameter = 9.01x at (M, c) = (4, 5), "just marginally below baseline";
+Section 3.9: 3.78 bits = 8.47x at (4, 6), above the baseline, convergence in
+20% fewer iterations).
 
-Setup (``configs/compressed_sync_digits.py``): ``P`` workers each train
-their own copy on a disjoint shard with SGD + momentum and every ``K`` local
-steps (one epoch) the copies are replaced by the average of their
-dequantised weights (:mod:`neurojax.train.compressed_sync`). The loss is the
-thesis's MSE on tanh outputs, ``L = 1/(2B) sum_b ||tanh(z_b) - onehot(y_b)||^2``
-("the activation functions of all neurons were tanh", Fig. 3.2 "MSE
-derivative"). Settings, each over several seeds:
+A driver over the training loop: each run is
+:func:`neurojax.train.loop.train_and_evaluate` of a copy of the config
+(``configs/compressed_sync_digits.py``: ``P`` workers on disjoint shards,
+``K`` local steps, then a compressed sync; ``config.sync``) in its own
+workdir, with ``config.experiment`` choosing the copies, every seed of
+``seeds`` each:
 
-* ``baseline``: uncompressed synchronous averaging (``mode="none"``);
-* ``fixed_N`` for ``N`` in 2..16 (Fig. 3.1, Section 3.2);
-* ``dynamic_c`` for ``M = 4`` and floors ``c`` (Fig. 3.4b, Section 3.8):
-  ``N = ceil(H + c)`` per layer and sync, codes Huffman coded on the host.
+* ``baseline``: float32 averaging (``sync.mode='none'``);
+* ``fixed_N`` for ``N`` in ``fixed_bits`` (Fig. 3.1): ``mode='fixed'``, ``num_bits=N``;
+* ``dynamic_c`` for ``c`` in ``floors`` (Fig. 3.4b): ``mode='dynamic'``,
+  ``floor=c``, i.e. ``N = ceil(H + c)`` per layer and sync, ``H`` the entropy
+  of an ``M``-bit quantisation of a fraction ``F`` of the layer;
+* Fig. 3.3, for each ``(M, F)`` of ``monitor``: the baseline with
+  ``prelim_bits=M, fraction=F`` (the same training; without quantisation
+  ``H`` is only logged), evaluated at the end; the baseline serves its own pair.
 
-Measured per epoch (= per sync): test accuracy of the synchronised model;
-per layer the entropy ``H`` of an ``M``-bit quantisation of the weights
-(Fig. 3.3: of the uncompressed runs' weights, for the ``(M, F)`` pairs of
-``config.sync.monitor``), the chosen ``N``; bits per parameter raw
-(``sum_l N_l |W_l| / sum_l |W_l|``), after Huffman coding (payload of the
-real codec), on the wire (whole packages incl. tables and headers), and the
-exact entropy of the codes. "Epochs to best" is the thesis's convergence
-(Section 3.9): the first epoch at which test accuracy peaks. Compression
-ratio ``= 32 / (coded bits per parameter averaged over epochs and seeds)``.
+From each run's ``metrics.jsonl``, per sync (one epoch of local steps):
+test accuracy of the synchronised model (``eval``; the driver evaluates after
+every sync); per layer ``H`` (of each worker's weights before the sync, mean
+over workers) and ``N``; bits per parameter raw (``sum_l N_l |W_l| / sum_l
+|W_l|``), Huffman-coded (the real codec's payload), on the wire (with tables
+and headers) and the codes' exact entropy (``sync``). Epochs to best (the
+thesis's convergence, Section 3.9): the first epoch at which test accuracy
+peaks. Compression ratio: ``32 / coded bits``, averaged over syncs and seeds.
 
-CLI::
+CLI (absl; any config field can be overridden, ``--config.experiment.seeds='(0,)'``)::
 
-    python -m neurojax.analysis.compressed_sync --outdir DIR [--quick] [--config-arg mnist]
+    python -m neurojax.analysis.compressed_sync --outdir DIR [--quick] [--config FILE[:ARG]]
 
-writes ``DIR/compressed_sync_{name}.json`` and ``.png`` (name ``digits``,
-``quick`` or ``mnist``). Runs the ``P`` workers on ``P`` forced CPU devices
-when started as a program on CPU (``--xla_force_host_platform_device_count``),
-otherwise on as many devices as divide ``P``.
+writes ``DIR/compressed_sync_{name}.json`` and ``.png`` (``name``: ``quick``
+or the dataset) and keeps the runs in ``DIR/runs_{name}/``; a finished run is
+read back, so a stopped sweep continues where it stopped.
 """
 from __future__ import annotations
 
-import argparse
+import contextlib
+import copy
 import json
 import math
 import os
+import re
 import time
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -52,220 +55,208 @@ THESIS = {"raw_bits_c5": 6.8, "raw_ratio_c5": 4.70, "coded_bits_c5": 3.55, "rati
           "coded_bits_c6": 3.78, "ratio_c6": 8.47,
           "accuracy_c5": "just marginally below baseline", "accuracy_c6": "above baseline",
           "convergence_c6": "20% fewer iterations than baseline"}
+# the fields of config.sync a setting may set; the fields of config.experiment
+SYNC_FIELDS = ("mode", "num_bits", "floor", "prelim_bits", "fraction")
+EXPERIMENT_FIELDS = ("seeds", "fixed_bits", "floors", "monitor")
 
 
-# ----------------------------------------------------------------- pieces
+# ----------------------------------------------------------------- the runs
 
-def load_arrays(name: str, data_dir: Optional[str] = None) -> dict:
-    """Whole train and test splits as flat float32 arrays in [0, 1]:
-    ``{"train": (x [n, d], y [n]), "test": (...)}`` (read through
-    :func:`neurojax.data.load`)."""
-    from neurojax.data import load
-    out = {}
-    for split in ("train", "test"):
-        batch = next(iter(load(name, split, batch_size=1_000_000, shuffle=False,
-                               drop_remainder=False, data_dir=data_dir or None)))
-        out[split] = (np.asarray(batch["image"], np.float32).reshape(len(batch["label"]), -1),
-                      np.asarray(batch["label"], np.int32))
-    return out
-
-
-def tanh_mse_objective(model, num_classes: int = 10):
-    """``objective(params, model_state, batch, rng)`` of the thesis:
-    ``L = 1/(2B) sum_b ||tanh(z_b) - t_b||^2``, ``t_b = onehot(y_b)`` in
-    {0, 1}, ``z`` the MLP's (linear) head, so every neuron is tanh. Returns
-    ``(L, ({"accuracy": ...}, model_state))``."""
-    import jax
-    import jax.numpy as jnp
-
-    def objective(params, model_state, batch, rng):
-        del rng
-        y = jnp.tanh(model.apply({"params": params}, batch["x"]))
-        t = jax.nn.one_hot(batch["y"], num_classes)
-        loss = 0.5 * jnp.mean(jnp.sum((y - t) ** 2, axis=-1))
-        return loss, ({"accuracy": jnp.mean(jnp.argmax(y, -1) == batch["y"])}, model_state)
-    return objective
+def validate_experiment(config) -> None:
+    """``ValueError`` naming the first bad field of ``config.experiment``
+    (the loop validates every other block of each run's config)."""
+    e = config.get("experiment")
+    if e is None:
+        raise ValueError(f"config.experiment is missing (fields {EXPERIMENT_FIELDS})")
+    unknown = sorted(set(e.keys()) - set(EXPERIMENT_FIELDS))
+    if unknown:
+        raise ValueError(f"config.experiment.{unknown[0]} is not a field; "
+                         f"allowed: {EXPERIMENT_FIELDS}")
+    if not e.get("seeds"):
+        raise ValueError("config.experiment.seeds must list at least one seed")
+    is_int = lambda x, lo, hi: type(x) is int and lo <= x <= hi   # (not bool)
+    is_real = lambda x, lo, hi: type(x) in (int, float) and lo <= x <= hi
+    checks = {"seeds": (lambda s: is_int(s, 0, 2**31 - 1), "integers >= 0"),
+              "fixed_bits": (lambda n: is_int(n, 1, 16), "integers in [1, 16]"),
+              "floors": (lambda c: is_real(c, 0, 16), "numbers in [0, 16]"),
+              "monitor": (lambda p: isinstance(p, (tuple, list)) and len(p) == 2
+                          and is_int(p[0], 1, 16) and is_real(p[1], 1e-9, 1),
+                          "(M in [1, 16], F in (0, 1]) pairs")}
+    for field, (ok, allowed) in checks.items():
+        for value in e.get(field, ()):
+            if not ok(value):
+                raise ValueError(f"config.experiment.{field} must hold {allowed}, "
+                                 f"got {value!r}")
 
 
 def settings(config) -> list[dict]:
-    """The compared settings: baseline, fixed widths, dynamic floors."""
+    """The compared settings: a name and the ``config.sync`` fields it sets."""
+    e = config.experiment
     out = [{"name": "baseline", "mode": "none"}]
-    out += [{"name": f"fixed_{n}", "mode": "fixed", "num_bits": int(n)}
-            for n in config.sync.fixed_bits]
-    out += [{"name": f"dynamic_c{c}", "mode": "dynamic", "floor": float(c),
-             "prelim_bits": int(config.sync.prelim_bits)} for c in config.sync.floors]
+    out += [{"name": f"fixed_{n}", "mode": "fixed", "num_bits": int(n)} for n in e.fixed_bits]
+    out += [{"name": f"dynamic_c{c:g}", "mode": "dynamic", "floor": float(c),
+             "prelim_bits": int(config.sync.prelim_bits)} for c in e.floors]
     return out
 
 
-def epochs_to_best(accuracy: Sequence[float]) -> int:
-    """Thesis's convergence (Section 3.9): the first epoch (1-based) at
-    which test accuracy reaches its maximum."""
-    acc = np.asarray(accuracy, np.float64)
-    if acc.size == 0:
-        raise ValueError("accuracy must not be empty")
-    return int(np.argmax(acc)) + 1
+def monitor_settings(config) -> list[dict]:
+    """Fig. 3.3: the baseline at each ``(M, F)`` of ``config.experiment.monitor``
+    (named ``baseline`` for the pair the baseline itself logs)."""
+    own = (int(config.sync.prelim_bits), float(config.sync.fraction))
+    return [{"name": "baseline" if (m, f) == own else f"monitor_M{m}_F{f:g}", "mode": "none",
+             "prelim_bits": int(m), "fraction": float(f)} for m, f in config.experiment.monitor]
 
 
-def _check_config(config) -> None:
-    from neurojax.train import validate_config
-    validate_config(config)
-    s = config.get("sync")
-    if s is None:
-        raise ValueError("config.sync is missing")
-    for field in ("num_workers",):
-        v = s.get(field)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"config.sync.{field} must be a positive integer, got {v!r}")
-    k = s.get("local_steps", 0)
-    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-        raise ValueError(f"config.sync.local_steps must be an integer >= 0, got {k!r}")
-    if not s.get("seeds"):
-        raise ValueError("config.sync.seeds must list at least one seed")
-    for n in s.fixed_bits:
-        if not (isinstance(n, int) and 1 <= n <= 16):
-            raise ValueError(f"config.sync.fixed_bits must be integers in [1, 16], got {n!r}")
-    for c in s.floors:
-        if not (isinstance(c, (int, float)) and 0 <= c <= 16):
-            raise ValueError(f"config.sync.floors must be numbers in [0, 16], got {c!r}")
-    for pair in s.monitor:
-        if len(pair) != 2 or not (1 <= pair[0] <= 16) or not (0 < pair[1] <= 1):
-            raise ValueError(f"config.sync.monitor must hold (M in [1, 16], F in (0, 1]) pairs, "
-                             f"got {pair!r}")
-    if config.model.get("activation") != "tanh":
-        raise ValueError(f"config.model.activation must be 'tanh' (the thesis's network), "
-                         f"got {config.model.get('activation')!r}")
+def run_config(config, setting: dict, seed: int, eval_every: int):
+    """A copy of ``config`` with ``seed``, ``train.eval_every`` and the
+    ``sync`` fields of ``setting``."""
+    variant = copy.deepcopy(config)
+    with variant.unlocked():
+        variant.seed = int(seed)
+        variant.train.eval_every = int(eval_every)
+        for field in SYNC_FIELDS:
+            if field in setting:
+                variant.sync[field] = setting[field]
+    return variant
 
 
-def _mesh_for(num_workers: int):
+def steps_per_round(config) -> int:
+    """``K``: ``config.sync.local_steps``, or (0) one pass of a worker over
+    its shard of the training split, as the loop counts it."""
+    if config.sync.get("local_steps", 0):
+        return int(config.sync.local_steps)
+    from neurojax import data as nj_data
+    ds = config.dataset
+    info = nj_data.dataset_info(ds.name, data_dir=ds.get("data_dir") or None)
+    n = len(nj_data.fraction_indices(info.num_examples[ds.get("train_split", "train")],
+                                     ds.get("fraction", 1.0)))
+    return n // config.sync.num_workers // ds.batch_size
+
+
+@contextlib.contextmanager
+def _no_training_curves():
+    """The loop redraws ``curves.png`` at every evaluation, a panel per scalar
+    (25 with the sync records): 0.4-5 s on 2 cores, 100 times a run, far more
+    than the training. The sweep draws its own figure instead."""
+    from neurojax import plots
+    saved = plots.plot_training_curves
+    plots.plot_training_curves = lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        plots.plot_training_curves = saved
+
+
+def run(config, workdir: str, *, progress: bool = False) -> list[dict]:
+    """The records of ``train_and_evaluate(config, workdir)``: a finished run
+    is read back (the loop finds nothing left to do); a workdir of another
+    config (``experiment`` aside) is refused."""
+    from neurojax.train.logging import read_metrics
+    from neurojax.train.loop import train_and_evaluate
+    fields = {k: v for k, v in json.loads(config.to_json_best_effort()).items()
+              if k != "experiment"}
+    text, path = json.dumps(fields, indent=1, sort_keys=True), os.path.join(workdir, "config.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            if f.read() != text:
+                raise ValueError(f"{workdir} holds a run of another config: remove it or "
+                                 f"choose another outdir")
+    os.makedirs(workdir, exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+    train_and_evaluate(config, workdir, progress=progress)
+    return read_metrics(os.path.join(workdir, "metrics.jsonl"))
+
+
+def run_experiment(config, rundir: str, *, progress: bool = True) -> dict:
+    """Runs every setting for every seed (and the monitor runs) in
+    ``rundir/{setting}_seed{seed}``; returns the JSON-able results."""
     import jax
-    from neurojax.train.step import make_mesh
-    d = jax.device_count()
-    while num_workers % d:
-        d -= 1
-    return make_mesh(jax.devices()[:d])
-
-
-# ----------------------------------------------------------------- the run
-
-def run_experiment(config, *, data: Optional[dict] = None, progress: bool = True) -> dict:
-    """Runs every setting for every seed; returns the JSON-able results."""
-    import jax
-    import jax.numpy as jnp
     import tqdm
+    from neurojax.train import validate_config
 
-    from neurojax.compress import quantize as qz
-    from neurojax.models import get_model
-    from neurojax.optim import make_optimizer
-    from neurojax.train import compressed_sync as cs
-
-    _check_config(config)
-    t_start = time.time()
-    data = load_arrays(config.dataset.name, config.dataset.data_dir) if data is None else data
-    x_tr, y_tr = data["train"]
-    x_te, y_te = jnp.asarray(data["test"][0]), jnp.asarray(data["test"][1])
-    s = config.sync
-    num_workers, batch = int(s.num_workers), int(config.dataset.batch_size)
-    per_epoch = cs.steps_per_epoch(len(y_tr), num_workers, batch)
-    k = int(s.local_steps) or per_epoch
-    num_rounds = max(1, (int(config.train.num_epochs) * per_epoch) // k)
-    model = get_model(config.model.name, widths=tuple(config.model.widths),
-                      activation=config.model.activation, num_outputs=10)
-    objective = tanh_mse_objective(model)
-    tx = make_optimizer(config.optim, num_rounds * k)
-    mesh = _mesh_for(num_workers)
-    params0 = model.init(jax.random.PRNGKey(0), x_tr[:1])["params"]
-    groups = cs.layer_groups(params0, s.grouping)
-    layer_names = [name.strip("[]'") for name, _ in groups]
-    sizes = cs.group_sizes(params0, groups)
-
-    @jax.jit
-    def test_accuracy(params):
-        return jnp.mean(jnp.argmax(model.apply({"params": params}, x_te), -1) == y_te)
-
-    monitor = [(int(m), float(f)) for m, f in s.monitor]
-
-    @jax.jit
-    def monitor_entropy(params, key):
-        leaves = jax.tree.leaves(params)
-        out = []
-        for gi, (_, idx) in enumerate(groups):
-            vec = jnp.concatenate([leaves[i].reshape(-1) for i in idx])
-            out.append(jnp.stack([qz.estimate_entropy(vec, jax.random.fold_in(key, gi),
-                                                      fraction=f, prelim_bits=m)
-                                  for m, f in monitor]))
-        return jnp.stack(out)                        # [layers, monitors]
-
-    round_fns = {}
-    runs = [(st, seed) for st in settings(config) for seed in s.seeds]
-    results: dict[str, Any] = {}
-    bar = tqdm.tqdm(runs, desc="compressed sync runs", disable=not progress)
-    for st, seed in bar:
-        bar.set_postfix_str(f"{st['name']} seed {seed}")
-        sync = cs.SyncConfig(mode=st["mode"], num_bits=st.get("num_bits", 8),
-                             fraction=float(s.fraction), prelim_bits=int(s.prelim_bits),
-                             floor=st.get("floor", 5.0), grouping=s.grouping, method=s.method)
-        host_codec = st["mode"] == "dynamic"
-        key = (st["mode"], host_codec)
-        if key not in round_fns:     # one compilation per mode; N and c are run-time values
-            round_fns[key] = cs.make_sync_round(objective, tx, sync, params0, mesh=mesh,
-                                                return_codes=host_codec)
-        params = model.init(jax.random.PRNGKey(int(seed)), x_tr[:1])["params"]
-        stream = cs.worker_batches({"x": x_tr, "y": y_tr}, num_workers, batch, k,
-                                   seed=int(seed))
-        mon_key = jax.random.PRNGKey(10_000 + int(seed))
-
-        def eval_fn(p, r, mode=st["mode"]):
-            rec = {"test_accuracy": float(test_accuracy(p))}
-            if mode == "none":
-                rec["monitor_entropy"] = np.asarray(
-                    monitor_entropy(p, jax.random.fold_in(mon_key, r))).tolist()
-            return rec
-
-        _, records = cs.train(
-            objective, tx, params, stream, num_rounds=num_rounds, sync=sync,
-            num_workers=num_workers, mesh=mesh, rng=jax.random.PRNGKey(int(seed)),
-            host_codec=host_codec, eval_fn=eval_fn, round_fn=round_fns[key],
-            num_bits=st.get("num_bits"), floor=st.get("floor"), progress=False)
-        entry = results.setdefault(st["name"], {**st, "runs": []})
-        entry["runs"].append(_summarise_run(records, groups, layer_names, seed, per_epoch, k))
-    out = {
-        "config": json.loads(config.to_json_best_effort()),
-        "thesis": THESIS,
-        "num_workers": num_workers, "devices": int(mesh.devices.size),
-        "local_steps": k, "steps_per_epoch": per_epoch, "num_syncs": num_rounds,
-        "epochs": [(r + 1) * k / per_epoch for r in range(num_rounds)],
-        "layers": layer_names, "layer_sizes": [sizes[g] for g, _ in groups],
-        "monitor": monitor,
-        "settings": results,
-        "seconds": round(time.time() - t_start, 1),
-    }
+    validate_experiment(config)
+    seeds = [int(s) for s in config.experiment.seeds]
+    monitors = monitor_settings(config)
+    jobs = [(s, seed) for s in settings(config) for seed in seeds]
+    jobs += [(m, seed) for m in monitors if m["name"] != "baseline" for seed in seeds]
+    for setting, seed in jobs:   # a bad variant fails here, before any run
+        validate_config(run_config(config, setting, seed, 0))
+    k = steps_per_round(config)
+    start, records = time.time(), {}
+    with _no_training_curves():
+        for setting, seed in tqdm.tqdm(jobs, desc="compressed sync runs", disable=not progress):
+            name = setting["name"]
+            every = 0 if name.startswith("monitor") else k   # monitors: evaluated at the end
+            records[name, seed] = run(run_config(config, setting, seed, every),
+                                      os.path.join(rundir, f"{name}_seed{seed}"))
+    out = {"settings": {s["name"]: {**s, "runs": [summarise_run(records[s["name"], seed], seed)
+                                                  for seed in seeds]}
+                        for s in settings(config)}}
+    evals = _split(records["baseline", seeds[0]], "eval")
+    layers = _layer_keys(_split(records["baseline", seeds[0]], "sync")[0])
+    for run_summary, seed in zip(out["settings"]["baseline"]["runs"], seeds):
+        if monitors:   # [sync, layer, (M, F)]
+            h = [[_curve(_split(records[m["name"], seed], "sync"), f"entropy/{key}")
+                  for key in layers.values()] for m in monitors]
+            run_summary["monitor_entropy"] = np.transpose(h, (2, 1, 0)).tolist()
+    out.update({
+        "config": json.loads(config.to_json_best_effort()), "thesis": THESIS,
+        "num_workers": int(config.sync.num_workers), "devices": jax.device_count(),
+        "local_steps": k, "steps_per_epoch": round(evals[0]["step"] / evals[0]["epoch"]),
+        "num_syncs": len(evals), "epochs": [r["epoch"] for r in evals],
+        "layers": list(layers), "monitor": [[m["prelim_bits"], m["fraction"]] for m in monitors],
+        "seconds": round(time.time() - start, 1)})
     out["summary"] = summarise(out)
     return out
 
 
-def _summarise_run(records, groups, layer_names, seed, per_epoch, k) -> dict:
-    acc = [r["test_accuracy"] for r in records]
-    run: dict[str, Any] = {
-        "seed": int(seed),
-        "test_accuracy": acc,
-        "final_accuracy": acc[-1], "best_accuracy": max(acc),
-        "epochs_to_best": epochs_to_best(acc) * k / per_epoch,
-        "train_loss": [r["loss"] for r in records],
-        "raw_bits": [r["raw_bits_per_parameter"] for r in records],
-        "entropy_bits": [r["entropy_bits_per_parameter"] for r in records],
-        "num_bits": {n: [r[f"num_bits/{g}"] for r in records]
-                     for n, (g, _) in zip(layer_names, groups)},
-        "entropy": {n: [r[f"entropy/{g}"] for r in records]
-                    for n, (g, _) in zip(layer_names, groups)},
-    }
-    if "coded_bits_per_parameter" in records[0]:
-        run["coded_bits"] = [r["coded_bits_per_parameter"] for r in records]
-        run["wire_bits"] = [r["wire_bits_per_parameter"] for r in records]
-        run["bytes_per_worker"] = [float(np.mean(r["bytes_per_worker"])) for r in records]
-        run["coded_bits_layer"] = {n: [r[f"coded_bits/{g}"] for r in records]
-                                   for n, (g, _) in zip(layer_names, groups)}
-    if "monitor_entropy" in records[0]:
-        run["monitor_entropy"] = [r["monitor_entropy"] for r in records]
+# ----------------------------------------------------------------- the records
+
+def _split(records: list[dict], split: str) -> list[dict]:
+    return [r for r in records if r["split"] == split]
+
+
+def _curve(records: list[dict], key: str) -> list[float]:
+    """``key`` of each record as a float (the loop writes NaN as ``'nan'``)."""
+    return [float(r[key]) for r in records]
+
+
+def _layer_keys(sync_record: dict) -> dict:
+    """``{layer: its group key in the sync records}`` (``dense_0`` for
+    ``"['dense_0']"``), in the records' order."""
+    keys = [k.split("/", 1)[1] for k in sync_record if k.startswith("entropy/")]
+    return {"/".join(re.findall(r"\['([^']*)'\]", g)) or g: g for g in keys}
+
+
+def epochs_to_best(accuracy: Sequence[float], epochs: Optional[Sequence[float]] = None):
+    """Thesis's convergence (Section 3.9): the epoch at which test accuracy
+    first reaches its maximum (``epochs[i]``; by default ``i + 1``)."""
+    acc = np.asarray(accuracy, np.float64)
+    if acc.size == 0:
+        raise ValueError("accuracy must not be empty")
+    i = int(np.argmax(acc))
+    return i + 1 if epochs is None else float(epochs[i])
+
+
+def summarise_run(records: list[dict], seed: int) -> dict:
+    """One run's curves (one entry per sync) and scalars from its records."""
+    evals, syncs = _split(records, "eval"), _split(records, "sync")
+    if [r["step"] for r in evals] != [r["step"] for r in syncs]:
+        raise RuntimeError("expected one evaluation after every sync (train.eval_every = K)")
+    acc = _curve(evals, "accuracy")
+    layers = _layer_keys(syncs[0])
+    run = {"seed": seed, "test_accuracy": acc, "final_accuracy": acc[-1],
+           "best_accuracy": max(acc), "epochs_to_best": epochs_to_best(acc, _curve(evals, "epoch")),
+           "raw_bits": _curve(syncs, "raw_bits_per_parameter"),
+           "entropy_bits": _curve(syncs, "entropy_bits_per_parameter"),
+           "wire_bits": _curve(syncs, "wire_bits_per_parameter"),
+           "num_bits": {n: _curve(syncs, f"num_bits/{g}") for n, g in layers.items()},
+           "entropy": {n: _curve(syncs, f"entropy/{g}") for n, g in layers.items()}}
+    if "coded_bits_per_parameter" in syncs[0]:   # quantised: the host codec's account
+        run["coded_bits"] = _curve(syncs, "coded_bits_per_parameter")
+        run["bytes_per_worker"] = [float(np.mean(r["bytes_per_worker"])) for r in syncs]
+        run["coded_bits_layer"] = {n: _curve(syncs, f"coded_bits/{g}") for n, g in layers.items()}
     return run
 
 
@@ -273,125 +264,105 @@ def summarise(results: dict) -> dict:
     """Means (and std) over seeds per setting, and the headline comparison
     with the thesis: compression ratio ``32 / coded bits`` and accuracy change
     against the baseline at each dynamic floor."""
-    out: dict[str, Any] = {"settings": {}}
+    out: dict = {"settings": {}}
     for name, entry in results["settings"].items():
         runs = entry["runs"]
         row = {}
         for key in ("final_accuracy", "best_accuracy", "epochs_to_best"):
             v = np.array([r[key] for r in runs], np.float64)
-            row[key] = float(v.mean())
-            row[key + "_std"] = float(v.std())
+            row[key], row[key + "_std"] = float(v.mean()), float(v.std())
         for key in ("raw_bits", "coded_bits", "wire_bits", "entropy_bits"):
             if key in runs[0]:
                 row["mean_" + key] = float(np.mean([np.mean(r[key]) for r in runs]))
+        row["raw_compression_ratio"] = 32.0 / row["mean_raw_bits"]
+        row["wire_compression_ratio"] = 32.0 / row["mean_wire_bits"]
         if "mean_coded_bits" in row:
             row["compression_ratio"] = 32.0 / row["mean_coded_bits"]
-            row["wire_compression_ratio"] = 32.0 / row["mean_wire_bits"]
-            row["raw_compression_ratio"] = 32.0 / row["mean_raw_bits"]
         out["settings"][name] = row
-    base = out["settings"].get("baseline")
-    if base:
-        for name, row in out["settings"].items():
-            row["accuracy_change_final"] = row["final_accuracy"] - base["final_accuracy"]
-            row["accuracy_change_best"] = row["best_accuracy"] - base["best_accuracy"]
-            row["epochs_to_best_ratio"] = row["epochs_to_best"] / base["epochs_to_best"]
-        base_runs = results["settings"]["baseline"]["runs"]
-        if "monitor_entropy" in base_runs[0]:
-            h = np.mean([np.asarray(r["monitor_entropy"]) for r in base_runs], axis=0)
-            out["baseline_entropy_first_last"] = {
-                f"{layer}/M{m}_F{f}": [float(h[0, li, mi]), float(h[-1, li, mi])]
-                for li, layer in enumerate(results["layers"])
-                for mi, (m, f) in enumerate(results["monitor"])}
+    base = out["settings"]["baseline"]
+    for row in out["settings"].values():
+        row["accuracy_change_final"] = row["final_accuracy"] - base["final_accuracy"]
+        row["accuracy_change_best"] = row["best_accuracy"] - base["best_accuracy"]
+        row["epochs_to_best_ratio"] = row["epochs_to_best"] / base["epochs_to_best"]
+    base_runs = results["settings"]["baseline"]["runs"]
+    if "monitor_entropy" in base_runs[0]:
+        h = np.mean([np.asarray(r["monitor_entropy"]) for r in base_runs], axis=0)
+        out["baseline_entropy_first_last"] = {
+            f"{layer}/M{m}_F{f:g}": [float(h[0, li, mi]), float(h[-1, li, mi])]
+            for li, layer in enumerate(results["layers"])
+            for mi, (m, f) in enumerate(results["monitor"])}
     return out
 
 
 # ----------------------------------------------------------------- figure
 
 def plot(results: dict, path: str) -> None:
-    """Six panels: Fig. 3.1 (accuracy vs fixed N), Fig. 3.3 (entropy per
-    layer vs epoch), Fig. 3.5 (bits/parameter vs epoch at c = 5 and 6, raw
-    and coded), Fig. 3.4b/d (accuracy and epochs-to-best per setting)."""
+    """Fig. 3.1 (final accuracy vs fixed N), Fig. 3.3 (entropy per layer vs
+    epoch), Fig. 3.5 (bits per parameter vs epoch at c = 5 and 6), Fig.
+    3.4b/d (best accuracy and epochs to it per setting) and N vs coded bits
+    per layer at c = 5."""
     from matplotlib.figure import Figure
-
-    sets, summ = results["settings"], results["summary"]["settings"]
+    sets, base = results["settings"], results["summary"]["settings"]["baseline"]
+    ep, layers = results["epochs"], results["layers"]
+    mean = lambda name, get: np.mean([get(r) for r in sets[name]["runs"]], axis=0)
     fig = Figure(figsize=(16, 9))
     axes = fig.subplots(2, 3)
-    base = summ.get("baseline")
 
     ax = axes[0, 0]   # Fig. 3.1
     fixed = sorted((v["num_bits"], k) for k, v in sets.items() if v["mode"] == "fixed")
     if fixed:
-        ns = [n for n, _ in fixed]
         finals = [[r["final_accuracy"] for r in sets[k]["runs"]] for _, k in fixed]
-        ax.boxplot(finals, positions=ns, widths=0.6, showmeans=True)
-        ax.plot(ns, [np.mean(f) for f in finals], "-", color="C0", lw=1)
-    if base:
-        ax.axhline(base["final_accuracy"], color="k", ls="--", lw=1, label="uncompressed")
-        ax.legend(loc="lower right")
+        ax.boxplot(finals, positions=[n for n, _ in fixed], widths=0.6, showmeans=True)
+    ax.axhline(base["final_accuracy"], color="k", ls="--", lw=1, label="uncompressed")
+    ax.legend(loc="lower right")
     ax.set(xlabel="bits per weight N (fixed)", ylabel="final test accuracy",
            title="Fig. 3.1: accuracy vs fixed quantisation")
 
     ax = axes[0, 1]   # Fig. 3.3
-    if "baseline" in sets and "monitor_entropy" in sets["baseline"]["runs"][0]:
-        runs = sets["baseline"]["runs"]
-        h = np.mean([np.asarray(r["monitor_entropy"]) for r in runs], axis=0)  # [E, L, Mon]
-        epochs = results["epochs"]
-        styles = ["-", "--", ":", "-."]
-        for li, layer in enumerate(results["layers"]):
+    if "monitor_entropy" in sets["baseline"]["runs"][0]:
+        h = mean("baseline", lambda r: np.asarray(r["monitor_entropy"]))   # [E, L, (M, F)]
+        for li, layer in enumerate(layers):
             for mi, (m, f) in enumerate(results["monitor"]):
-                ax.plot(epochs, h[:, li, mi], styles[mi % 4], color=f"C{li}",
+                ax.plot(ep, h[:, li, mi], ["-", "--", ":", "-."][mi % 4], color=f"C{li}",
                         label=f"{layer} M={m} F={f:g}")
         ax.legend(fontsize=6, ncol=3, loc="upper right")
     ax.set(xlabel="epoch", ylabel="entropy H (bits)",
            title="Fig. 3.3: weight entropy per layer (uncompressed runs)")
 
     ax = axes[0, 2]   # Fig. 3.5
-    for ci, c in enumerate((5, 6)):
-        name = f"dynamic_c{c}"
-        if name not in sets or "coded_bits" not in sets[name]["runs"][0]:
-            continue
-        runs = sets[name]["runs"]
-        ep = results["epochs"]
+    for ci, name in enumerate(n for n in ("dynamic_c5", "dynamic_c6") if n in sets):
         for key, ls in (("raw_bits", "-"), ("coded_bits", "--"), ("entropy_bits", ":")):
-            ax.plot(ep, np.mean([r[key] for r in runs], axis=0), ls, color=f"C{ci}",
-                    label=f"c={c} {key.replace('_bits', '')}")
+            ax.plot(ep, mean(name, lambda r: r[key]), ls, color=f"C{ci}",
+                    label=f"c={name[9:]} {key[:-5]}")
+    if ax.lines:
+        ax.legend(fontsize=8)
     ax.set(xlabel="epoch", ylabel="bits per parameter",
            title="Fig. 3.5: raw N vs Huffman-coded (M=4)")
-    ax.legend(fontsize=8)
 
     dyn = [k for k in sets if sets[k]["mode"] == "dynamic"]
-    order = (["baseline"] if base else []) + dyn + [f"fixed_{n}" for n in (8, 10)
-                                                   if f"fixed_{n}" in sets]
-    labels = [("base" if k == "baseline" else
-               f"{int(sets[k]['prelim_bits'] + sets[k]['floor'])}:{int(sets[k]['floor'])}"
-               if sets[k]["mode"] == "dynamic" else f"{sets[k]['num_bits']}:{sets[k]['num_bits']}")
-              for k in order]
-    for ax, key, ylabel, title in (
-            (axes[1, 0], "best_accuracy", "best test accuracy",
-             "Fig. 3.4b: accuracy (ceiling:floor)"),
-            (axes[1, 1], "epochs_to_best", "epochs to best accuracy",
-             "Fig. 3.4d: convergence (ceiling:floor)")):
-        vals = [[r[key] for r in sets[k]["runs"]] for k in order]
-        ax.boxplot(vals, widths=0.5, showmeans=True)
+    order = ["baseline"] + dyn + [f"fixed_{n}" for n in (8, 10) if f"fixed_{n}" in sets]
+    labels = ["base"] + [f"{sets[k]['prelim_bits'] + sets[k]['floor']:g}:{sets[k]['floor']:g}"
+                         for k in dyn] + [f"{k[6:]}:{k[6:]}" for k in order[1 + len(dyn):]]
+    for ax, key, label in ((axes[1, 0], "best_accuracy", "Fig. 3.4b: best test accuracy"),
+                           (axes[1, 1], "epochs_to_best", "Fig. 3.4d: epochs to best accuracy")):
+        ax.boxplot([[r[key] for r in sets[k]["runs"]] for k in order], widths=0.5,
+                   showmeans=True)
         ax.set_xticks(range(1, len(order) + 1), labels)
-        ax.set(ylabel=ylabel, title=title)
+        ax.set(xlabel="ceiling:floor", title=label)
 
-    ax = axes[1, 2]   # per-layer coded bits at c = 5
+    ax = axes[1, 2]   # per layer at c = 5
     name = "dynamic_c5" if "dynamic_c5" in sets else (dyn[0] if dyn else None)
-    if name and "coded_bits_layer" in sets[name]["runs"][0]:
-        runs = sets[name]["runs"]
-        ep = results["epochs"]
-        for li, layer in enumerate(results["layers"]):
-            ax.plot(ep, np.mean([r["num_bits"][layer] for r in runs], axis=0), "-",
-                    color=f"C{li}", label=f"{layer} N")
-            ax.plot(ep, np.mean([r["coded_bits_layer"][layer] for r in runs], axis=0), "--",
+    if name:
+        for li, layer in enumerate(layers):
+            ax.plot(ep, mean(name, lambda r: r["num_bits"][layer]), "-", color=f"C{li}",
+                    label=f"{layer} N")
+            ax.plot(ep, mean(name, lambda r: r["coded_bits_layer"][layer]), "--",
                     color=f"C{li}", label=f"{layer} coded")
         ax.legend(fontsize=7)
-        ax.set(title=f"per layer at {name}")
-    ax.set(xlabel="epoch", ylabel="bits per parameter")
+    ax.set(xlabel="epoch", ylabel="bits per parameter", title=f"per layer at {name}")
     fig.suptitle(f"Compressed weight sync, {results['config']['dataset']['name']}: "
                  f"{results['num_workers']} workers, sync every {results['local_steps']} steps, "
-                 f"{len(results['config']['sync']['seeds'])} seeds")
+                 f"{len(results['config']['experiment']['seeds'])} seeds")
     fig.tight_layout()
     fig.savefig(path, dpi=70)
 
@@ -399,9 +370,9 @@ def plot(results: dict, path: str) -> None:
 # per-epoch curves of the fixed-N runs left out (N constant; the accuracy
 # curve is summarised by the final/best accuracy and epochs to best)
 _FIXED_RUN_DROP = ("raw_bits", "num_bits", "entropy", "entropy_bits", "test_accuracy")
-# curves left out of every run's JSON: the training loss, and the bytes per
-# worker (= wire_bits x parameters / 8)
-_RUN_DROP = ("train_loss", "bytes_per_worker")
+# curves left out of every run's JSON: the bytes per worker (= wire_bits x
+# parameters / 8)
+_RUN_DROP = ("bytes_per_worker",)
 
 
 def compact(results: dict) -> dict:
@@ -417,8 +388,7 @@ def compact(results: dict) -> dict:
 
 
 def _round_floats(obj, digits=4):
-    """Floats rounded; non-finite ones (e.g. the baseline's entropy, which
-    is undefined without quantisation) become ``None``, i.e. JSON null."""
+    """Floats rounded, non-finite ones (the baseline's code entropy) ``None``."""
     if isinstance(obj, float):
         return round(obj, digits) if math.isfinite(obj) else None
     if isinstance(obj, dict):
@@ -442,54 +412,61 @@ def write(results: dict, outdir: str, name: str) -> tuple[str, str]:
     return js, png
 
 
-def headline(results: dict) -> dict:
-    """Compression ratio and accuracy change at c = 5 and 6 next to the
-    thesis's 9.01x and 8.47x."""
-    summ = results["summary"]["settings"]
-    out = {}
-    for c, ref in ((5, THESIS["ratio_c5"]), (6, THESIS["ratio_c6"])):
-        row = summ.get(f"dynamic_c{c}")
-        if row and "compression_ratio" in row:
-            out[f"c{c}"] = {
-                "coded_bits": round(row["mean_coded_bits"], 3),
-                "compression_ratio": round(row["compression_ratio"], 2),
-                "wire_compression_ratio": round(row["wire_compression_ratio"], 2),
-                "raw_bits": round(row["mean_raw_bits"], 3),
-                "thesis_ratio": ref,
-                "final_accuracy_change": round(row.get("accuracy_change_final", float("nan")), 4),
-                "best_accuracy_change": round(row.get("accuracy_change_best", float("nan")), 4),
-                "epochs_to_best_ratio": round(row.get("epochs_to_best_ratio", float("nan")), 3)}
-    return out
+# ----------------------------------------------------------------- CLI
+
+def _config_from_flags():
+    """``(config, name)``: ``--config`` with its overrides; with ``--quick``
+    the same file's ``runlocal`` variant."""
+    import importlib.util
+    from absl import app, flags
+    from ml_collections import config_flags
+    if not flags.FLAGS.quick:
+        return flags.FLAGS.config, flags.FLAGS.config.dataset.name
+    path = config_flags.get_config_filename(flags.FLAGS["config"])
+    if ":" in path:
+        raise app.UsageError("--quick selects the 'runlocal' variant: drop it or the ':ARG'")
+    spec = importlib.util.spec_from_file_location("experiment_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config("runlocal")
+    config.update_from_flattened_dict(config_flags.get_override_values(flags.FLAGS["config"]))
+    return config, "quick"
 
 
-def main(argv: Optional[Sequence[str]] = None, *, force_devices: bool = False) -> dict:
-    """The CLI. ``force_devices`` (set when run as a program) gives the CPU
-    backend one device per worker before JAX starts."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--outdir", required=True, help="where the JSON and PNG go")
-    parser.add_argument("--quick", action="store_true", help="CI size (config 'runlocal')")
-    parser.add_argument("--config-arg", default="", choices=("", "mnist"),
-                        help="'' = digits, 'mnist' = 784-392-50-10 on the prepared MNIST")
-    args = parser.parse_args(argv)
-    from configs.compressed_sync_digits import get_config
-    config = get_config("runlocal" if args.quick else args.config_arg)
-    if force_devices:
-        _force_cpu_devices(int(config.sync.num_workers))
-    results = run_experiment(config)
-    name = "quick" if args.quick else (args.config_arg or "digits")
-    js, png = write(results, args.outdir, name)
-    summary = {"json": js, "png": png, "seconds": results["seconds"], **headline(results)}
-    print(json.dumps(summary, indent=1), flush=True)
-    return summary
+def main(argv: Sequence[str]) -> None:
+    from absl import app, flags, logging
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    import jax
+    logging.set_verbosity(logging.WARNING)   # orbax logs every checkpoint at INFO
+    config, name = _config_from_flags()
+    outdir = flags.FLAGS.outdir
+    rundir = os.path.join(outdir, f"runs_{name}")
+    # runs of one mode compile the same programs (N, c, seed and data are
+    # inputs): JAX's persistent cache compiles each once for the sweep
+    if not jax.config.jax_compilation_cache_dir:
+        jax.config.update("jax_compilation_cache_dir", os.path.join(rundir, "jax_cache"))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    results = run_experiment(config, rundir)
+    js, png = write(results, outdir, name)
+    rows = results["summary"]["settings"]
+    print(json.dumps({"json": js, "png": png, "seconds": results["seconds"], "thesis": THESIS,
+                      **{k: rows[k] for k in rows if k.startswith("dynamic")}}, indent=1))
 
 
-def _force_cpu_devices(num: int) -> None:
-    """Before JAX starts: give the CPU backend ``num`` devices (one per
-    worker) unless XLA_FLAGS already sets a device count."""
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_force_host_platform_device_count" not in flags:
-        os.environ["XLA_FLAGS"] = (flags + f" --xla_force_host_platform_device_count={num}").strip()
+def _define_flags() -> None:
+    from absl import flags
+    from ml_collections import config_flags
+    config_flags.DEFINE_config_file(
+        "config", "configs/compressed_sync_digits.py",
+        "The experiment's config file[:arg], relative to the working directory.")
+    flags.DEFINE_string("outdir", None, "Where the JSON, the PNG and the runs go.")
+    flags.DEFINE_bool("quick", False, "CI size: the config's 'runlocal' variant "
+                      "(numbers not meaningful).")
+    flags.mark_flag_as_required("outdir")
 
 
 if __name__ == "__main__":
-    main(force_devices=True)
+    from absl import app
+    _define_flags()
+    app.run(main)

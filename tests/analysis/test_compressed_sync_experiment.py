@@ -1,5 +1,5 @@
-"""Smoke test of the chapter-3 experiment (neurojax.analysis.compressed_sync):
-a tiny run on synthetic digit-shaped data writes a consistent JSON and PNG."""
+"""The chapter-3 driver (neurojax.analysis.compressed_sync): runs of the
+training loop per setting and seed, read back into a consistent JSON and PNG."""
 import io
 import json
 import os
@@ -7,33 +7,29 @@ import os
 import numpy as np
 import pytest
 
+from configs import compressed_sync_digits
 from neurojax.analysis import compressed_sync as exp
+from neurojax.train.logging import read_metrics
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _config():
-    import importlib.util
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    spec = importlib.util.spec_from_file_location(
-        "compressed_sync_digits", os.path.join(root, "configs", "compressed_sync_digits.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config("runlocal")
-    config.model.widths = (16, 8)
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("tfds"))
+
+
+def _config(data_dir):
+    config = compressed_sync_digits.get_config("runlocal")
+    config.dataset.data_dir = data_dir
+    config.model.widths = (16,)
     config.train.num_epochs = 2
     config.sync.num_workers = 2
-    config.sync.fixed_bits = ()   # fixed N is covered by tests/train (compilation is the cost)
-    config.sync.floors = (5,)
-    config.sync.monitor = ((4, 1.0),)
+    config.sync.fraction = 1.0          # the baseline logs H at (M, F) = (4, 1.0)
+    config.experiment.fixed_bits = (4,)
+    config.experiment.floors = ()       # dynamic: tests/train/test_sync_mode.py (compiles cost)
+    config.experiment.monitor = ((4, 1.0), (8, 1.0))
     return config
-
-
-def _data():
-    rng = np.random.default_rng(0)
-    centres = rng.uniform(0, 1, size=(10, 64)).astype(np.float32)
-    def split(n):
-        y = rng.integers(0, 10, n).astype(np.int32)
-        return centres[y] + 0.05 * rng.normal(size=(n, 64)).astype(np.float32), y
-    return {"train": split(256), "test": split(64)}
 
 
 def _reject_constant(name):
@@ -43,6 +39,102 @@ def _reject_constant(name):
 def _strict_json_load(f):
     """``json.load`` that refuses the NaN / Infinity Python writes by default."""
     return json.load(f, parse_constant=_reject_constant)
+
+
+def test_quick_run_writes_consistent_json_and_png(data_dir, tmp_path):
+    rundir = str(tmp_path / "runs")
+    results = exp.run_experiment(_config(data_dir), rundir, progress=False)
+    js, png = exp.write(results, str(tmp_path), "smoke")
+    assert os.path.getsize(png) > 10_000
+    with open(js) as f:
+        saved = _strict_json_load(f)
+    assert set(saved["settings"]) == {"baseline", "fixed_4"}
+    assert saved["local_steps"] == saved["steps_per_epoch"] == (1437 // 2) // 32
+    assert saved["epochs"] == [1.0, 2.0] and saved["layers"] == ["dense_0", "head"]
+    summ = saved["summary"]["settings"]
+
+    # each setting's curves are its own run's records
+    for name in ("baseline", "fixed_4"):
+        evals = [r for r in read_metrics(os.path.join(rundir, f"{name}_seed0", "metrics.jsonl"))
+                 if r["split"] == "eval"]
+        run = results["settings"][name]["runs"][0]
+        assert run["test_accuracy"] == [r["accuracy"] for r in evals]
+
+    # the baseline sends float32: 32 raw bits, ratio 1, no code entropy (null)
+    base = results["settings"]["baseline"]["runs"][0]
+    assert base["raw_bits"] == [32.0, 32.0] and base["wire_bits"] == [32.0, 32.0]
+    assert summ["baseline"]["wire_compression_ratio"] == 1.0
+    assert summ["baseline"]["mean_entropy_bits"] is None
+    # fixed N = 4: every layer at 4 bits, Huffman payload below 4 bits
+    fixed = results["settings"]["fixed_4"]["runs"][0]
+    assert fixed["raw_bits"] == [4.0, 4.0]
+    assert all(n == [4.0, 4.0] for n in fixed["num_bits"].values())
+    assert all(c <= 4.0 for c in fixed["coded_bits"])
+    assert summ["fixed_4"]["compression_ratio"] == pytest.approx(
+        32 / np.mean(fixed["coded_bits"]), rel=1e-3)
+    assert "raw_bits" not in saved["settings"]["fixed_4"]["runs"][0]       # compacted
+    assert summ["fixed_4"]["accuracy_change_final"] == pytest.approx(
+        summ["fixed_4"]["final_accuracy"] - summ["baseline"]["final_accuracy"], abs=2e-4)
+
+    # Fig. 3.3: (4, 1.0) from the baseline, (8, 1.0) from a second baseline run
+    # that trains identically; 8-bit bins refine the 4-bit ones of the same weights
+    mon = np.asarray(saved["settings"]["baseline"]["runs"][0]["monitor_entropy"])
+    assert mon.shape == (2, 2, 2)                           # [sync, layer, (M, F)]
+    np.testing.assert_allclose(mon[:, :, 0], np.array(list(base["entropy"].values())).T,
+                               atol=1e-4)
+    assert (mon[:, :, 1] > mon[:, :, 0] + 1).all()
+    monitor_evals = [r for r in read_metrics(os.path.join(
+        rundir, "monitor_M8_F1_seed0", "metrics.jsonl")) if r["split"] == "eval"]
+    assert len(monitor_evals) == 1                          # evaluated only at the end
+    assert monitor_evals[0]["accuracy"] == base["final_accuracy"]
+
+
+def test_config_fields_are_validated_before_any_run(data_dir, tmp_path):
+    for field, value, name in [("seeds", (), "config.experiment.seeds"),
+                               ("fixed_bits", (0,), "config.experiment.fixed_bits"),
+                               ("floors", (-1.0,), "config.experiment.floors"),
+                               ("monitor", ((4, 2.0),), "config.experiment.monitor")]:
+        config = _config(data_dir)
+        config.experiment[field] = value
+        with pytest.raises(ValueError, match=name):
+            exp.run_experiment(config, str(tmp_path), progress=False)
+    config = _config(data_dir)
+    with config.unlocked():
+        config.experiment.epochs = 3
+    with pytest.raises(ValueError, match="config.experiment.epochs"):
+        exp.run_experiment(config, str(tmp_path), progress=False)
+    config = _config(data_dir)
+    del config.experiment
+    with pytest.raises(ValueError, match="config.experiment"):
+        exp.run_experiment(config, str(tmp_path), progress=False)
+    config = _config(data_dir)
+    config.sync.num_workers = 0          # the loop's own validation, of every variant
+    with pytest.raises(ValueError, match="config.sync.num_workers"):
+        exp.run_experiment(config, str(tmp_path), progress=False)
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_workdir_of_another_config_is_refused(data_dir, tmp_path):
+    config = _config(data_dir)
+    workdir = str(tmp_path / "baseline_seed0")
+    os.makedirs(workdir)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write("{}")
+    with pytest.raises(ValueError, match="another config"):
+        exp.run(exp.run_config(config, {"mode": "none"}, 0, 22), workdir)
+
+
+def test_settings_set_the_sync_fields():
+    config = compressed_sync_digits.get_config()
+    names = [s["name"] for s in exp.settings(config)]
+    assert names == ["baseline"] + [f"fixed_{n}" for n in range(2, 17)] + [
+        "dynamic_c3", "dynamic_c4", "dynamic_c5", "dynamic_c6"]
+    variant = exp.run_config(config, exp.settings(config)[-1], 2, 11)
+    assert (variant.sync.mode, variant.sync.floor, variant.seed, variant.train.eval_every) == (
+        "dynamic", 6.0, 2, 11)
+    assert config.sync.floor == 5.0 and config.seed == 0            # a copy
+    assert [m["name"] for m in exp.monitor_settings(config)] == [
+        "baseline", "monitor_M4_F1", "monitor_M8_F0.03", "monitor_M8_F1"]
 
 
 def test_write_produces_strict_json_with_null_for_non_finite(tmp_path, monkeypatch):
@@ -64,8 +156,7 @@ def test_write_produces_strict_json_with_null_for_non_finite(tmp_path, monkeypat
 
 
 def test_committed_results_are_strict_json():
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    path = os.path.join(root, "benchmarks", "results", "compressed_sync_digits.json")
+    path = os.path.join(ROOT, "benchmarks", "results", "compressed_sync_digits.json")
     with open(path) as f:
         saved = _strict_json_load(f)
     # the baseline sends float32: no quantiser, so no entropy (null, not NaN)
@@ -74,61 +165,18 @@ def test_committed_results_are_strict_json():
 
 def test_epochs_to_best_is_first_peak():
     assert exp.epochs_to_best([0.1, 0.5, 0.4, 0.5]) == 2
+    assert exp.epochs_to_best([0.1, 0.5, 0.4, 0.5], [0.5, 1.0, 1.5, 2.0]) == 1.0
     with pytest.raises(ValueError, match="accuracy"):
         exp.epochs_to_best([])
 
 
 def test_compact_drops_only_constant_curves_of_fixed_runs():
-    run = {"test_accuracy": [0.5], "raw_bits": [8.0], "num_bits": {"a": [8]}, "train_loss": [1.0],
-           "final_accuracy": 0.5}
+    run = {"test_accuracy": [0.5], "raw_bits": [8.0], "num_bits": {"a": [8]},
+           "bytes_per_worker": [100.0], "final_accuracy": 0.5}
     results = {"settings": {"fixed_8": {"mode": "fixed", "runs": [run]},
                             "dynamic_c5": {"mode": "dynamic", "runs": [run]}}}
     out = exp.compact(results)
     assert out["settings"]["fixed_8"]["runs"][0] == {"final_accuracy": 0.5}
     assert out["settings"]["dynamic_c5"]["runs"][0] == {
-        k: v for k, v in run.items() if k != "train_loss"}
+        k: v for k, v in run.items() if k != "bytes_per_worker"}
     assert results["settings"]["fixed_8"]["runs"][0] is run   # input untouched
-
-
-def test_config_fields_are_validated():
-    config = _config()
-    config.sync.num_workers = 0
-    with pytest.raises(ValueError, match="config.sync.num_workers"):
-        exp.run_experiment(config, data=_data(), progress=False)
-    config = _config()
-    config.sync.fixed_bits = (0,)
-    with pytest.raises(ValueError, match="config.sync.fixed_bits"):
-        exp.run_experiment(config, data=_data(), progress=False)
-
-
-def test_quick_run_writes_consistent_json_and_png(tmp_path):
-    results = exp.run_experiment(_config(), data=_data(), progress=False)
-    js, png = exp.write(results, str(tmp_path), "smoke")
-    assert os.path.getsize(png) > 10_000
-    with open(js) as f:
-        saved = _strict_json_load(f)
-    assert set(saved["settings"]) == {"baseline", "dynamic_c5"}
-    per_epoch = saved["steps_per_epoch"]
-    assert saved["local_steps"] == per_epoch == (256 // 2) // 32
-    dyn = saved["settings"]["dynamic_c5"]["runs"][0]
-    assert len(dyn["test_accuracy"]) == 2 and saved["epochs"] == [1.0, 2.0]
-    # N = ceil(H + 5) with H <= M = 4, and Huffman below the fixed width
-    for layer in saved["layers"]:
-        assert all(5 <= n <= 9 for n in dyn["num_bits"][layer])
-    assert all(c <= r for c, r in zip(dyn["coded_bits"], dyn["raw_bits"]))
-    assert all(w > c for w, c in zip(dyn["wire_bits"], dyn["coded_bits"]))
-    # bytes per worker = wire bits x parameters / 8
-    n_params = sum(saved["layer_sizes"])
-    full = results["settings"]["dynamic_c5"]["runs"][0]
-    np.testing.assert_allclose(np.array(full["bytes_per_worker"]) * 8 / n_params,
-                               full["wire_bits"], rtol=1e-6)
-    assert "bytes_per_worker" not in dyn and "train_loss" not in dyn    # compacted
-    row = saved["summary"]["settings"]["dynamic_c5"]
-    assert row["compression_ratio"] == pytest.approx(32 / np.mean(dyn["coded_bits"]), rel=1e-3)
-    base = saved["summary"]["settings"]["baseline"]
-    assert row["accuracy_change_final"] == pytest.approx(
-        row["final_accuracy"] - base["final_accuracy"], abs=2e-4)
-    mon = np.asarray(saved["settings"]["baseline"]["runs"][0]["monitor_entropy"])
-    assert mon.shape == (2, 3, 1) and (mon >= 0).all() and (mon <= 4).all()
-    head = exp.headline(results)
-    assert head["c5"]["thesis_ratio"] == 9.01
