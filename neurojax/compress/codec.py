@@ -59,6 +59,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from neurojax._checks import check_choice
+
 MAGIC = b"NJCC"            # neurojax compressed codes
 VERSION = 1
 METHODS = {"huffman": 1, "ans": 2}
@@ -161,11 +163,6 @@ def _check_codes(codes, num_symbols):
         raise ValueError(f"codes must lie in [0, num_symbols={num_symbols}), got range "
                          f"[{codes.min()}, {codes.max()}]")
     return codes, num_symbols
-
-
-def _check_method(method):
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
 
 
 # ------------------------------------------------------------------ Huffman
@@ -453,7 +450,7 @@ def encode(codes, num_symbols: int, *, method: str = "huffman", block_size=None)
       A self-describing package; :func:`decode` gives back ``codes`` exactly
       (as int32, same shape).
     """
-    _check_method(method)
+    check_choice("method", method, tuple(METHODS))
     codes, num_symbols = _check_codes(codes, num_symbols)
     flat = codes.reshape(-1)
     if flat.dtype.itemsize > 4 or flat.dtype == np.uint32:

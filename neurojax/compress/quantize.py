@@ -74,6 +74,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from neurojax._checks import check_choice
+
 DEFAULT_FRACTION = 0.03   # F, Section 3.8 "Estimating F"
 DEFAULT_PRELIM_BITS = 4   # M, Section 3.8
 DEFAULT_FLOOR = 5         # c, Section 3.8 ("we establish c = 5, M = 4")
@@ -252,8 +254,7 @@ def sample_indices(key, size: int, fraction: float, sampler: str = "stratified")
       (``jax.random.choice(replace=False)``), which permutes the whole array
       (about 1.5 s for a 2.4M-weight layer on CPU).
     """
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+    check_choice("sampler", sampler, SAMPLERS)
     k = sample_size(size, fraction)
     if k == size:
         return jnp.arange(size)

@@ -41,6 +41,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from neurojax._checks import check_choice
 from neurojax.compress import codec
 from neurojax.compress import quantize as qz
 
@@ -155,8 +156,7 @@ def _check_config(fraction, prelim_bits, floor, num_bits, min_bits, max_bits, sa
         qz._check_static_bits(num_bits, "num_bits")
     if isinstance(floor, bool) or not isinstance(floor, (int, float)) or floor < 0:
         raise ValueError(f"floor (c) must be a number >= 0, got {floor!r}")
-    if sampler not in qz.SAMPLERS:
-        raise ValueError(f"sampler must be one of {qz.SAMPLERS}, got {sampler!r}")
+    check_choice("sampler", sampler, qz.SAMPLERS)
 
 
 def _quantize_arrays(leaves, key, *, fraction, prelim_bits, floor, num_bits, min_bits,
@@ -179,7 +179,7 @@ def _quantize_arrays(leaves, key, *, fraction, prelim_bits, floor, num_bits, min
 
 
 def _leaves_to_packages(leaves, names, key, *, method, block_size, **config):
-    codec._check_method(method)
+    check_choice("method", method, tuple(codec.METHODS))
     arrays, by_index = _quantize_arrays(leaves, key, **config)
     out = []
     for i, arr in enumerate(arrays):

@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from neurojax._checks import check_choice, check_int, check_real
+
 Array = jax.Array
 
 ACTIVATIONS = ("linear", "relu", "tanh")
@@ -41,10 +43,10 @@ def teacher_params(
     The 1 / fan_in variance keeps pre-activations O(1) at every layer. The
     teacher has no biases, as in the usual teacher-student setups.
     """
-    _check_int("input_dim", input_dim)
-    _check_int("output_dim", output_dim)
-    _check_int("depth", depth)
-    _check_int("width", width)
+    check_int("input_dim", input_dim)
+    check_int("output_dim", output_dim)
+    check_int("depth", depth)
+    check_int("width", width)
     dims = [input_dim] + [width] * (depth - 1) + [output_dim]
     shapes = list(zip(dims[:-1], dims[1:]))
     # One draw carved into layers: every random call compiles its own hash,
@@ -60,7 +62,7 @@ def teacher_params(
 
 def teacher_forward(params: list[Array], x: Array, activation: str = "relu") -> Array:
     """The teacher MLP: ``activation`` after every layer but the last."""
-    _check_choice("activation", activation, ACTIVATIONS)
+    check_choice("activation", activation, ACTIVATIONS)
     act = {"linear": lambda h: h, "relu": jax.nn.relu, "tanh": jnp.tanh}[activation]
     h = x
     for i, w in enumerate(params):
@@ -104,9 +106,9 @@ def teacher_student(
     """
     for name, value in [("num_examples", num_examples), ("input_dim", input_dim),
                         ("output_dim", output_dim), ("depth", depth), ("width", width)]:
-        _check_int(name, value)
-    _check_choice("activation", activation, ACTIVATIONS)
-    _check_nonnegative("noise", noise)
+        check_int(name, value)
+    check_choice("activation", activation, ACTIVATIONS)
+    check_real("noise", noise, low=0)
     return _teacher_student(
         key, noise, num_examples=num_examples, input_dim=input_dim, output_dim=output_dim,
         depth=depth, width=width, activation=activation,
@@ -165,7 +167,7 @@ def haar_orthogonal(key: Array, dim: int) -> Array:
     two run concurrently (``benchmarks/lapack_batch_hang.py``). Float32, or
     float64 under ``jax.enable_x64``, like ``jax.random.normal``.
     """
-    _check_int("dim", dim)
+    check_int("dim", dim)
     return _haar_orthogonal(key, dim)
 
 
@@ -188,9 +190,9 @@ def _haar_orthogonal(key: Array, dim: int) -> Array:
 
 def power_law_spectrum(dim: int, alpha: float | Array, scale: float | Array = 1.0) -> Array:
     """Eigenvalues ``scale * j**(-alpha)`` for ``j = 1..dim`` (descending)."""
-    _check_int("dim", dim)
-    _check_nonnegative("alpha", alpha)
-    _check_positive("scale", scale)
+    check_int("dim", dim)
+    check_real("alpha", alpha, low=0)
+    check_real("scale", scale, low=0, low_open=True)
     j = jnp.arange(1, dim + 1, dtype=jnp.float32)
     return scale * j ** (-jnp.asarray(alpha, jnp.float32))
 
@@ -214,10 +216,10 @@ def power_law_gaussian(
         "rotation": R [dim, dim] (column j is the eigenvector of lambda_j),
         "covariance": R diag(lambda) R^T}``.
     """
-    _check_int("num_examples", num_examples)
-    _check_int("dim", dim)
-    _check_nonnegative("alpha", alpha)
-    _check_positive("scale", scale)
+    check_int("num_examples", num_examples)
+    check_int("dim", dim)
+    check_real("alpha", alpha, low=0)
+    check_real("scale", scale, low=0, low_open=True)
     return _power_law_gaussian(key, alpha, scale, num_examples=num_examples, dim=dim)
 
 
@@ -230,6 +232,155 @@ def _power_law_gaussian(key, alpha, scale, *, num_examples, dim):
     x = (z * jnp.sqrt(eigenvalues)) @ rotation.T
     covariance = (rotation * eigenvalues) @ rotation.T
     return {"x": x, "eigenvalues": eigenvalues, "rotation": rotation, "covariance": covariance}
+
+
+POWER_LAW_NORMALIZATIONS = ("trace", "top")
+
+
+def power_law_scale(dim: int, alpha: float, normalization: str = "trace") -> float:
+    """c in lambda_j = c j^-alpha: 1 / sum_j j^-alpha (``'trace'``, tr = 1) or 1 (``'top'``)."""
+    check_int("dim", dim)
+    check_choice("normalization", normalization, POWER_LAW_NORMALIZATIONS)
+    if normalization == "top":
+        return 1.0
+    return float(1.0 / np.sum(np.arange(1, dim + 1, dtype=np.float64) ** -float(alpha)))
+
+
+def power_law_regression(key: Array, *, alpha: float, num_train: int, num_test: int,
+                         dim: int, noise_stds=(0.1,),
+                         normalization: str = "trace") -> dict[str, Array]:
+    """Teacher-student regression on power-law Gaussian inputs (alpha-ReQ Fig. 2).
+
+    Agrawal et al., "alpha-ReQ: Assessing representation quality by measuring
+    eigenspectrum decay" (NeurIPS 2022), Sec. 2.2. x_i ~ N(0, R diag(lambda)
+    R^T) (``power_law_gaussian``), lambda_j = c j^-alpha with c from
+    ``normalization``; y_i = x_i^T theta* + eps_i, eps_i ~ N(0, sigma^2), one
+    target column per sigma in ``noise_stds`` (the same standard-normal draw
+    scaled by each sigma: the same task at several noise levels). Train and
+    test inputs share R and theta*. The paper gives neither c nor the teacher;
+    the two choices are named:
+
+    * ``'trace'`` (default): c = 1 / sum_j j^-alpha, so tr Sigma = 1 and, with
+      theta* ~ N(0, I_d), the signal variance E[(x^T theta*)^2] = 1 for every
+      alpha (equal signal-to-noise ratio across an alpha sweep).
+    * ``'top'``: c = 1 (lambda_1 = 1), theta* ~ N(0, I_d / d); the signal
+      variance is sum_j j^-alpha / d and changes with alpha.
+
+    Returns:
+        ``{"x_train": [N, d], "y_train": [N, S], "x_test": [n, d],
+        "y_test": [n, S], "theta": [d], "eigenvalues": [d], "rotation":
+        [d, d], "noise_stds": [S]}``.
+    """
+    check_int("num_train", num_train)
+    check_int("num_test", num_test)
+    check_int("dim", dim)
+    check_real("alpha", alpha, low=0)
+    check_choice("normalization", normalization, POWER_LAW_NORMALIZATIONS)
+    sig = np.asarray(noise_stds, dtype=np.float64)
+    if sig.ndim != 1 or sig.size == 0 or not np.all(np.isfinite(sig)) or np.any(sig < 0):
+        raise ValueError(f"noise_stds must be a non-empty 1-D sequence of numbers >= 0, "
+                         f"got {noise_stds!r}")
+    return _power_law_regression(
+        key, jnp.asarray(alpha, jnp.float32),
+        jnp.asarray(power_law_scale(dim, alpha, normalization), jnp.float32),
+        jnp.asarray(sig, jnp.float32), num_train=num_train, num_test=num_test, dim=dim,
+        top=normalization == "top")
+
+
+@functools.partial(jax.jit, static_argnames=("num_train", "num_test", "dim", "top"))
+def _power_law_regression(key, alpha, scale, sig, *, num_train, num_test, dim, top):
+    k_x, k_theta, k_noise = jax.random.split(key, 3)
+    data = power_law_gaussian(k_x, num_examples=num_train + num_test, dim=dim, alpha=alpha,
+                              scale=scale)
+    dt = data["x"].dtype
+    theta = jax.random.normal(k_theta, (dim,), dt)
+    if top:
+        theta = theta / math.sqrt(dim)
+    eps = jax.random.normal(k_noise, (num_train + num_test, 1), dt)
+    y = jnp.matmul(data["x"], theta, precision=jax.lax.Precision.HIGHEST)[:, None] + (
+        eps * sig.astype(dt)[None, :])
+    return {"x_train": data["x"][:num_train], "y_train": y[:num_train],
+            "x_test": data["x"][num_train:], "y_test": y[num_train:], "theta": theta,
+            "eigenvalues": data["eigenvalues"], "rotation": data["rotation"],
+            "noise_stds": sig.astype(dt)}
+
+
+# --------------------------------------------------------------------------
+# Chosen spectra: inputs, correlations and noise sets
+# --------------------------------------------------------------------------
+
+
+def controlled_hessian_inputs(key: Array, num_examples: int, eigenvalues,
+                              dtype=None) -> dict[str, Array]:
+    """Inputs ``X = V Sigma Z^T`` whose linear-MSE Hessian has a chosen spectrum.
+
+    Ghosh et al., "How gradient estimator variance and bias impact learning in
+    neural networks" (ICLR 2023), Sec. 3.2 / Fig. 7 and its code. For
+    ``L(w) = (1/n) ||X w - y||^2`` the Hessian is ``(2/n) X^T X = Z ((2/n)
+    Sigma^2) Z^T`` with ``V`` ``(n, d)`` orthonormal columns and ``Z``
+    ``(d, d)`` orthogonal (both Haar, ``haar_orthogonal``), so
+    ``Sigma = sqrt(n lambda / 2)`` gives eigenvalues ``lambda`` (footnote 4: at
+    the minimum H is the input covariance up to a constant).
+
+    Returns:
+        ``{"x": (n, d), "hessian": Z diag(lambda) Z^T, "rotation": Z}``.
+    """
+    eigenvalues = jnp.asarray(eigenvalues)
+    if eigenvalues.ndim != 1 or eigenvalues.shape[0] == 0:
+        raise ValueError(f"eigenvalues must be a non-empty 1-D array, got shape "
+                         f"{eigenvalues.shape}")
+    d = eigenvalues.shape[0]
+    check_int("num_examples", num_examples)
+    if num_examples < d:
+        raise ValueError(f"num_examples must be >= len(eigenvalues) = {d}, got {num_examples}")
+    dtype = dtype or jnp.result_type(eigenvalues.dtype, jnp.float32)
+    lam = eigenvalues.astype(dtype)
+    kv, kz = jax.random.split(key)
+    v = haar_orthogonal(kv, num_examples)[:, :d].astype(dtype)
+    z = haar_orthogonal(kz, d).astype(dtype)
+    s = jnp.sqrt(num_examples * jnp.maximum(lam, 0.0) / 2.0)
+    return {"x": (v * s) @ z.T, "hessian": (z * lam) @ z.T, "rotation": z}
+
+
+def isotropic_noise_set(key: Array, num_params: int, dtype=jnp.float32) -> Array:
+    """``2N`` unit vectors ``{+q_i, -q_i}``, ``q_i`` the rows of a Haar orthogonal ``Q``.
+
+    The set sums to zero and its second moment is exactly isotropic,
+    ``(1/2N) sum_i n_i n_i^T = I / N`` (Ghosh et al. 2023, Eq. 15's
+    ``E[n n^T]``), so the set average of any quadratic in the noise equals its
+    expectation over a uniform random unit vector; each vector is marginally
+    such a vector. Compare ``neurojax.optim.injection.zero_sum_noise_set``
+    (the paper's Appendix B set, whose average only estimates it).
+
+    Returns:
+        ``(2N, N)`` array.
+    """
+    check_int("num_params", num_params)
+    q = haar_orthogonal(key, num_params).astype(dtype)
+    return jnp.concatenate([q, -q], axis=0)
+
+
+def correlation_with_spectrum(eigenvalues, key: Array) -> tuple[Array, Array]:
+    """A symmetric T = V diag(eigenvalues) V^T with a random orthogonal V (Haar, via QR).
+
+    The augmentation correlation of a linear Barlow Twins model with a chosen
+    spectrum (Ghosh et al. 2024, App. B, Eq. 36). Returns (T, V) with V's
+    columns ordered like ``eigenvalues``. (LAPACK QR with the sign fix, not
+    ``haar_orthogonal``: the committed ``ssl_theory`` results were drawn this
+    way; do not vmap it on CPU, see ``haar_orthogonal``.)
+    """
+    lam = jnp.asarray(eigenvalues)
+    if lam.ndim != 1 or lam.shape[0] < 1:
+        raise ValueError(f"eigenvalues must be a non-empty 1-D array, got shape {lam.shape}")
+    return _correlation(key, lam.astype(jnp.promote_types(lam.dtype, jnp.float32)))
+
+
+@jax.jit
+def _correlation(key, lam):
+    n = lam.shape[0]
+    q, r = jnp.linalg.qr(jax.random.normal(key, (n, n), dtype=lam.dtype))
+    v = q * jnp.sign(jnp.diagonal(r))[None, :]
+    return jnp.matmul(v * lam[None, :], v.T, precision=jax.lax.Precision.HIGHEST), v
 
 
 # --------------------------------------------------------------------------
@@ -251,9 +402,9 @@ def two_spirals(
     Returns:
         ``{"x": float32 [n, 2], "y": int32 [n]}``.
     """
-    _check_int("num_examples", num_examples)
-    _check_positive("turns", turns)
-    _check_nonnegative("noise", noise)
+    check_int("num_examples", num_examples)
+    check_real("turns", turns, low=0, low_open=True)
+    check_real("noise", noise, low=0)
     return _two_spirals(key, turns, noise, num_examples=num_examples)
 
 
@@ -283,9 +434,9 @@ def checkerboard(
     Returns:
         ``{"x": float32 [n, 2], "y": int32 [n]}``.
     """
-    _check_int("num_examples", num_examples)
-    _check_int("num_tiles", num_tiles)
-    _check_nonnegative("noise", noise)
+    check_int("num_examples", num_examples)
+    check_int("num_tiles", num_tiles)
+    check_real("noise", noise, low=0)
     return _checkerboard(key, noise, num_examples=num_examples, num_tiles=num_tiles)
 
 
@@ -316,8 +467,8 @@ def noisy_sinusoid(
         ``{"x": float32 [n, 1], "y": float32 [n, 1], "y_clean": the noiseless
         targets}``.
     """
-    _check_int("num_examples", num_examples)
-    _check_nonnegative("noise", noise)
+    check_int("num_examples", num_examples)
+    check_real("noise", noise, low=0)
     return _noisy_sinusoid(key, frequency, amplitude, phase, noise, num_examples=num_examples)
 
 
@@ -328,40 +479,3 @@ def _noisy_sinusoid(key, frequency, amplitude, phase, noise, *, num_examples):
     y_clean = amplitude * jnp.sin(2 * jnp.pi * frequency * x + phase)
     y = y_clean + noise * jax.random.normal(k_noise, x.shape)
     return {"x": x, "y": y, "y_clean": y_clean}
-
-
-# --------------------------------------------------------------------------
-# Argument checks (skipped for traced values, which have no value yet)
-# --------------------------------------------------------------------------
-
-
-def _check_int(name: str, value: Any) -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{name} must be a positive int (it fixes a shape), got {value!r}")
-
-
-def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-
-
-def _concrete(value: Any) -> float | None:
-    """The float value of a Python/NumPy scalar or concrete array, else None."""
-    if isinstance(value, jax.core.Tracer):
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("nan")  # not a scalar: fails every range check below
-
-
-def _check_nonnegative(name: str, value: Any) -> None:
-    v = _concrete(value)
-    if v is not None and not (math.isfinite(v) and v >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-
-
-def _check_positive(name: str, value: Any) -> None:
-    v = _concrete(value)
-    if v is not None and not (math.isfinite(v) and v > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")

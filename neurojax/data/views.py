@@ -16,15 +16,10 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from neurojax._checks import check_int
 from neurojax.data.augment import AugmentRecipe, augment
 
 Array = jax.Array
-
-
-def _check_count(value, name: str, minimum: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
 
 
 def _small_recipe(
@@ -106,8 +101,8 @@ def make_views(
     vmap), and the output holds ``(num_views S^2 + small_views s^2) n C``
     floats (m = 8 views of 256 CIFAR images: 25 MB in float32).
     """
-    num_views = _check_count(num_views, "num_views", 1)
-    small_views = _check_count(small_views, "small_views", 0)
+    num_views = check_int("num_views", num_views, 1)
+    small_views = check_int("small_views", small_views, 0)
     if not isinstance(recipe, AugmentRecipe):
         raise ValueError(f"recipe must be an AugmentRecipe, got {type(recipe).__name__}")
     images = jnp.asarray(images)

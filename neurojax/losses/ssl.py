@@ -20,12 +20,13 @@ Shapes: two-view losses take ``z_a, z_b`` of shape ``(n, d)`` (n examples,
 d projector dimensions); multi-view losses take ``z`` of shape ``(m, n, d)``
 (m views of the same n examples).
 """
-import numbers
 from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from neurojax._checks import check_choice, check_real
 
 Array = jax.Array
 _HI = jax.lax.Precision.HIGHEST
@@ -38,36 +39,6 @@ VARIANCE_REDUCTIONS = ("mean", "sum")
 # --------------------------------------------------------------------------
 # Argument checks (trace time)
 # --------------------------------------------------------------------------
-
-def _is_concrete(value: Any) -> bool:
-    return not isinstance(value, jax.core.Tracer)
-
-
-def _check_hyper(name: str, value: Any, *, positive: bool = False) -> None:
-    """ValueError unless ``value`` is a finite number >= 0 (> 0 if positive).
-
-    Traced values (under ``vmap``/``jit`` over the hyperparameter) cannot be
-    inspected and are accepted as they are.
-    """
-    if not _is_concrete(value):
-        return
-    if isinstance(value, bool) or not (
-            isinstance(value, numbers.Real) or hasattr(value, "dtype")):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    arr = np.asarray(value)
-    if not np.issubdtype(arr.dtype, np.number):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    arr = arr.astype(np.float64)
-    bad = (arr <= 0) if positive else (arr < 0)
-    if not np.all(np.isfinite(arr)) or np.any(bad):
-        rng = "> 0" if positive else ">= 0"
-        raise ValueError(f"{name} must be finite and {rng}, got {value!r}")
-
-
-def _check_choice(name: str, value: Any, allowed: tuple) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
-
 
 def _check_ddof(ddof: Any) -> None:
     if ddof not in (0, 1) or isinstance(ddof, bool):
@@ -109,7 +80,7 @@ def _check_views(z: Any) -> Array:
 
 
 def _resolve_form(form: str, m: int) -> str:
-    _check_choice("form", form, MULTIVIEW_FORMS)
+    check_choice("form", form, MULTIVIEW_FORMS)
     if form == "auto":
         # the official code: two views -> the two-view loss; more -> Eq. 10
         return "leave_one_out" if m == 2 else "mean"
@@ -189,20 +160,20 @@ def _vic_pair_terms(za: Array, zb: Array, std_target: Any, eps: Any, ddof: int,
 
 
 def _check_vicreg_hyper(inv, var, cov, std_target, eps, ddof, var_reduce) -> None:
-    _check_hyper("inv", inv)
-    _check_hyper("var", var)
-    _check_hyper("cov", cov)
-    _check_hyper("std_target", std_target, positive=True)
-    _check_hyper("eps", eps)
+    check_real("inv", inv, low=0)
+    check_real("var", var, low=0)
+    check_real("cov", cov, low=0)
+    check_real("std_target", std_target, low=0, low_open=True)
+    check_real("eps", eps, low=0)
     _check_ddof(ddof)
-    _check_choice("var_reduce", var_reduce, VARIANCE_REDUCTIONS)
+    check_choice("var_reduce", var_reduce, VARIANCE_REDUCTIONS)
 
 
 def _check_bt_hyper(lambd, normalization, ddof, eps) -> None:
-    _check_hyper("lambd", lambd)
-    _check_choice("normalization", normalization, NORMALIZATIONS)
+    check_real("lambd", lambd, low=0)
+    check_choice("normalization", normalization, NORMALIZATIONS)
     _check_ddof(ddof)
-    _check_hyper("eps", eps)
+    check_real("eps", eps, low=0)
 
 
 # --------------------------------------------------------------------------
@@ -481,8 +452,8 @@ def simclr(z_a: Array, z_b: Array, temperature: Any, *,
         'uniformity': mean_k log sum_{l != k} exp(s_kl)})``; loss = the sum.
     """
     z_a, z_b = _check_pair(z_a, z_b)
-    _check_hyper("temperature", temperature, positive=True)
-    _check_hyper("eps", eps)
+    check_real("temperature", temperature, low=0, low_open=True)
+    check_real("eps", eps, low=0)
     n = z_a.shape[0]
     z = jnp.concatenate([z_a, z_b])
     u = z * jax.lax.rsqrt(jnp.maximum(jnp.sum(z * z, -1, keepdims=True), eps))
@@ -525,7 +496,7 @@ def spectral_contrastive(z_a: Array, z_b: Array, *,
     """
     z_a, z_b = _check_pair(z_a, z_b)
     if max_norm is not None:
-        _check_hyper("max_norm", max_norm, positive=True)
+        check_real("max_norm", max_norm, low=0, low_open=True)
 
         def clip(x: Array) -> Array:
             norm = jnp.sqrt(jnp.sum(x * x, -1, keepdims=True))
@@ -538,6 +509,35 @@ def spectral_contrastive(z_a: Array, z_b: Array, *,
     orthogonality = _offdiag_sq(p) / (n * (n - 1))
     return invariance + orthogonality, {"invariance": invariance,
                                         "orthogonality": orthogonality}
+
+
+def barlow_twins_linear(w: Array, t: Array, beta: Any) -> tuple[Array, dict]:
+    """Barlow Twins loss of a linear network on a correlation T (thesis Part III,
+    App. B before Eq. 31; the population form of ``barlow_twins``, Eq. 26):
+
+        L_BT(W) = sum_i (C_ii - 1)^2 + beta sum_i sum_{j != i} C_ij^2,   C = W T W^T.
+
+    Its gradient flow is ``neurojax.metrics.bt_flow.bt_flow_rhs`` (Eq. 34).
+
+    Args:
+        w: (m, n) weights (m outputs).
+        t: (n, n) symmetric augmentation correlation (e.g.
+            ``neurojax.metrics.bt_flow.augmentation_correlation``).
+        beta: weight of the redundancy term, >= 0.
+
+    Returns:
+        ``(loss, {'invariance': sum_i (1 - C_ii)^2, 'redundancy':
+        sum_{i!=j} C_ij^2})``.
+    """
+    w, t = jnp.asarray(w), jnp.asarray(t)
+    if w.ndim != 2 or t.shape != (w.shape[1], w.shape[1]):
+        raise ValueError(f"w must be (m, n) and t (n, n), got {w.shape} and {t.shape}")
+    check_real("beta", beta, low=0)
+    c = jnp.matmul(jnp.matmul(w, t, precision=_HI), w.T, precision=_HI)
+    invariance = jnp.sum((1.0 - jnp.diagonal(c)) ** 2)
+    redundancy = _offdiag_sq(c)
+    return invariance + beta * redundancy, {"invariance": invariance,
+                                            "redundancy": redundancy}
 
 
 SSL_LOSSES: dict[str, Callable[..., tuple[Array, dict]]] = {

@@ -35,19 +35,11 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from neurojax._checks import check_choice, check_int
+
 MODES = ("fwd_rev", "rev_rev")
 
 LossFn = Callable[[Any], jax.Array]
-
-
-def _check_mode(mode: str) -> None:
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-
-
-def _check_positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _acc_dtype(tree):
@@ -78,7 +70,7 @@ def hvp(loss_fn: LossFn, params, v, *, mode: str = "fwd_rev"):
     Returns:
         ``H v`` as a PyTree like ``params``.
     """
-    _check_mode(mode)
+    check_choice("mode", mode, MODES)
     v = _cast_like(v, params)
     if mode == "fwd_rev":
         return jax.jvp(jax.grad(loss_fn), (params,), (v,))[1]
@@ -95,7 +87,7 @@ def dense_hessian(loss_fn: LossFn, params, *, mode: str = "fwd_rev") -> jax.Arra
     models only. ``mode`` as in ``hvp`` (``jacfwd`` or ``jacrev`` of the
     gradient).
     """
-    _check_mode(mode)
+    check_choice("mode", mode, MODES)
     flat, unravel = ravel_pytree(params)
 
     def grad_flat(x):
@@ -149,8 +141,8 @@ def hessian_trace(loss_fn: LossFn, params, key: jax.Array, num_samples: int, *,
         num_samples: ``S >= 1``.
         mode: as in ``hvp``.
     """
-    _check_mode(mode)
-    _check_positive_int("num_samples", num_samples)
+    check_choice("mode", mode, MODES)
+    check_int("num_samples", num_samples)
     samples = _hutchinson_samples(loss_fn, params, key, num_samples, mode,
                                   lambda v, hv, dt: _tree_vdot(v, hv, dt))
     return jnp.mean(samples)
@@ -166,8 +158,8 @@ def hessian_frobenius_norm(loss_fn: LossFn, params, key: jax.Array, num_samples:
     itself carries a small downward bias, of relative size ~ var / (8 mean^2)).
     One sample's variance is ``2 (||A||_F^2 - sum_i A_ii^2)`` with ``A = H^T H``.
     """
-    _check_mode(mode)
-    _check_positive_int("num_samples", num_samples)
+    check_choice("mode", mode, MODES)
+    check_int("num_samples", num_samples)
     samples = _hutchinson_samples(loss_fn, params, key, num_samples, mode,
                                   lambda v, hv, dt: _tree_vdot(hv, hv, dt))
     return jnp.sqrt(jnp.mean(samples))
@@ -197,8 +189,8 @@ def lanczos_eigenvalues(loss_fn: LossFn, params, key: jax.Array, num_iterations:
         ``{'lambda_max': largest Ritz value, 'lambda_min': smallest,
         'ritz_values': all m, ascending}``.
     """
-    _check_mode(mode)
-    _check_positive_int("num_iterations", num_iterations)
+    check_choice("mode", mode, MODES)
+    check_int("num_iterations", num_iterations)
     flat0, unravel = ravel_pytree(params)
     n = flat0.size
     m = min(num_iterations, n)

@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from neurojax._checks import check_bool, check_choice, check_int, check_real, is_concrete
 from neurojax.metrics.spectrum import accumulation_dtype
 
 ArrayLike = Union[jax.Array, np.ndarray]
@@ -69,10 +70,6 @@ _INITS = ("torch", "zeros")
 
 
 # --- validation ---------------------------------------------------------------
-
-def _is_concrete(a: Any) -> bool:
-    return not isinstance(a, jax.core.Tracer)
-
 
 def _features(name: str, x: ArrayLike) -> jax.Array:
     """(n, ...) real array -> (n, D) floating array."""
@@ -121,15 +118,13 @@ def _check_data(train_x, train_y, test_x, test_y, num_classes):
 
 
 def _num_classes(num_classes, labels: dict) -> int:
-    concrete = {k: v for k, v in labels.items() if _is_concrete(v)}
+    concrete = {k: v for k, v in labels.items() if is_concrete(v)}
     if num_classes is None:
         if len(concrete) < len(labels):
             raise ValueError("num_classes must be given when the labels are traced "
                              "(under jax.jit or jax.vmap)")
         num_classes = 1 + max(int(np.max(np.asarray(v))) for v in labels.values())
-    if not isinstance(num_classes, (int, np.integer)) or isinstance(num_classes, bool) \
-            or num_classes < 2:
-        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+    check_int("num_classes", num_classes, 2)
     for name, v in concrete.items():
         v = np.asarray(v)
         lo, hi = int(v.min()), int(v.max())
@@ -139,35 +134,11 @@ def _num_classes(num_classes, labels: dict) -> int:
     return int(num_classes)
 
 
-def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _non_negative_float(name: str, value: Any, *, positive: bool = False,
-                        upper: Optional[float] = None) -> Any:
-    """A float hyperparameter; traced values pass unchecked (vmapped sweeps)."""
-    if not _is_concrete(value):
-        return value
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a real number, got {value!r}") from None
-    ok = math.isfinite(v) and (v > 0 if positive else v >= 0) and (upper is None or v < upper)
-    if not ok:
-        rng = "(0, inf)" if positive else "[0, inf)"
-        if upper is not None:
-            rng = f"{rng[:-4]}{upper})"
-        raise ValueError(f"{name} must be finite and in {rng}, got {value!r}")
-    return value
-
-
 def _key(seed: Seed) -> jax.Array:
     """An int seed or an existing PRNG key (typed or raw uint32[2])."""
     if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
         return jax.random.key(int(seed))
-    if isinstance(seed, (jax.Array, np.ndarray)) or not _is_concrete(seed):
+    if isinstance(seed, (jax.Array, np.ndarray)) or not is_concrete(seed):
         if jnp.issubdtype(seed.dtype, jax.dtypes.prng_key):
             return seed
         if seed.shape == () and jnp.issubdtype(seed.dtype, jnp.integer):
@@ -265,12 +236,9 @@ def ridge_probe(train_x: ArrayLike, train_y: ArrayLike, test_x: ArrayLike,
         A ``RidgeProbeResult``.
     """
     tx, ty, ex, ey, num_classes = _check_data(train_x, train_y, test_x, test_y, num_classes)
-    if method not in _RIDGE_METHODS:
-        raise ValueError(f"method must be one of {_RIDGE_METHODS}, got {method!r}")
-    if not isinstance(standardize, bool):
-        raise ValueError(f"standardize must be a bool, got {standardize!r}")
-    if not isinstance(refit, bool):
-        raise ValueError(f"refit must be a bool, got {refit!r}")
+    check_choice("method", method, _RIDGE_METHODS)
+    check_bool("standardize", standardize)
+    check_bool("refit", refit)
     lams = _regularizers(regularizers)
     key = _key(seed)
     n = tx.shape[0]
@@ -291,7 +259,7 @@ def ridge_probe(train_x: ArrayLike, train_y: ArrayLike, test_x: ArrayLike,
         all_y = jnp.concatenate([ty, vy])
         val_idx = jnp.arange(n, n + num_val)
     else:
-        _non_negative_float("val_fraction", val_fraction, positive=True, upper=1.0)
+        check_real("val_fraction", val_fraction, low=0, high=1, low_open=True, high_open=True)
         num_val = int(round(float(val_fraction) * n))
         if num_val < 1 or n - num_val < 2:
             raise ValueError(f"val_fraction={val_fraction} leaves {num_val} held-out and "
@@ -306,7 +274,7 @@ def ridge_probe(train_x: ArrayLike, train_y: ArrayLike, test_x: ArrayLike,
 
 
 def _regularizers(regularizers) -> jax.Array:
-    if not _is_concrete(regularizers):
+    if not is_concrete(regularizers):
         lams = jnp.asarray(regularizers)
         if lams.ndim != 1:
             raise ValueError(f"regularizers must be 1-D, got shape {lams.shape}")
@@ -477,21 +445,19 @@ def linear_probe(train_x: ArrayLike, train_y: ArrayLike, test_x: ArrayLike,
     """
     tx, ty, ex, ey, num_classes = _check_data(train_x, train_y, test_x, test_y, num_classes)
     n = tx.shape[0]
-    epochs = _positive_int("epochs", epochs)
-    batch_size = _positive_int("batch_size", batch_size)
-    _non_negative_float("learning_rate", learning_rate, positive=True)
-    _non_negative_float("weight_decay", weight_decay)
-    _non_negative_float("label_smoothing", label_smoothing, upper=1.0)
+    epochs = check_int("epochs", epochs)
+    batch_size = check_int("batch_size", batch_size)
+    check_real("learning_rate", learning_rate, low=0, low_open=True)
+    check_real("weight_decay", weight_decay, low=0)
+    check_real("label_smoothing", label_smoothing, low=0, high=1, high_open=True)
     for name, flag in (("standardize", standardize), ("shuffle", shuffle),
                        ("drop_last", drop_last), ("progress", progress)):
-        if not isinstance(flag, bool):
-            raise ValueError(f"{name} must be a bool, got {flag!r}")
-    if init not in _INITS:
-        raise ValueError(f"init must be one of {_INITS}, got {init!r}")
+        check_bool(name, flag)
+    check_choice("init", init, _INITS)
     if drop_last and batch_size > n:
         raise ValueError(f"batch_size={batch_size} exceeds the {n} training examples with "
                          f"drop_last=True: no step would run")
-    if progress and not all(_is_concrete(a) for a in (tx, ty, ex, ey)):
+    if progress and not all(is_concrete(a) for a in (tx, ty, ex, ey)):
         raise ValueError("progress=True needs concrete inputs (not under jax.jit/vmap)")
     batch_size = min(batch_size, n)
     key = _key(seed)
@@ -660,14 +626,13 @@ def knn_probe(train_x: ArrayLike, train_y: ArrayLike, test_x: ArrayLike, test_y:
         The test accuracy, a scalar in [0, 1].
     """
     tx, ty, ex, ey, num_classes = _check_data(train_x, train_y, test_x, test_y, num_classes)
-    k = _positive_int("k", k)
+    k = check_int("k", k)
     if k > tx.shape[0]:
         raise ValueError(f"k must be <= the number of training examples "
                          f"({tx.shape[0]}), got k={k}")
-    _non_negative_float("temperature", temperature, positive=True)
-    if weighting not in _KNN_WEIGHTINGS:
-        raise ValueError(f"weighting must be one of {_KNN_WEIGHTINGS}, got {weighting!r}")
-    chunk_size = min(_positive_int("chunk_size", chunk_size), ex.shape[0])
+    check_real("temperature", temperature, low=0, low_open=True)
+    check_choice("weighting", weighting, _KNN_WEIGHTINGS)
+    chunk_size = min(check_int("chunk_size", chunk_size), ex.shape[0])
     dt = jnp.promote_types(jnp.promote_types(tx.dtype, ex.dtype), jnp.float32)
     return _knn_probe(tx.astype(dt), ty, ex.astype(dt), ey, jnp.asarray(temperature, dt),
                       num_classes, k, weighting, chunk_size)

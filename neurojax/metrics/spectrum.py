@@ -37,6 +37,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from neurojax._checks import check_choice, check_int
+
 ArrayLike = Union[jax.Array, np.ndarray]
 Method = Literal["auto", "covariance", "gram", "svd"]
 Weighting = Literal["inverse_rank", "none"]
@@ -75,10 +77,8 @@ def _as_matrix(features: ArrayLike) -> jax.Array:
 
 
 def _check_max_eigenvalues(max_eigenvalues: Optional[int]) -> None:
-    if max_eigenvalues is not None and (
-            not isinstance(max_eigenvalues, (int, np.integer)) or max_eigenvalues < 1):
-        raise ValueError(f"max_eigenvalues must be None or an int >= 1, "
-                         f"got {max_eigenvalues!r}")
+    if max_eigenvalues is not None:
+        check_int("max_eigenvalues (None or an int)", max_eigenvalues)
 
 
 def _descending(eigenvalues: jax.Array, max_eigenvalues: Optional[int]) -> jax.Array:
@@ -140,8 +140,7 @@ def eigenspectrum(features: ArrayLike, *, max_eigenvalues: Optional[int] = None,
     Returns:
         (min(n, D, max_eigenvalues),) eigenvalues, descending, >= 0.
     """
-    if method not in _METHODS:
-        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    check_choice("method", method, _METHODS)
     _check_max_eigenvalues(max_eigenvalues)
     x = _as_matrix(features)
     n, d = x.shape
@@ -273,8 +272,7 @@ def alpha(features_or_eigenvalues: ArrayLike,
         ``PowerLawFit(alpha, intercept, r2, num_points, normalizer,
         first_rank, last_rank)``.
     """
-    if weighting not in _WEIGHTINGS:
-        raise ValueError(f"weighting must be one of {_WEIGHTINGS}, got {weighting!r}")
+    check_choice("weighting", weighting, _WEIGHTINGS)
     lam = _spectrum(features_or_eigenvalues, method=method)
     m = lam.shape[0]
     first, last = _check_range("fit_range", fit_range, m)
@@ -344,8 +342,7 @@ def effective_rank(features_or_eigenvalues: ArrayLike, *,
 
     A flat spectrum of size m gives m (up to eps), a one-hot spectrum 1.
     """
-    if convention not in _CONVENTIONS:
-        raise ValueError(f"convention must be one of {_CONVENTIONS}, got {convention!r}")
+    check_choice("convention", convention, _CONVENTIONS)
     return _effective_rank(_spectrum(features_or_eigenvalues, method=method),
                            convention, float(eps))
 
@@ -428,8 +425,7 @@ def spectrum_metrics(features_or_eigenvalues: ArrayLike, *,
         _check_max_eigenvalues(max_eigenvalues)
         lam = lam[:max_eigenvalues]
     # Validate here, before compiling (DESIGN.md "Errors").
-    if weighting not in _WEIGHTINGS:
-        raise ValueError(f"weighting must be one of {_WEIGHTINGS}, got {weighting!r}")
+    check_choice("weighting", weighting, _WEIGHTINGS)
     if isinstance(tail_start, (int, np.integer)) and tail_start < 1:
         raise ValueError(f"tail_start must be >= 1 (1-based rank), got {tail_start}")
     _check_range("fit_range", fit_range, lam.shape[0])

@@ -66,6 +66,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from neurojax._checks import check_bool, check_choice, check_int, check_real, is_concrete
+
 SCALINGS = ("constant", "N", "power")
 ZERO_SUM_NORMALIZATIONS = ("paper", "mean_square")
 
@@ -90,21 +92,6 @@ def _global_norm(tree, dtype):
     if not leaves:
         return jnp.zeros((), dtype)
     return jnp.sqrt(sum(jnp.sum(jnp.square(jnp.asarray(x, dtype))) for x in leaves))
-
-
-def _is_concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
-
-
-def _check_nonneg_finite(name: str, value) -> None:
-    if not _is_concrete(value):
-        return  # traced (e.g. vmapped over a sweep): checked by the caller
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}") from None
-    if not math.isfinite(v) or v < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
 def _noise_scale_factor(scaling: str, exponent: Optional[float], n: int) -> float:
@@ -149,7 +136,7 @@ def gradient_bias_direction(like_tree, direction=None):
     n = _num_params(like_tree)
     acc = _acc_dtype(direction)
     norm = _global_norm(direction, acc)
-    if _is_concrete(norm) and not float(norm) > 0:
+    if is_concrete(norm) and not float(norm) > 0:
         raise ValueError("direction must have a non-zero finite norm")
     scale = jnp.sqrt(jnp.asarray(n, acc)) / norm
     return jax.tree.map(lambda d, x: (jnp.asarray(d, acc) * scale).astype(jnp.asarray(x).dtype),
@@ -191,8 +178,8 @@ def zero_sum_noise_set(key: jax.Array, like_tree, num_vectors: int, *,
         ``R``, in ``dtype`` (default float32, or float64 if any leaf is),
         with ``sum over axis 0 == 0`` up to rounding.
     """
-    _check_num_vectors("num_vectors", num_vectors)
-    _check_choice("normalization", normalization, ZERO_SUM_NORMALIZATIONS)
+    num_vectors = check_int("num_vectors", num_vectors, 2)
+    check_choice("normalization", normalization, ZERO_SUM_NORMALIZATIONS)
     return _zero_sum_noise_set(key, like_tree, num_vectors, normalization,
                                dtype or _acc_dtype(like_tree))
 
@@ -208,16 +195,6 @@ def _zero_sum_noise_set(key, like_tree, num_vectors, normalization, acc):
 
 def _zero_sum_scale(normalization: str, r: int) -> float:
     return 1.0 if normalization == "paper" else math.sqrt(r / (2.0 * (r - 1)))
-
-
-def _check_num_vectors(name: str, r) -> None:
-    if isinstance(r, bool) or not isinstance(r, int) or r < 2:
-        raise ValueError(f"{name} must be an integer >= 2, got {r!r}")
-
-
-def _check_choice(name: str, value, allowed) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
 
 
 # ----------------------------------------------------------------------------- bias
@@ -247,9 +224,8 @@ def inject_gradient_bias(b, direction=None, *, relative: bool = False
     PyTree; the result keeps each leaf's dtype (bf16 included; norms and the
     rescaling are computed in float32 or better).
     """
-    _check_nonneg_finite("b", b)
-    if not isinstance(relative, bool):
-        raise ValueError(f"relative must be a bool, got {relative!r}")
+    check_real("b", b, low=0)  # traced (a vmapped sweep): unchecked
+    check_bool("relative", relative)
 
     def init_fn(params):
         if direction is not None:
@@ -328,20 +304,16 @@ def inject_gradient_noise(sigma, *, key: Optional[jax.Array] = None, seed: Optio
     Works under ``jit``/``vmap``; results keep each leaf's dtype (noise is
     drawn and accumulated in float32, or float64 for float64 leaves).
     """
-    _check_nonneg_finite("sigma", sigma)
-    _check_choice("scaling", scaling, SCALINGS)
+    check_real("sigma", sigma, low=0)
+    check_choice("scaling", scaling, SCALINGS)
     if scaling == "power":
-        if exponent is None or isinstance(exponent, bool) or not isinstance(
-                exponent, (int, float)) or not math.isfinite(exponent):
-            raise ValueError(f"exponent must be a finite number for scaling='power', "
-                             f"got {exponent!r}")
+        check_real("exponent (of scaling='power')", exponent)
     elif exponent is not None:
         raise ValueError(f"exponent is only used with scaling='power', got {exponent!r}")
-    if not isinstance(relative, bool):
-        raise ValueError(f"relative must be a bool, got {relative!r}")
+    check_bool("relative", relative)
     if zero_sum_set is not None:
-        _check_num_vectors("zero_sum_set", zero_sum_set)
-    _check_choice("zero_sum_normalization", zero_sum_normalization, ZERO_SUM_NORMALIZATIONS)
+        zero_sum_set = check_int("zero_sum_set", zero_sum_set, 2)
+    check_choice("zero_sum_normalization", zero_sum_normalization, ZERO_SUM_NORMALIZATIONS)
     if (key is None) == (seed is None):
         raise ValueError("exactly one of key and seed must be given")
     if isinstance(key, int) and not isinstance(key, bool):
