@@ -82,14 +82,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional
 
 import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import tqdm
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from neurojax.compress import codec
@@ -547,44 +546,7 @@ def steps_per_epoch(num_examples: int, num_workers: int, batch_size: int) -> int
     return (num_examples // num_workers) // batch_size
 
 
-# ------------------------------------------------------------------ driver
-
-def train(objective: Objective, tx: optax.GradientTransformation, params: PyTree,
-          batch_stream: Iterator[dict], *, num_rounds: int, sync: SyncConfig,
-          num_workers: int, mesh: Mesh | None = None, model_state: PyTree | None = None,
-          rng: jax.Array | None = None, host_codec: bool = True,
-          eval_fn: Optional[Callable[[PyTree, int], dict]] = None,
-          round_fn: Optional[Callable] = None, num_bits=None, floor=None,
-          progress: bool = True, desc: str = "compressed sync") -> tuple[WorkerState, list]:
-    """Train ``num_rounds`` rounds of (``K`` local steps, one sync) and log
-    one record per sync (:func:`sync_record`, plus ``round``, ``step`` and
-    ``eval_fn(params_of_worker_0, round)``'s scalars; after a sync every
-    worker holds the same weights). With ``host_codec`` and a quantising
-    mode, every sync's codes are coded and decoded on the host
-    (:func:`account_bytes`) for the exact bytes each worker sends."""
-    mesh = make_mesh() if mesh is None else mesh
-    if isinstance(num_rounds, bool) or not isinstance(num_rounds, numbers.Integral) \
-            or num_rounds < 0:
-        raise ValueError(f"num_rounds must be an integer >= 0, got {num_rounds!r}")
-    state = init_workers(params, tx, num_workers, mesh=mesh, model_state=model_state, rng=rng)
-    if round_fn is None:
-        round_fn = make_sync_round(objective, tx, sync, params, mesh=mesh,
-                                   return_codes=host_codec and sync.quantized)
-    groups = round_fn.groups
-    sizes = group_sizes(params, groups)
-    records = []
-    for r in tqdm.trange(num_rounds, desc=desc, disable=not progress, leave=False):
-        state, out = round_fn(state, next(batch_stream), num_bits=num_bits, floor=floor)
-        account = (account_bytes(out, groups, sync.method)
-                   if host_codec and sync.quantized and "codes" in out else None)
-        rec = {"round": r + 1, "step": int(state.step), **sync_record(out, sizes, account)}
-        if eval_fn is not None:
-            rec.update(eval_fn(jax.tree.map(lambda x: x[0], state.params), r + 1))
-        records.append(rec)
-    return state, records
-
-
 __all__ = ["MODES", "GROUPINGS", "QUANTIZER_HEADER_BYTES", "SyncConfig", "WorkerState",
            "layer_groups", "init_workers", "place_workers", "make_sync_round",
            "account_bytes", "sync_record", "group_sizes", "worker_batches",
-           "steps_per_epoch", "train"]
+           "steps_per_epoch"]
