@@ -33,8 +33,8 @@ SCRIPT = textwrap.dedent("""
                                os.path.join(out, "curves.png"))
     plots.plot_eigenspectrum([4.0, 2.0, 1.0, 0.5], os.path.join(out, "spectrum.png"))
     import numpy as np
-    from neurojax.analysis import bias_variance_figures
-    fig = bias_variance_figures._accuracy_heatmaps(
+    from neurojax.analysis import bias_variance_digits
+    fig = bias_variance_digits._accuracy_heatmaps(
         np.array([[0.9, 0.8], [0.7, 0.6]]), np.array([[0.85, 0.75], [0.65, 0.55]]),
         [0.0, 1e-3], [0.0, 1.0], "test")
     fig.savefig(os.path.join(out, "heatmaps.png"))
@@ -48,7 +48,7 @@ SCRIPT = textwrap.dedent("""
 
 def test_analysis_modules_are_listed():
     # the subprocess imports every module found here; make sure the list is not empty
-    assert "neurojax.analysis.bias_variance_figures" in ANALYSIS_MODULES
+    assert "neurojax.analysis.bias_variance_digits" in ANALYSIS_MODULES
     assert len(ANALYSIS_MODULES) >= 5
 
 

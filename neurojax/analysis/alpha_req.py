@@ -15,10 +15,14 @@ alphas and a synthetic Goldilocks accuracy).
 
 The fourth analysis, alpha against probe accuracy and the final SSL loss
 over a Barlow Twins sweep (lambda, projector dimension, learning rate) on
-the offline shapes, trains networks and lives with the other SSL sweeps:
-:func:`barlow_twins_sweep` here runs
-``neurojax.analysis.ssl_experiments``' ``alpha`` experiment
+the offline shapes, trains networks and lives with the other SSL sweeps
 (``python -m neurojax.analysis.ssl_experiments --experiment=alpha``).
+
+The pieces are in the library: the task is
+``neurojax.data.synthetic.power_law_regression``; gradient descent, its
+closed form and the steps to a tolerance are ``neurojax.metrics.least_squares``;
+Algorithm 1 is ``neurojax.metrics.model_selection.select_models`` (its default
+probe is ``neurojax.metrics.probes.ridge_probe``).
 
 The task (Fig. 2, Sec. 2.2 "Another motivating example"). Inputs
 x ~ N(0, R diag(lambda) R^T) with lambda_j = c j^-alpha (j = 1..d) and R a
@@ -28,8 +32,8 @@ teacher y = x^T theta* + eps, eps ~ N(0, sigma^2); N < d training examples
 F(w) = 1/2 ||Y - X w||^2 (App. A, Lemma A.1) with step size
 eta = tau / lambda_1(X X^T), tau < 1 (the step size of the proof of
 Theorem 2.1, App. A.2). The paper gives none of d, N, sigma, c, theta*, the
-learning rate, the number of steps or the alpha grid (spec 000_partA.md
-Sec. 1H); the choices here are named arguments:
+learning rate, the number of steps or the alpha grid; the choices here are
+named arguments:
 
 * ``normalization='trace'`` (default): c = 1 / sum_j j^-alpha, so
   tr Sigma = 1 and, with theta* ~ N(0, I_d), the signal variance
@@ -81,58 +85,31 @@ defaults above; 4.5-7.5 min on 2 shared CPU cores, jax 0.10.2; copies in
   assumption and the window can shut out the best model).
 """
 
+
 from __future__ import annotations
 
-import argparse
-import functools
-import json
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, Optional
+from collections.abc import Sequence
+from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from neurojax.data.synthetic import power_law_gaussian
-from neurojax.metrics.spectrum import DEFAULT_FIT_RANGE
+from neurojax.analysis.outputs import jsonable, save_figure, write_json
+from neurojax.data.synthetic import power_law_gaussian, power_law_regression
+from neurojax.metrics.least_squares import (_check_float, _check_int, closed_form_iterate,
+                                            gradient_descent, learning_rate, mse,
+                                            steps_to_threshold)
+from neurojax.metrics.model_selection import WINDOW_RULES, select_models
 from neurojax.metrics.spectrum import alpha as fit_alpha
 
 Array = jax.Array
 
-NORMALIZATIONS = ("trace", "top")
-WINDOW_RULES = ("fastssl", "bracket")
 FIG2_ALPHAS = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0)
 THM21_ALPHAS = (0.5, 1.0, 1.5, 2.0)
-
-
-# --------------------------------------------------------------------------
-# Validation helpers
-# --------------------------------------------------------------------------
-
-
-def _check_int(name: str, value: Any, minimum: int = 1) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_float(name: str, value: Any, *, low: float, high: float = math.inf,
-                 low_open: bool = False, high_open: bool = True) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    ok = math.isfinite(v) and (v > low if low_open else v >= low) and (
-        v < high if high_open else v <= high)
-    if not ok:
-        lo = "(" if low_open else "["
-        hi = ")" if high_open else "]"
-        raise ValueError(f"{name} must lie in {lo}{low}, {high}{hi}, got {value!r}")
-    return v
 
 
 def _check_alphas(name: str, alphas: Sequence[float]) -> np.ndarray:
@@ -141,186 +118,6 @@ def _check_alphas(name: str, alphas: Sequence[float]) -> np.ndarray:
         raise ValueError(f"{name} must be a non-empty 1-D sequence of finite numbers "
                          f">= 0, got {alphas!r}")
     return a
-
-
-def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-
-
-# --------------------------------------------------------------------------
-# The task
-# --------------------------------------------------------------------------
-
-
-def power_law_scale(dim: int, alpha: float, normalization: str = "trace") -> float:
-    """c in lambda_j = c j^-alpha: 1 / sum_j j^-alpha ('trace') or 1 ('top')."""
-    _check_choice("normalization", normalization, NORMALIZATIONS)
-    if normalization == "top":
-        return 1.0
-    return float(1.0 / np.sum(np.arange(1, dim + 1, dtype=np.float64) ** -float(alpha)))
-
-
-def power_law_regression_task(key: Array, *, alpha: float, num_train: int, num_test: int,
-                              dim: int, noise_stds: Sequence[float] = (0.1,),
-                              normalization: str = "trace") -> dict[str, Array]:
-    """Teacher-student regression on power-law Gaussian inputs (alpha-ReQ Fig. 2).
-
-    x_i ~ N(0, R diag(lambda) R^T), lambda_j = c j^-alpha (c from
-    ``normalization``, see the module docstring), y_i = x_i^T theta* + eps_i,
-    eps_i ~ N(0, sigma^2), with one target column per sigma in ``noise_stds``
-    (the same standard-normal noise draw scaled by each sigma, so the columns
-    are the same task at different noise levels). Train and test inputs
-    share R and theta*.
-
-    Returns:
-        ``{"x_train": [N, d], "y_train": [N, S], "x_test": [n, d],
-        "y_test": [n, S], "theta": [d], "eigenvalues": [d], "rotation":
-        [d, d], "noise_stds": [S]}``.
-    """
-    num_train = _check_int("num_train", num_train)
-    num_test = _check_int("num_test", num_test)
-    dim = _check_int("dim", dim)
-    alpha = _check_float("alpha", alpha, low=0.0)
-    _check_choice("normalization", normalization, NORMALIZATIONS)
-    sig = np.asarray(noise_stds, dtype=np.float64)
-    if sig.ndim != 1 or sig.size == 0 or not np.all(np.isfinite(sig)) or np.any(sig < 0):
-        raise ValueError(f"noise_stds must be a non-empty 1-D sequence of numbers >= 0, "
-                         f"got {noise_stds!r}")
-    return _task(key, jnp.asarray(alpha, jnp.float32),
-                 jnp.asarray(power_law_scale(dim, alpha, normalization), jnp.float32),
-                 jnp.asarray(sig, jnp.float32), num_train=num_train, num_test=num_test,
-                 dim=dim, top=normalization == "top")
-
-
-@functools.partial(jax.jit, static_argnames=("num_train", "num_test", "dim", "top"))
-def _task(key, alpha, scale, sig, *, num_train, num_test, dim, top):
-    k_x, k_theta, k_noise = jax.random.split(key, 3)
-    data = power_law_gaussian(k_x, num_examples=num_train + num_test, dim=dim, alpha=alpha,
-                              scale=scale)
-    dt = data["x"].dtype
-    theta = jax.random.normal(k_theta, (dim,), dt)
-    if top:
-        theta = theta / math.sqrt(dim)
-    eps = jax.random.normal(k_noise, (num_train + num_test, 1), dt)
-    y = jnp.matmul(data["x"], theta, precision=jax.lax.Precision.HIGHEST)[:, None] + (
-        eps * sig.astype(dt)[None, :])
-    return {"x_train": data["x"][:num_train], "y_train": y[:num_train],
-            "x_test": data["x"][num_train:], "y_test": y[num_train:], "theta": theta,
-            "eigenvalues": data["eigenvalues"], "rotation": data["rotation"],
-            "noise_stds": sig.astype(dt)}
-
-
-def learning_rate(x: Array, tau: float = 0.5) -> float:
-    """eta = tau / lambda_1(X X^T), the step size of Theorem 2.1's proof (App. A.2).
-
-    GD on F(w) = 1/2 ||Y - X w||^2 multiplies the residual's component along
-    the i-th eigenvector of X X^T by (1 - eta lambda_i) per step, so it
-    converges for 0 < tau < 2; the theorem takes tau < 1 (each factor in
-    [0, 1)).
-    """
-    tau = _check_float("tau", tau, low=0.0, high=2.0, low_open=True)
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim != 2:
-        raise ValueError(f"x must be a matrix [N, d], got shape {x.shape}")
-    top = float(np.linalg.eigvalsh(x @ x.T)[-1])
-    if not top > 0:
-        raise ValueError("x must not be all zeros (lambda_1(X X^T) = 0)")
-    return tau / top
-
-
-# --------------------------------------------------------------------------
-# Gradient descent and its closed form (Lemma A.1)
-# --------------------------------------------------------------------------
-
-
-@functools.partial(jax.jit, static_argnames=("num_records", "record_every"))
-def _gd_scan(x, y, eta, *, num_records, record_every):
-    def step(w, _):
-        return w - eta * (x.T @ (x @ w - y)), None
-
-    def record(w, _):
-        w, _ = jax.lax.scan(step, w, None, length=record_every)
-        return w, w
-
-    w0 = jnp.zeros((x.shape[1],) + y.shape[1:], x.dtype)
-    _, ws = jax.lax.scan(record, w0, None, length=num_records)
-    return jnp.concatenate([w0[None], ws], axis=0)
-
-
-def gradient_descent(x: Array, y: Array, *, learning_rate: float, num_steps: int,
-                     record_every: int = 1) -> dict[str, Array]:
-    """Full-batch gradient descent from w_0 = 0 (alpha-ReQ App. A, Eq. 6).
-
-    w_{k+1} = w_k - eta X^T (X w_k - Y), the gradient of
-    F(w) = 1/2 ||Y - X w||^2; a jitted ``lax.scan`` (an inner scan of
-    ``record_every`` steps inside an outer scan over records). ``y`` may be
-    [N] or [N, S] (S independent targets trained at once).
-
-    Returns:
-        ``{"steps": [R + 1] (0, record_every, ..., num_steps), "weights":
-        [R + 1, d (, S)], "train_mse": [R + 1 (, S)]}`` with R =
-        num_steps / record_every.
-    """
-    x = jnp.asarray(x)
-    y = jnp.asarray(y, x.dtype)
-    if x.ndim != 2:
-        raise ValueError(f"x must be a matrix [N, d], got shape {x.shape}")
-    if y.ndim not in (1, 2) or y.shape[0] != x.shape[0]:
-        raise ValueError(f"y must have shape [N] or [N, S] with N = {x.shape[0]}, "
-                         f"got {y.shape}")
-    num_steps = _check_int("num_steps", num_steps, minimum=0)
-    record_every = _check_int("record_every", record_every)
-    if num_steps % record_every:
-        raise ValueError(f"num_steps ({num_steps}) must be a multiple of record_every "
-                         f"({record_every})")
-    eta = _check_float("learning_rate", learning_rate, low=0.0, low_open=True)
-    ws = _gd_scan(x, y, jnp.asarray(eta, x.dtype), num_records=num_steps // record_every,
-                  record_every=record_every)
-    return {"steps": np.arange(0, num_steps + 1, record_every),
-            "weights": ws, "train_mse": mse(x, y, ws)}
-
-
-@jax.jit
-def _mse(x, y, ws):
-    pred = jnp.einsum("nd,rd...->rn...", x, ws, precision=jax.lax.Precision.HIGHEST)
-    return jnp.mean((pred - y[None]) ** 2, axis=1)
-
-
-def mse(x: Array, y: Array, weights: Array) -> Array:
-    """(1/n) ||Y - X w||^2 for each w in ``weights`` [R, d (, S)] -> [R (, S)]."""
-    return _mse(jnp.asarray(x), jnp.asarray(y, jnp.asarray(x).dtype), jnp.asarray(weights))
-
-
-def closed_form_iterate(x: Array, y: Array, *, learning_rate: float,
-                        steps: Sequence[float]) -> np.ndarray:
-    """The k-th GD iterate in the eigenbasis of X X^T (Lemma A.1, Eq. 5).
-
-    w_k = X^T (X X^T)^-1 [I - (I - eta X X^T)^k] Y
-        = X^T U diag((1 - (1 - eta mu_i)^k) / mu_i) U^T Y,   X X^T = U diag(mu) U^T,
-
-    in float64 on the host. ``k = inf`` gives the limit X^T (X X^T)^+ Y, the
-    minimum-norm interpolator (for N <= d, 0 < eta mu_1 < 2). Modes with
-    mu_i <= 1e-12 mu_1 are treated as null (factor 0).
-
-    Returns:
-        [len(steps), d (, S)].
-    """
-    eta = _check_float("learning_rate", learning_rate, low=0.0, low_open=True)
-    x64 = np.asarray(x, np.float64)
-    y64 = np.asarray(y, np.float64)
-    mu, u = np.linalg.eigh(x64 @ x64.T)
-    live = mu > 1e-12 * mu[-1]
-    s = u.T @ y64
-    out = []
-    for k in steps:
-        if np.isinf(k):
-            factor = np.where(live, 1.0, 0.0)
-        else:
-            factor = 1.0 - np.power(1.0 - eta * mu, float(k))
-        coef = np.where(live, factor / np.where(live, mu, 1.0), 0.0)
-        out.append(x64.T @ (u @ (coef.reshape((-1,) + (1,) * (s.ndim - 1)) * s)))
-    return np.stack(out)
 
 
 # --------------------------------------------------------------------------
@@ -366,7 +163,7 @@ def fig2_sweep(key: Array, alphas: Sequence[float] = FIG2_ALPHAS, *, num_train: 
     for al in a:
         per = ([], [], [], [], [])
         for s in range(num_seeds):
-            task = power_law_regression_task(
+            task = power_law_regression(
                 keys[s], alpha=float(al), num_train=num_train, num_test=num_test, dim=dim,
                 noise_stds=noise_stds, normalization=normalization)
             eta = learning_rate(task["x_train"], tau)
@@ -407,12 +204,12 @@ def fig2_sweep(key: Array, alphas: Sequence[float] = FIG2_ALPHAS, *, num_train: 
     }
 
 
-def plot_fig2(result: dict[str, Any], path: str, *, noise_index: int = 0) -> None:
+def plot_fig2(result: dict[str, Any], *, noise_index: int = 0):
     """Fig. 2 as three panels: (A) train MSE vs alpha after ``num_steps``; (B) test
     MSE vs alpha after ``num_steps`` (solid) and converged (dashed), one colour
     per noise level, with the null predictor's MSE (dotted); (C) test MSE vs
     GD step for each alpha at ``noise_stds[noise_index]``. Accepts the dict
-    of ``fig2_sweep`` or its JSON. PNG at ``path``."""
+    of ``fig2_sweep`` or its JSON. Returns the Figure."""
     from matplotlib import colormaps
     from matplotlib.figure import Figure
 
@@ -457,121 +254,7 @@ def plot_fig2(result: dict[str, Any], path: str, *, noise_index: int = 0) -> Non
                  f"normalization={st_['normalization']}, {st_['teacher']}, "
                  f"tau={st_['tau']}, {st_['num_seeds']} seeds", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
-
-
-# --------------------------------------------------------------------------
-# Theorem 2.1: steps to a training error
-# --------------------------------------------------------------------------
-
-
-def _relative_loss(log_decay2: np.ndarray, weights: np.ndarray, k: float) -> float:
-    return float(np.sum(weights * np.exp(k * log_decay2)))
-
-
-def steps_to_threshold(x: Array, y: Array, *, tau: float = 0.5, tolerance: float = 1e-6,
-                       max_steps: int = 10 ** 12) -> int:
-    """Number of GD steps until the training loss falls to ``tolerance`` x initial.
-
-    k* = min {k >= 0 : ||Y - X w_k||^2 <= tolerance ||Y||^2}, for GD from
-    w_0 = 0 with eta = tau / mu_1 (Theorem 2.1). Exact through Lemma A.1:
-    the residual is (I - eta X X^T)^k Y, so with X X^T = U diag(mu) U^T and
-    S = U^T Y (summed over target columns),
-
-        ||r_k||^2 / ||Y||^2 = sum_i (1 - eta mu_i)^(2k) S_i^2 / sum_i S_i^2,
-
-    non-increasing in k (|1 - eta mu_i| < 1 for 0 < tau < 2); found by
-    doubling then bisection, in float64. ``gd_steps_to_threshold`` counts the
-    same thing by running GD. Theorem 2.1: k* = O(mu_1 / (tau mu_N)), which
-    for mu_n = c n^-alpha is O(N^alpha).
-
-    Raises:
-        ValueError if the threshold is not reached within ``max_steps``
-        (e.g. a residual outside the row space of X, when N > rank).
-    """
-    tau = _check_float("tau", tau, low=0.0, high=2.0, low_open=True)
-    tolerance = _check_float("tolerance", tolerance, low=0.0, high=1.0, low_open=True,
-                             high_open=False)
-    max_steps = _check_int("max_steps", max_steps)
-    x64 = np.asarray(x, np.float64)
-    y64 = np.asarray(y, np.float64).reshape(x64.shape[0], -1)
-    mu, u = np.linalg.eigh(x64 @ x64.T)
-    eta = tau / mu[-1]
-    s2 = np.sum((u.T @ y64) ** 2, axis=1)
-    weights = s2 / np.sum(s2)
-    decay2 = (1.0 - eta * mu) ** 2
-    log_decay2 = np.log(np.where(decay2 > 0, decay2, 1.0))
-    log_decay2 = np.where(decay2 > 0, log_decay2, -np.inf)
-
-    def loss(k: int) -> float:
-        if k == 0:
-            return 1.0
-        return _relative_loss(log_decay2, weights, float(k))
-
-    if loss(0) <= tolerance:
-        return 0
-    hi = 1
-    while loss(hi) > tolerance:
-        hi *= 2
-        if hi > 2 * max_steps:
-            raise ValueError(f"the training loss does not reach tolerance={tolerance} "
-                             f"within max_steps={max_steps}")
-    lo = hi // 2   # loss(lo) > tolerance (or lo = 0)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if loss(mid) <= tolerance:
-            hi = mid
-        else:
-            lo = mid
-    if hi > max_steps:
-        raise ValueError(f"the training loss does not reach tolerance={tolerance} "
-                         f"within max_steps={max_steps}")
-    return hi
-
-
-@functools.partial(jax.jit, static_argnames=("max_steps",))
-def _gd_count(x, y, eta, threshold, *, max_steps):
-    def loss(w):
-        r = x @ w - y
-        return jnp.sum(r * r)
-
-    def cond(state):
-        k, w, l = state
-        return (l > threshold) & (k < max_steps)
-
-    def body(state):
-        k, w, _ = state
-        w = w - eta * (x.T @ (x @ w - y))
-        return k + 1, w, loss(w)
-
-    w0 = jnp.zeros((x.shape[1],) + y.shape[1:], x.dtype)
-    k, _, l = jax.lax.while_loop(cond, body, (jnp.asarray(0), w0, loss(w0)))
-    return k, l
-
-
-def gd_steps_to_threshold(x: Array, y: Array, *, tau: float = 0.5, tolerance: float = 1e-6,
-                          max_steps: int = 1_000_000) -> int:
-    """``steps_to_threshold`` by running GD (a jitted ``lax.while_loop``).
-
-    w_{k+1} = w_k - eta X^T (X w_k - Y) from 0 until
-    ||Y - X w_k||^2 <= tolerance ||Y||^2. Costs one pass over X per step:
-    for checking the closed form on small problems.
-    """
-    tau = _check_float("tau", tau, low=0.0, high=2.0, low_open=True)
-    tolerance = _check_float("tolerance", tolerance, low=0.0, high=1.0, low_open=True,
-                             high_open=False)
-    max_steps = _check_int("max_steps", max_steps)
-    x = jnp.asarray(x)
-    y = jnp.asarray(y, x.dtype)
-    eta = learning_rate(x, tau)
-    threshold = tolerance * float(jnp.sum(y * y))
-    k, l = _gd_count(x, y, jnp.asarray(eta, x.dtype), jnp.asarray(threshold, x.dtype),
-                     max_steps=max_steps)
-    if float(l) > threshold:
-        raise ValueError(f"the training loss does not reach tolerance={tolerance} "
-                         f"within max_steps={max_steps}")
-    return int(k)
-
+    return fig
 
 def _slope(log_x: np.ndarray, log_y: np.ndarray) -> float:
     """Least-squares slope of log_y on log_x."""
@@ -621,7 +304,7 @@ def convergence_time_sweep(key: Array, alphas: Sequence[float] = THM21_ALPHAS,
     for i, al in enumerate(a):
         for j, n in enumerate(ns):
             for s in range(num_seeds):
-                task = power_law_regression_task(
+                task = power_law_regression(
                     jax.random.fold_in(keys[s], int(n)), alpha=float(al), num_train=int(n),
                     num_test=1, dim=dim_ratio * int(n), noise_stds=(noise_std,),
                     normalization=normalization)
@@ -647,9 +330,9 @@ def convergence_time_sweep(key: Array, alphas: Sequence[float] = THM21_ALPHAS,
     }
 
 
-def plot_thm21(result: dict[str, Any], path: str) -> None:
+def plot_thm21(result: dict[str, Any]):
     """(A) steps k* vs alpha, one line per N; (B) k* vs N (log-log) per alpha with
-    the fitted exponent and a reference line of slope alpha. PNG at ``path``."""
+    the fitted exponent and a reference line of slope alpha. Returns the Figure."""
     from matplotlib import colormaps
     from matplotlib.figure import Figure
 
@@ -678,228 +361,7 @@ def plot_thm21(result: dict[str, Any], path: str) -> None:
     fig.suptitle(f"alpha-ReQ Theorem 2.1: tolerance {result['settings']['tolerance']:g} "
                  f"x initial loss, tau={result['settings']['tau']}", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-
-
-# --------------------------------------------------------------------------
-# Algorithm 1 / 2: model selection with alpha
-# --------------------------------------------------------------------------
-
-
-def ridge_probe_accuracy(features: Array, labels: Array, *, l2: float = 1e-3,
-                         test_fraction: float = 0.25, seed: int = 0) -> float:
-    """Held-out accuracy of a closed-form ridge-regression classifier on one-hot labels.
-
-    Features standardised with training statistics (plus a bias column);
-    W = (Z^T Z + l2 n I)^-1 Z^T Y on a random split (``test_fraction``
-    held out, ``seed``); prediction argmax_k (z^T W)_k. A cheap stand-in for
-    the paper's linear probe (Sec. 3.1), used by ``select_models`` when no
-    ``probe_fn`` is given.
-    """
-    f = np.asarray(features, np.float64)
-    f = f.reshape(f.shape[0], -1) if f.ndim > 1 else f
-    if f.ndim != 2 or f.shape[0] < 4:
-        raise ValueError(f"features must have shape (n >= 4, ...), got {np.shape(features)}")
-    if labels is None:
-        raise ValueError("labels must be given for the default ridge probe "
-                         "(or pass a probe_fn that works without labels)")
-    y = np.asarray(labels)
-    if y.shape != (f.shape[0],) or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"labels must be integer class ids of shape ({f.shape[0]},), got "
-                         f"{y.dtype} {y.shape}")
-    l2 = _check_float("l2", l2, low=0.0, low_open=True)
-    test_fraction = _check_float("test_fraction", test_fraction, low=0.0, high=1.0,
-                                 low_open=True)
-    n = f.shape[0]
-    n_test = max(1, int(round(test_fraction * n)))
-    if n_test >= n:
-        raise ValueError(f"test_fraction={test_fraction} leaves no training examples")
-    perm = np.random.default_rng(seed).permutation(n)
-    tr, te = perm[n_test:], perm[:n_test]
-    mean, std = f[tr].mean(0), f[tr].std(0)
-    std = np.where(std > 0, std, 1.0)
-    z = np.concatenate([(f - mean) / std, np.ones((n, 1))], axis=1)
-    classes, y_idx = np.unique(y, return_inverse=True)
-    onehot = np.eye(classes.size)[y_idx]
-    a = z[tr].T @ z[tr] + l2 * tr.size * np.eye(z.shape[1])
-    w = np.linalg.solve(a, z[tr].T @ onehot[tr])
-    return float(np.mean(np.argmax(z[te] @ w, axis=1) == y_idx[te]))
-
-
-def _update_window(alphas: np.ndarray, perfs: np.ndarray, lo: float, hi: float, rule: str,
-                   window_top_k: int) -> tuple[float, float]:
-    """New [alpha_min, alpha_max] from every probed (alpha, performance) pair."""
-    if rule == "bracket":
-        # alpha_min = max{alpha_j : some m has alpha_m > alpha_j and perf_m > perf_j}
-        # alpha_max = min{alpha_j : some m has alpha_m < alpha_j and perf_m > perf_j}
-        better = perfs[:, None] > perfs[None, :]            # [m, j]: m beats j
-        right = better & (alphas[:, None] > alphas[None, :])
-        left = better & (alphas[:, None] < alphas[None, :])
-        beaten_from_right = right.any(axis=0)
-        beaten_from_left = left.any(axis=0)
-        if beaten_from_right.any():
-            lo = max(lo, float(alphas[beaten_from_right].max()))
-        if beaten_from_left.any():
-            hi = min(hi, float(alphas[beaten_from_left].min()))
-        return lo, hi
-    # 'fastssl': scripts/model_selection_sim.py. The top-k probed models by
-    # performance; the window becomes the alpha range they span, on each side
-    # only if some probed model lies beyond them on that side.
-    k = min(window_top_k, perfs.size)
-    top = np.argsort(-perfs, kind="stable")[:k]
-    order = np.argsort(alphas, kind="stable")
-    position = np.empty_like(order)
-    position[order] = np.arange(order.size)
-    first, last = int(position[top].min()), int(position[top].max())
-    if first != 0:
-        lo = float(alphas[order[first]])
-    if last != order.size - 1:
-        hi = float(alphas[order[last]])
-    return lo, hi
-
-
-def select_models(features_list: Sequence[Any], labels_list: Any = None, *,
-                  num_parallel: int, top_k: int,
-                  probe_fn: Optional[Callable[[Any, Any], float]] = None,
-                  alphas: Optional[Sequence[float]] = None,
-                  fit_range: tuple[int, int] = DEFAULT_FIT_RANGE,
-                  window_rule: str = "fastssl", window_top_k: Optional[int] = None,
-                  progress: bool = False) -> dict[str, Any]:
-    """Model selection with alpha (alpha-ReQ Algorithm 1; App. B.5 Algorithm 2).
-
-    The pool is visited in order in H = ceil(P / M) sequential steps of
-    M = ``num_parallel`` models ("train M models in parallel"). With
-    alpha_min = 0, alpha_max = inf and an empty models_dict, each step:
-
-    1. computes alpha for each of its M models (``neurojax.metrics.alpha``
-       on the features, ``fit_range``; or the given ``alphas``);
-    2. probes (``probe_fn(features, labels) -> performance``) only the
-       models with alpha in [alpha_min, alpha_max] (inclusive) and inserts
-       (alpha, performance) into models_dict;
-    3. updates alpha_min, alpha_max from every model probed so far;
-    4. trims models_dict to the ``top_k`` (K) best performances.
-
-    Returns the best performance in models_dict. A model whose alpha is not
-    finite (no power-law fit, e.g. collapsed features) is never probed.
-    Algorithm 1 in the main
-    text overwrites its ``models_stat`` every step; Algorithm 2 (App. B.5)
-    accumulates it, which is what is implemented (spec 000_partA.md, 1D).
-
-    The window update. The paper's set-builder (OCR, both algorithms) reads
-    alpha_min = max{alpha_m | alpha_m > alpha_j & perf_m > perf_j, m, j in
-    models_dict}, alpha_max = min{alpha_m | alpha_m < alpha_j & perf_m >
-    perf_j}. Taken literally it is degenerate: on (alpha, perf) =
-    (0.5, .60), (1.0, .90), (2.0, .70) it gives alpha_min = 2.0 >
-    alpha_max = 1.0, an empty window (read with "for all j", both collapse
-    onto the best model). Two readings are implemented:
-
-    * ``'fastssl'`` (default; the authors' simulation behind Fig. 18,
-      FastSSL ``scripts/model_selection_sim.py``): take the
-      ``window_top_k`` (default max(1, M // 2), the code's M // 2) best
-      probed models; sort all probed alphas; alpha_min becomes the smallest
-      alpha among the top models unless that is the smallest probed alpha
-      (then alpha_min is unchanged), alpha_max symmetrically with the
-      largest. The window can widen again. Differences from the script:
-      ties in performance are broken by index (the script matched top
-      models by accuracy value) and k >= 1 (M // 2 = 0 made it take all).
-    * ``'bracket'``: the set-builder with the element read as the beaten
-      model j: alpha_min = max{alpha_j : exists m, alpha_m > alpha_j,
-      perf_m > perf_j} and alpha_max = min{alpha_j : exists m, alpha_m <
-      alpha_j, perf_m > perf_j} (unchanged when the set is empty). If
-      performance is unimodal in alpha (the Goldilocks zone) this window
-      always contains the maximiser and the best probed model, and it only
-      shrinks.
-
-    Args:
-        features_list: P feature arrays (n_i, ...), one per trained model.
-        labels_list: None (``probe_fn`` gets None), one label array shared
-            by every model, or a sequence of P label arrays (or Nones).
-        num_parallel: M >= 1.
-        top_k: K >= 1 models kept.
-        probe_fn: (features, labels) -> performance (higher is better);
-            default ``ridge_probe_accuracy`` (needs integer labels).
-        alphas: precomputed alpha per model (then features are only passed
-            to ``probe_fn``).
-        fit_range: ranks for ``neurojax.metrics.alpha``.
-        window_rule: 'fastssl' or 'bracket'.
-        window_top_k: for 'fastssl'.
-        progress: tqdm bar over the steps.
-
-    Returns:
-        dict: ``best_index``, ``best_performance``, ``selected`` (indices of
-        the kept top-K, best first), ``selected_performance``, ``alphas``
-        [P], ``probed`` [P] bool, ``performance`` [P] (NaN where not
-        probed), ``num_probes``, ``probes_per_step`` [H],
-        ``windows`` [H, 2] (after each step), ``num_steps`` H.
-    """
-    if isinstance(features_list, (np.ndarray, jax.Array)) or not isinstance(
-            features_list, Sequence) or len(features_list) == 0:
-        raise ValueError("features_list must be a non-empty sequence of feature arrays")
-    p = len(features_list)
-    m = _check_int("num_parallel", num_parallel)
-    k_keep = _check_int("top_k", top_k)
-    _check_choice("window_rule", window_rule, WINDOW_RULES)
-    k_window = max(1, m // 2) if window_top_k is None else _check_int("window_top_k",
-                                                                     window_top_k)
-    if probe_fn is None:
-        probe_fn = ridge_probe_accuracy
-    elif not callable(probe_fn):
-        raise ValueError(f"probe_fn must be callable (features, labels) -> performance, "
-                         f"got {probe_fn!r}")
-    if labels_list is None:
-        labels = [None] * p
-    elif isinstance(labels_list, (np.ndarray, jax.Array)):
-        labels = [labels_list] * p
-    elif isinstance(labels_list, Sequence) and len(labels_list) == p:
-        labels = list(labels_list)
-    else:
-        raise ValueError(f"labels_list must be None, one label array, or a sequence of "
-                         f"{p} label arrays, got {type(labels_list).__name__}"
-                         + (f" of length {len(labels_list)}"
-                            if isinstance(labels_list, Sequence) else ""))
-    if alphas is not None:
-        alpha_arr = np.asarray(alphas, np.float64)
-        if alpha_arr.shape != (p,) or not np.all(np.isfinite(alpha_arr)):
-            raise ValueError(f"alphas must hold {p} finite numbers, got {alphas!r}")
-    else:
-        alpha_arr = np.full(p, np.nan)
-
-    lo, hi = 0.0, math.inf
-    probed = np.zeros(p, bool)
-    perf = np.full(p, np.nan)
-    kept: list[int] = []
-    probes_per_step, windows = [], []
-    num_steps = -(-p // m)
-    for step in tqdm(range(num_steps), desc="model selection", disable=not progress):
-        batch = range(step * m, min(p, (step + 1) * m))
-        if alphas is None:
-            for i in batch:
-                alpha_arr[i] = float(fit_alpha(features_list[i], fit_range).alpha)
-        count = 0
-        for i in batch:
-            if np.isfinite(alpha_arr[i]) and lo <= alpha_arr[i] <= hi:
-                value = float(probe_fn(features_list[i], labels[i]))
-                if not math.isfinite(value):
-                    raise ValueError(f"probe_fn returned {value} for model {i}")
-                perf[i] = value
-                probed[i] = True
-                kept.append(i)
-                count += 1
-        probes_per_step.append(count)
-        if probed.any():
-            idx = np.flatnonzero(probed)
-            lo, hi = _update_window(alpha_arr[idx], perf[idx], lo, hi, window_rule, k_window)
-        kept = sorted(kept, key=lambda i: (-perf[i], i))[:k_keep]
-        windows.append((lo, hi))
-    best = kept[0] if kept else None
-    return {
-        "best_index": best,
-        "best_performance": None if best is None else float(perf[best]),
-        "selected": list(kept), "selected_performance": [float(perf[i]) for i in kept],
-        "alphas": alpha_arr, "probed": probed, "performance": perf,
-        "num_probes": int(probed.sum()), "probes_per_step": np.asarray(probes_per_step),
-        "windows": np.asarray(windows, np.float64), "num_steps": num_steps,
-    }
+    return fig
 
 
 def goldilocks_accuracy(alpha_values: Any, *, peak: float = 1.0, best: float = 0.9,
@@ -988,9 +450,9 @@ def model_selection_demo(key: Array, *, pool_size: int = 60, num_parallel: int =
     return out
 
 
-def plot_model_selection(result: dict[str, Any], path: str) -> None:
+def plot_model_selection(result: dict[str, Any]):
     """(A) accuracy vs measured alpha of the pool; (B) probes per step for each
-    window rule against M / step (Fig. 18). PNG at ``path``."""
+    window rule against M / step (Fig. 18). Returns the Figure."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(10, 4))
@@ -1015,71 +477,7 @@ def plot_model_selection(result: dict[str, Any], path: str) -> None:
     ax2.legend(fontsize=7)
     ax2.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-
-
-# --------------------------------------------------------------------------
-# Output and CLI
-# --------------------------------------------------------------------------
-
-
-def barlow_twins_sweep(outdir: str, *, epochs: int = 6,
-                       dims: Sequence[int] = (16, 64, 256)) -> dict[str, Any]:
-    """alpha vs accuracy and vs the final loss over a Barlow Twins sweep.
-
-    Paper Sec. 3 (Fig. 4: alpha tracks linear-probe accuracy across BT
-    hyperparameters where the BT loss does not). Runs (or reads back)
-    ``ssl_experiments.alpha_experiment`` under ``outdir``: lambda in
-    {0.002, 0.3}, learning rate in {1e-4, 3e-3} around the base run, and the
-    projector sweep's d in ``dims`` with beta = 5.12 / d and fixed beta,
-    each ``epochs`` epochs of ``configs/ssl_shapes.py:small``; writes
-    ``alpha.png`` and returns the points with the Spearman rank correlations
-    of alpha, |alpha - 1| and the final loss with each probe's accuracy.
-    """
-    from neurojax.analysis import ssl_experiments
-    return ssl_experiments.alpha_experiment(outdir, ssl_experiments.Base(epochs=epochs),
-                                            dims, True)
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.ndarray, jax.Array)):
-        return _jsonable(np.asarray(obj).tolist())
-    if isinstance(obj, (np.bool_, bool)):
-        return bool(obj)
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        v = float(obj)
-        return v if math.isfinite(v) else None
-    return obj
-
-
-def _round(obj: Any, digits: int) -> Any:
-    if isinstance(obj, dict):
-        return {k: _round(v, digits) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_round(v, digits) for v in obj]
-    if isinstance(obj, float) and obj != 0.0:
-        return float(f"{obj:.{digits}g}")
-    return obj
-
-
-def write_json(result: dict[str, Any], path: str, *, exclude: Sequence[str] = (),
-               significant_digits: Optional[int] = None) -> None:
-    """Write a result dict (arrays as nested lists, NaN/inf as null) to ``path``.
-
-    ``exclude`` drops top-level keys (e.g. per-seed curves);
-    ``significant_digits`` rounds every float (smaller files).
-    """
-    out = _jsonable({k: v for k, v in result.items() if k not in exclude})
-    if significant_digits is not None:
-        out = _round(out, _check_int("significant_digits", significant_digits))
-    with open(path, "w") as fh:
-        json.dump(out, fh, indent=1)
+    return fig
 
 
 QUICK = {
@@ -1091,51 +489,75 @@ QUICK = {
 }
 
 
-def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
-    """CLI: ``python -m neurojax.analysis.alpha_req --outdir DIR [--quick] [--seed S]``."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--outdir", required=True)
-    parser.add_argument("--quick", action="store_true", help="small sizes (about a minute)")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    os.makedirs(args.outdir, exist_ok=True)
-    key = jax.random.PRNGKey(args.seed)
-    k1, k2, k3 = jax.random.split(key, 3)
-    cfg = QUICK if args.quick else {"fig2": {}, "thm21": {}, "selection": {}}
+def run(outdir: str, *, quick: bool = False, seed: int = 0,
+        parts: Sequence[str] = ("fig2", "thm21", "selection")) -> dict[str, Any]:
+    """Runs the analyses in ``parts`` and writes their PNG + JSON under ``outdir``.
+
+    ``quick``: the sizes of ``QUICK`` (about a minute). Returns a summary.
+    """
+    unknown = set(parts) - set(QUICK)
+    if unknown:
+        raise ValueError(f"parts must be among {tuple(QUICK)}, got {sorted(unknown)}")
+    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(seed), 3)
+    cfg = QUICK if quick else {k: {} for k in QUICK}
     summary: dict[str, Any] = {}
+    if "fig2" in parts:
+        t0 = time.time()
+        fig2 = fig2_sweep(k1, **cfg["fig2"])
+        fig2["seconds"] = time.time() - t0
+        # Seed means only (the per-seed curves would make the file ~0.7 MB).
+        write_json(fig2, os.path.join(outdir, "fig2.json"),
+                   exclude=("train_mse", "test_mse"), digits=6)
+        save_figure(plot_fig2(fig2), os.path.join(outdir, "fig2.png"), dpi=80)
+        summary["fig2"] = {f"sigma={s:g}": {
+            "best_alpha_final": float(fig2["best_alpha_final"][i]),
+            "best_alpha_converged": float(fig2["best_alpha_converged"][i])}
+            for i, s in enumerate(fig2["noise_stds"])}
+    if "thm21" in parts:
+        t0 = time.time()
+        thm = convergence_time_sweep(k2, **cfg["thm21"])
+        thm["seconds"] = time.time() - t0
+        write_json(thm, os.path.join(outdir, "thm21.json"))
+        save_figure(plot_thm21(thm), os.path.join(outdir, "thm21.png"))
+        summary["thm21"] = {f"alpha={a:g}": {"steps_exponent": float(e),
+                                             "condition_exponent": float(c)}
+                            for a, e, c in zip(thm["alphas"], thm["steps_exponent"],
+                                               thm["condition_exponent"])}
+    if "selection" in parts:
+        t0 = time.time()
+        sel = model_selection_demo(k3, **cfg["selection"])
+        sel["seconds"] = time.time() - t0
+        write_json(sel, os.path.join(outdir, "model_selection.json"))
+        save_figure(plot_model_selection(sel), os.path.join(outdir, "model_selection.png"))
+        summary["model_selection"] = {rule: {k: sel[rule][k] for k in
+                                             ("p_within_1pt", "mean_probes", "mean_shortfall")}
+                                      for rule in WINDOW_RULES}
+    return jsonable(summary)
 
-    t0 = time.time()
-    fig2 = fig2_sweep(k1, **cfg["fig2"])
-    fig2["seconds"] = time.time() - t0
-    # Seed means only (the per-seed curves would make the file ~0.7 MB).
-    write_json(fig2, os.path.join(args.outdir, "fig2.json"),
-               exclude=("train_mse", "test_mse"), significant_digits=6)
-    plot_fig2(fig2, os.path.join(args.outdir, "fig2.png"))
-    summary["fig2"] = {f"sigma={s:g}": {
-        "best_alpha_final": float(fig2["best_alpha_final"][i]),
-        "best_alpha_converged": float(fig2["best_alpha_converged"][i])}
-        for i, s in enumerate(fig2["noise_stds"])}
 
-    t0 = time.time()
-    thm = convergence_time_sweep(k2, **cfg["thm21"])
-    thm["seconds"] = time.time() - t0
-    write_json(thm, os.path.join(args.outdir, "thm21.json"))
-    plot_thm21(thm, os.path.join(args.outdir, "thm21.png"))
-    summary["thm21"] = {f"alpha={a:g}": {"steps_exponent": float(e), "condition_exponent": float(c)}
-                        for a, e, c in zip(thm["alphas"], thm["steps_exponent"],
-                                           thm["condition_exponent"])}
+def _define_flags() -> None:
+    from absl import flags
 
-    t0 = time.time()
-    sel = model_selection_demo(k3, **cfg["selection"])
-    sel["seconds"] = time.time() - t0
-    write_json(sel, os.path.join(args.outdir, "model_selection.json"))
-    plot_model_selection(sel, os.path.join(args.outdir, "model_selection.png"))
-    summary["model_selection"] = {rule: {k: sel[rule][k] for k in
-                                         ("p_within_1pt", "mean_probes", "mean_shortfall")}
-                                  for rule in WINDOW_RULES}
-    print(json.dumps(_jsonable(summary), indent=1))
-    return summary
+    flags.DEFINE_string("outdir", None, "Directory for the PNG + JSON outputs.")
+    flags.DEFINE_bool("quick", False, "Small sizes (about a minute).")
+    flags.DEFINE_integer("seed", 0, "Seed.")
+    flags.DEFINE_list("parts", list(QUICK), "Which analyses: fig2, thm21, selection.")
+    flags.mark_flag_as_required("outdir")
+
+
+def main(argv: Sequence[str]) -> None:
+    import json
+
+    from absl import app, flags
+
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    f = flags.FLAGS
+    print(json.dumps(run(f.outdir, quick=f.quick, seed=f.seed, parts=f.parts), indent=1))
 
 
 if __name__ == "__main__":
-    main()
+    from absl import app
+
+    _define_flags()
+    app.run(main)

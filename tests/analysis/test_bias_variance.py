@@ -2,18 +2,22 @@
 independent computations: losses evaluated after explicit updates, Hessians written
 in closed form here ((2/n) X^T X) or taken by autodiff (dense_hessian), NumPy
 eigendecompositions and matrix powers, and exactly isotropic noise sets."""
-
 import math
-
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
+from jax.flatten_util import ravel_pytree
 
 from neurojax.analysis import bias_variance as bv
-from neurojax.metrics.curvature import dense_hessian
+from neurojax.analysis import bias_variance_descent as bvd
+from neurojax.data import synthetic
+from neurojax.metrics import imperfect_gradients as ig
 from neurojax.optim.injection import zero_sum_noise_set
+
+
+def flat(tree):
+    return ravel_pytree(tree)[0]
 
 
 @pytest.fixture(autouse=True)
@@ -58,29 +62,6 @@ def grad_flat(loss, params):
     return np.asarray(jax.flatten_util.ravel_pytree(jax.grad(loss)(params))[0])
 
 
-# ----------------------------------------------------------------------------- Lemma 2.1
-
-
-@pytest.mark.parametrize("normalization", ["paper", "mean_square"])
-def test_lemma21_exact_on_quadratic_over_zero_sum_set(normalization):
-    loss, params, h, _, _ = quadratic_problem(0, [3.0, 1.5, 1.0, 0.5, 0.2, 0.05])
-    g = grad_flat(loss, params)
-    b, sigma, dt, r = 0.37, 1.3, 0.05, 7
-    nset = zero_sum_noise_set(jax.random.PRNGKey(3), params, r, normalization=normalization)
-    flat_set = np.asarray(jax.vmap(bv.flat)(nset))
-    np.testing.assert_allclose(flat_set.sum(0), 0.0, atol=1e-14)
-    meas = bv.measure_excess_loss(loss, params, dt, b=b, sigma=sigma, noise_set=nset)
-    quad = bv.noise_set_quadratic(h, flat_set)
-    pred = bv.lemma21_excess_loss(g, dt, hessian=h, b=b, sigma=sigma, noise_quadratic=quad)
-    np.testing.assert_allclose(meas["delta_loss"], pred["total"], rtol=1e-8)
-    # the noise odd terms cancel: without bias, the per-vector values differ but their
-    # mean is the variance term alone
-    meas0 = bv.measure_excess_loss(loss, params, dt, sigma=sigma, noise_set=nset)
-    assert np.ptp(np.asarray(meas0["per_vector"])) > 1e-3 * abs(float(meas0["delta_loss"]))
-    np.testing.assert_allclose(meas0["delta_loss"],
-                               0.5 * sigma ** 2 * float(quad) * dt ** 2, rtol=1e-8)
-
-
 def test_lemma21_trace_form_exact_with_isotropic_set():
     loss, params, h, _, _ = quadratic_problem(1, [5.0, 2.0, 1.0, 0.7, 0.1, 0.01, 2.5, 0.3])
     g = grad_flat(loss, params)
@@ -88,9 +69,9 @@ def test_lemma21_trace_form_exact_with_isotropic_set():
     beta = np.random.default_rng(5).standard_normal(n)  # any direction, rescaled to sqrt(N)
     b, sigma, dt, f_n = 0.21, 0.8, 0.03, 3.0
     beta_tree = jax.tree.map(lambda t: t[0], as_tree(beta[None], params))
-    meas = bv.measure_excess_loss(loss, params, dt, b=b, beta=beta_tree, sigma=sigma, f_n=f_n,
+    meas = ig.measure_excess_loss(loss, params, dt, b=b, beta=beta_tree, sigma=sigma, f_n=f_n,
                                   noise_set=as_tree(isotropic_set(2, n), params))
-    pred = bv.lemma21_excess_loss(g, dt, hessian=h, b=b, beta=beta, sigma=sigma, f_n=f_n)
+    pred = ig.lemma21_excess_loss(g, dt, hessian=h, b=b, beta=beta, sigma=sigma, f_n=f_n)
     # independent: the terms of Eq. 3 written out here with beta normalised to sqrt(N)
     bt = beta * math.sqrt(n) / np.linalg.norm(beta)
     ref = (b * g @ bt * dt + 0.5 * b ** 2 * bt @ h @ bt * dt ** 2
@@ -99,8 +80,8 @@ def test_lemma21_trace_form_exact_with_isotropic_set():
     np.testing.assert_allclose(meas["delta_loss"], ref, rtol=1e-8)
     # the trace form with a zero-sum set holds only in expectation: a paper-normalised
     # set is 2(R-1)/R too large on average (Monte Carlo over many sets)
-    quads = jax.jit(jax.vmap(lambda k: bv.noise_set_quadratic(
-        h, jax.vmap(bv.flat)(zero_sum_noise_set(k, params, 5)))))(
+    quads = jax.jit(jax.vmap(lambda k: ig.noise_set_quadratic(
+        h, jax.vmap(flat)(zero_sum_noise_set(k, params, 5)))))(
         jax.random.split(jax.random.PRNGKey(0), 4000))
     expect = bv.zero_sum_second_moment(5, "paper") * np.trace(h) / n
     np.testing.assert_allclose(np.mean(quads), expect, rtol=0.03)
@@ -113,248 +94,9 @@ def test_measure_through_optax_matches_explicit():
     via_optax = bv.measure_excess_loss_optax(loss, params, 0.07, b=0.3, sigma=0.9, key=key,
                                              num_vectors=6)
     nset = zero_sum_noise_set(jax.random.split(key)[1], params, 6)
-    explicit = bv.measure_excess_loss(loss, params, 0.07, b=0.3, sigma=0.9, noise_set=nset)
+    explicit = ig.measure_excess_loss(loss, params, 0.07, b=0.3, sigma=0.9, noise_set=nset)
     np.testing.assert_allclose(via_optax["per_vector"], explicit["per_vector"], rtol=1e-10)
     np.testing.assert_allclose(via_optax["delta_loss"], explicit["delta_loss"], rtol=1e-10)
-
-
-def test_lemma21_residual_is_third_order_on_nonlinear_net():
-    rng = np.random.default_rng(4)
-    x = rng.standard_normal((30, 3))
-    y = np.tanh(x @ rng.standard_normal((3, 1)))
-    params = [jnp.asarray(rng.standard_normal((3, 4)) / 2), jnp.asarray(rng.standard_normal((4, 1)))]
-
-    def loss(p):
-        return jnp.mean((jnp.tanh(x @ p[0]) @ p[1] - y) ** 2)
-
-    h = np.asarray(jax.jit(lambda p: dense_hessian(loss, p))(params))
-    g = grad_flat(loss, params)
-    nset = as_tree(isotropic_set(9, g.size), params)
-    res = []
-    for dt in (0.01, 0.005):
-        meas = bv.measure_excess_loss(loss, params, dt, b=0.2, sigma=0.5, noise_set=nset)
-        pred = bv.lemma21_excess_loss(g, dt, hessian=h, b=0.2, sigma=0.5)
-        res.append(abs(float(meas["delta_loss"] - pred["total"])))
-        scale = sum(abs(float(pred[t])) for t in ("bias_linear", "bias_quadratic",
-                                                   "bias_cross", "variance"))
-        assert res[-1] < 0.05 * scale
-    assert 6.5 < res[0] / res[1] < 10.0  # O(dt^3): halving dt divides it by ~8
-
-
-# ----------------------------------------------------------------------------- Theorem 2.4
-
-
-def test_bias_pq_affine_in_gradient_norm_and_quadratic_in_b():
-    lam = np.array([4.0, 2.0, 1.0, 0.5, 0.25, 0.1])
-    loss, params, h, x, y = quadratic_problem(6, lam)
-    wstar = np.linalg.lstsq(x, y, rcond=None)[0]
-    ghat = np.random.default_rng(0).standard_normal(lam.size)
-    ghat /= np.linalg.norm(ghat)
-    dt, b = 0.05, 0.02
-    _, unravel = jax.flatten_util.ravel_pytree(params)
-    cs = np.array([0.0, 0.25, 0.5, 1.0, 2.0])
-    deltas = {}
-    for bb in (b, 2 * b):
-        vals = []
-        for c in cs:
-            p = unravel(jnp.asarray(wstar + c * np.linalg.solve(h, ghat)))  # gradient = c g_hat
-            if c > 0:
-                np.testing.assert_allclose(grad_flat(loss, p), c * ghat, atol=1e-9)
-            vals.append(float(bv.measure_excess_loss(loss, p, dt, b=bb)["delta_loss"]))
-        deltas[bb] = np.array(vals)
-    P, Q = bv.bias_pq(ghat, h, dt)
-    np.testing.assert_allclose(deltas[b], 0.5 * b ** 2 * Q * dt ** 2 + b * cs * P * dt,
-                               rtol=1e-8, atol=1e-14)
-    slope, intercept = np.polyfit(cs, deltas[b], 1)
-    np.testing.assert_allclose(slope, b * P * dt, rtol=1e-8)
-    np.testing.assert_allclose(deltas[2 * b][0] / deltas[b][0], 4.0, rtol=1e-8)
-    # Q = <beta, H beta> with beta = 1, written out
-    np.testing.assert_allclose(Q, np.ones(lam.size) @ h @ np.ones(lam.size), rtol=1e-12)
-
-
-# ----------------------------------------------------------------------------- Theorem 3.1
-
-
-def expected_total_change(h, g, dt, sigma, seed=0):
-    """E[L(w + dt(-g + sigma n)) - L(w)] on 1/2 (w-w*)^T H (w-w*), via an isotropic set."""
-    nset = isotropic_set(seed, g.size)
-    wstar = np.zeros(g.size)
-    w = np.linalg.solve(h, g)
-    lossq = lambda v: 0.5 * (v - wstar) @ h @ (v - wstar)
-    return np.mean([lossq(w + dt * (-g + sigma * n)) for n in nset]) - lossq(w)
-
-
-def test_noise_threshold_tight_for_isotropic_hessian():
-    dt, sigma, d = 0.1, 0.7, 5
-    g = np.random.default_rng(1).standard_normal(d)
-    thr = float(bv.noise_threshold(np.linalg.norm(g), sigma, dt))
-    np.testing.assert_allclose(thr, 20.0 / (1 + sigma ** 2 / (g @ g)), rtol=1e-12)
-    assert abs(expected_total_change(thr * np.eye(d), g, dt, sigma)) < 1e-12 * (g @ g)
-    assert expected_total_change(0.95 * thr * np.eye(d), g, dt, sigma) < 0
-    assert expected_total_change(1.05 * thr * np.eye(d), g, dt, sigma) > 0
-
-
-def test_noise_descent_and_ascent_conditions_on_random_spectra():
-    rng = np.random.default_rng(2)
-    dt, d = 0.1, 6
-    counts = {"descent": 0, "ascent": 0}
-    for trial in range(60):
-        g = rng.standard_normal(d)
-        sigma = rng.uniform(0, 2) * np.linalg.norm(g)
-        thr = float(bv.noise_threshold(np.linalg.norm(g), sigma, dt))
-        lam = thr * rng.uniform(0.3, 1.7, size=d) * rng.choice([0.6, 1.0, 1.6])
-        z = np.linalg.qr(rng.standard_normal((d, d)))[0]
-        h = (z * lam) @ z.T
-        cond = bv.noise_descent_conditions(lam.max(), lam.min(), np.linalg.norm(g), sigma, dt)
-        change = expected_total_change(h, g, dt, sigma, seed=trial)
-        if cond["descent_guaranteed"]:
-            counts["descent"] += 1
-            assert change <= 0
-        if cond["ascent_guaranteed"]:
-            counts["ascent"] += 1
-            assert change >= 0
-    assert counts["descent"] >= 5 and counts["ascent"] >= 5  # both branches exercised
-
-
-# ----------------------------------------------------------------------------- Theorem 3.2
-
-
-def test_bias_bound_forms():
-    psi, n, dt = 3.0, 16, 0.01
-    x = psi * dt
-    # Eq. 55's larger root (numpy) at b = 1 gives the paper's bound
-    roots = np.roots([1.0, -math.sqrt(n) * (1 + x), -n * psi * dt / 2])
-    np.testing.assert_allclose(bv.bias_descent_bound(psi, n, dt), 1 / roots.max(), rtol=1e-12)
-    # rigorous form: root of x^2 (1 - psi dt / 2) - x sqrt(N)(1 + psi dt) - N psi dt / 2
-    roots = np.roots([1.0 - x / 2, -math.sqrt(n) * (1 + x), -n * psi * dt / 2])
-    np.testing.assert_allclose(bv.bias_descent_bound(psi, n, dt, form="rigorous"),
-                               1 / roots.max(), rtol=1e-12)
-    # the first-order form agrees to O((psi dt)^2)
-    approx = float(bv.bias_descent_bound(psi, n, dt, form="approx"))
-    assert abs(approx / float(bv.bias_descent_bound(psi, n, dt)) - 1) < 2 * x ** 2
-    assert float(bv.bias_descent_bound(psi, n, 3.0, form="rigorous")) < 0.0  # psi dt > 2
-
-
-@pytest.mark.parametrize("form,dt", [("rigorous", 0.2), ("paper", 0.01)])
-def test_bias_bound_guarantees_descent(form, dt):
-    rng = np.random.default_rng(3)
-    d = 6
-    ones = np.ones(d)
-    used = 0
-    for trial in range(80):
-        lam = rng.uniform(0.0, 2.0, size=d) ** rng.choice([1, 2])
-        z = np.linalg.qr(rng.standard_normal((d, d)))[0]
-        h = (z * lam) @ z.T
-        kind = trial % 3  # random gradient, gradient along beta, along the top eigenvector
-        g = [rng.standard_normal(d), ones * rng.uniform(0.1, 3), z[:, 0] * rng.uniform(0.1, 3)][kind]
-        psi = np.linalg.norm(h)
-        bound = float(bv.bias_descent_bound(psi, d, dt, form=form))
-        if bound <= 0:
-            continue  # psi dt >= 2: no guarantee even without bias
-        used += 1
-        b = 0.999 * bound * np.linalg.norm(g)
-        step = dt * (-g + b * ones)
-        # exact change of the quadratic with gradient g and Hessian h at w
-        change = g @ step + 0.5 * step @ h @ step
-        assert change < 0, (trial, change)
-    assert used >= 60
-
-
-def test_bias_bound_tight_for_linear_loss():
-    d, dt = 9, 0.1
-    g = np.ones(d) * 0.4  # linear loss <g, w>: psi = 0, gradient along beta
-    bound = float(bv.bias_descent_bound(0.0, d, dt))
-    np.testing.assert_allclose(bound, 1 / 3)
-    for factor, sign in ((0.999, -1), (1.001, 1)):
-        b = factor * bound * np.linalg.norm(g)
-        assert np.sign(g @ (dt * (-g + b * np.ones(d)))) == sign
-
-
-# ----------------------------------------------------------------------------- Corollary A.2
-
-
-def test_corollary_a2_multistep_on_quadratic():
-    rng = np.random.default_rng(7)
-    d, k = 5, 4
-    lam = np.array([3.0, 1.0, 0.5, 0.2, 0.1])
-    z = np.linalg.qr(rng.standard_normal((d, d)))[0]
-    h = (z * lam) @ z.T
-    wstar, w0 = rng.standard_normal(d), rng.standard_normal(d)
-    biases0 = rng.standard_normal((k, d))
-    sigmas = rng.uniform(0.5, 1.5, k)
-    lossq = lambda v: 0.5 * (v - wstar) @ h @ (v - wstar)
-    res = []
-    for dt in (0.02, 0.01):
-        ws = [w0]
-        for _ in range(k):
-            ws.append(ws[-1] - dt * h @ (ws[-1] - wstar))
-        grads = np.array([h @ (w - wstar) for w in ws[:-1]])
-        # exact: w~_k - w_k = sum_i A^{k-i} dt u_i, A = I - dt H; noise adds its variance
-        a = np.eye(d) - dt * h
-        e = sum(np.linalg.matrix_power(a, k - i) @ (dt * biases0[i - 1]) for i in range(1, k + 1))
-        noise = sum(0.5 * dt ** 2 * sigmas[i - 1] ** 2 / d *
-                    np.trace(np.linalg.matrix_power(a, k - i) @ h @ np.linalg.matrix_power(a, k - i))
-                    for i in range(1, k + 1))
-        exact = lossq(ws[-1] + e) + noise
-        pred = float(bv.corollary_a2_expected_loss(lossq(ws[-1]), grads, h, biases0, sigmas, dt))
-        excess = exact - lossq(ws[-1])
-        res.append(abs(pred - exact))
-        assert res[-1] < 0.05 * abs(excess)
-    assert 6.0 < res[0] / res[1] < 10.0  # O(dt^3)
-    # k = 1 is Lemma 2.1 with bias vector b beta
-    g0 = h @ (w0 - wstar)
-    one = bv.corollary_a2_expected_loss(0.0, g0[None], h, biases0[:1], sigmas[:1], 0.02)
-    bnorm = np.linalg.norm(biases0[0])
-    lem = bv.lemma21_excess_loss(g0, 0.02, hessian=h, b=bnorm / math.sqrt(d), beta=biases0[0],
-                                 sigma=sigmas[0])
-    np.testing.assert_allclose(float(one), float(lem["total"]), rtol=1e-12)
-
-
-# ----------------------------------------------------------------------------- A.3 / A.5
-
-
-def two_layer_loss(x, y, activation):
-    act = {"linear": lambda t: t, "relu": jax.nn.relu}[activation]
-    return lambda p: jnp.mean((act(x @ p[0]) @ p[1] - y) ** 2)
-
-
-def test_hessian_trace_formulas_vs_dense_hessian():
-    rng = np.random.default_rng(8)
-    n, d, k = 25, 4, 6
-    x = rng.standard_normal((n, d))
-    y = rng.standard_normal((n, 1))
-    w = jnp.asarray(rng.standard_normal((d, 1)))
-    one = lambda p: jnp.mean((x @ p - y) ** 2)
-    np.testing.assert_allclose(bv.hessian_trace_one_layer(x), np.trace(jax.jit(lambda p: dense_hessian(one, p))(w)),
-                               rtol=1e-10)
-    tr1 = float(bv.hessian_trace_one_layer(x))
-    for seed in range(2):
-        r = np.random.default_rng(seed)
-        w1, w2 = r.standard_normal((d, k)) / math.sqrt(d), r.standard_normal((k, 1)) / math.sqrt(k)
-        params = [jnp.asarray(w1), jnp.asarray(w2)]
-        traces = {}
-        for act in ("linear", "relu"):
-            dense = np.trace(jax.jit(lambda p: dense_hessian(two_layer_loss(x, y, act), p))(params))
-            traces[act] = float(bv.hessian_trace_two_layer(x, w1, w2, act))
-            np.testing.assert_allclose(traces[act], dense, rtol=1e-10)
-        # Eq. 27: (p + sum w2^2) Tr H_1 and Cauchy-Schwarz p <= ||W1||_F^2
-        p = np.sum((x @ w1) ** 2) / np.sum(x ** 2)
-        np.testing.assert_allclose(traces["linear"], (p + np.sum(w2 ** 2)) * tr1, rtol=1e-10)
-        assert p <= np.sum(w1 ** 2)
-        assert traces["relu"] < traces["linear"]  # Theorem A.5
-
-
-# ----------------------------------------------------------------------------- data, descent
-
-
-def test_controlled_hessian_inputs_spectrum():
-    lam = jnp.array([4.0, 2.5, 1.0, 0.3, 0.01])
-    out = bv.controlled_hessian_inputs(jax.random.PRNGKey(0), 12, lam)
-    x = np.asarray(out["x"])
-    np.testing.assert_allclose(np.linalg.eigvalsh(2 / 12 * x.T @ x)[::-1], lam, rtol=1e-10)
-    loss = lambda w: jnp.mean((x @ w - 1.0) ** 2)
-    np.testing.assert_allclose(jax.jit(lambda w: dense_hessian(loss, w))(jnp.zeros(5)),
-                               out["hessian"], atol=1e-10)
 
 
 def test_probability_of_descent_respects_thresholds():
@@ -363,20 +105,20 @@ def test_probability_of_descent_respects_thresholds():
     flat_low = jnp.linspace(2.0, 9.5, 6)      # lambda_1 < 10 < 20
     mid = jnp.linspace(10.5, 19.5, 6)         # 10 < lambda_N, lambda_1 < 20
     high = jnp.linspace(20.5, 30.0, 6)        # lambda_N > 20
-    assert float(bv.probability_of_descent(key, flat_low, dt, **kw)["p_descent"]) == 1.0
-    assert float(bv.probability_of_descent(key, flat_low, dt, noise_ratio=1.0, **kw)["p_descent"]) == 1.0
-    assert float(bv.probability_of_descent(key, mid, dt, **kw)["p_descent"]) == 1.0
-    assert float(bv.probability_of_descent(key, mid, dt, noise_ratio=1.0, **kw)["p_descent"]) == 0.0
-    assert float(bv.probability_of_descent(key, high, dt, **kw)["p_descent"]) == 0.0
+    assert float(bvd.probability_of_descent(key, flat_low, dt, **kw)["p_descent"]) == 1.0
+    assert float(bvd.probability_of_descent(key, flat_low, dt, noise_ratio=1.0, **kw)["p_descent"]) == 1.0
+    assert float(bvd.probability_of_descent(key, mid, dt, **kw)["p_descent"]) == 1.0
+    assert float(bvd.probability_of_descent(key, mid, dt, noise_ratio=1.0, **kw)["p_descent"]) == 0.0
+    assert float(bvd.probability_of_descent(key, high, dt, **kw)["p_descent"]) == 0.0
     # bias: below the Theorem 3.2 bound always descends; much larger bias often does not
     lam = jnp.linspace(0.5, 3.0, 6)
     psi = float(jnp.linalg.norm(lam))
-    bound = float(bv.bias_descent_bound(psi, 6, dt))
-    p_small = bv.probability_of_descent(key, lam, dt, bias_ratio=0.99 * bound, **kw)
-    p_big = bv.probability_of_descent(key, lam, dt, bias_ratio=3.0, **kw)
+    bound = float(ig.bias_descent_bound(psi, 6, dt))
+    p_small = bvd.probability_of_descent(key, lam, dt, bias_ratio=0.99 * bound, **kw)
+    p_big = bvd.probability_of_descent(key, lam, dt, bias_ratio=3.0, **kw)
     assert float(p_small["p_descent"]) == 1.0 and float(p_big["p_descent"]) < 0.5
     # a single draw can ascend even where the expectation descends
-    noisy = bv.probability_of_descent(key, mid * 0.5, dt, noise_ratio=3.0, **kw)
+    noisy = bvd.probability_of_descent(key, mid * 0.5, dt, noise_ratio=3.0, **kw)
     assert float(noisy["p_descent_draw"]) < 1.0
 
 
@@ -391,53 +133,34 @@ def test_probability_of_descent_grid_vmapped_without_lapack():
     kw = dict(num_teachers=3, num_students=8, num_examples=12, num_vectors=2,
               noise_set="isotropic")
     keys = jax.random.split(jax.random.PRNGKey(0), 3)
-    fn = jax.jit(jax.vmap(lambda k, s, r: bv._descent_trials(k, s, dt, 0.0, r, **kw)))
+    fn = jax.jit(jax.vmap(lambda k, s, r: bvd._descent_trials(k, s, dt, 0.0, r, **kw)))
     hlo = fn.lower(keys, spectra, jnp.zeros(3)).compile().as_text()
     assert "custom-call" not in hlo and "custom_call_target" not in hlo
-    out = bv.probability_of_descent_grid(jax.random.PRNGKey(0), spectra, dt, num_teachers=3,
+    out = bvd.probability_of_descent_grid(jax.random.PRNGKey(0), spectra, dt, num_teachers=3,
                                          num_students=8, num_examples=12)
     p = np.asarray(out["p_descent"])
     assert p.shape == (3,) and p[0] == 1.0 and p[2] == 0.0  # lambda_1 < 2/dt < lambda_N
 
 
-def test_isotropic_noise_set_is_exactly_isotropic():
-    s = np.asarray(bv.isotropic_noise_set(jax.random.PRNGKey(3), 7, jnp.float64))
-    assert s.shape == (14, 7)
-    np.testing.assert_allclose(s.sum(axis=0), 0.0, atol=1e-12)
-    np.testing.assert_allclose(s.T @ s / 14, np.eye(7) / 7, atol=1e-13)
-
-
-# ----------------------------------------------------------------------------- API
-
-
 def test_invalid_arguments_name_the_argument():
     g, h = jnp.ones(3), jnp.eye(3)
     with pytest.raises(ValueError, match="dt"):
-        bv.lemma21_excess_loss(g, 0.0, hessian=h)
+        ig.lemma21_excess_loss(g, 0.0, hessian=h)
     with pytest.raises(ValueError, match="sigma"):
-        bv.lemma21_excess_loss(g, 0.1, hessian=h, sigma=-1.0)
+        ig.lemma21_excess_loss(g, 0.1, hessian=h, sigma=-1.0)
     with pytest.raises(ValueError, match="hessian"):
-        bv.lemma21_excess_loss(g, 0.1, hessian=jnp.eye(2))
+        ig.lemma21_excess_loss(g, 0.1, hessian=jnp.eye(2))
     with pytest.raises(ValueError, match="hessian"):
-        bv.lemma21_excess_loss(g, 0.1, b=0.1)
+        ig.lemma21_excess_loss(g, 0.1, b=0.1)
     with pytest.raises(ValueError, match="beta"):
-        bv.bias_pq(g, h, 0.1, beta=jnp.ones(4))
+        ig.bias_pq(g, h, 0.1, beta=jnp.ones(4))
     with pytest.raises(ValueError, match="form"):
-        bv.bias_descent_bound(1.0, 3, 0.1, form="pac")
+        ig.bias_descent_bound(1.0, 3, 0.1, form="pac")
     with pytest.raises(ValueError, match="grad_norm"):
-        bv.noise_threshold(0.0, 1.0, 0.1)
+        ig.noise_threshold(0.0, 1.0, 0.1)
     with pytest.raises(ValueError, match="num_examples"):
-        bv.controlled_hessian_inputs(jax.random.PRNGKey(0), 2, jnp.ones(3))
+        synthetic.controlled_hessian_inputs(jax.random.PRNGKey(0), 2, jnp.ones(3))
     with pytest.raises(ValueError, match="normalization"):
         bv.zero_sum_second_moment(4, "unit")
     with pytest.raises(ValueError, match="activation"):
-        bv.hessian_trace_two_layer(np.ones((2, 2)), np.ones((2, 2)), np.ones(2), "tanh")
-
-
-def test_predictions_run_under_jit():
-    g, h = jnp.array([1.0, -2.0, 0.5]), jnp.diag(jnp.array([1.0, 2.0, 3.0]))
-    f = jax.jit(lambda b, s: bv.lemma21_excess_loss(g, 0.1, hessian=h, b=b, sigma=s)["total"])
-    np.testing.assert_allclose(f(0.2, 0.5), bv.lemma21_excess_loss(g, 0.1, hessian=h, b=0.2,
-                                                                   sigma=0.5)["total"])
-    thr = jax.jit(lambda s: bv.noise_threshold(2.0, s, 0.1))(1.0)
-    np.testing.assert_allclose(thr, 20 / 1.25)
+        ig.hessian_trace_two_layer(np.ones((2, 2)), np.ones((2, 2)), np.ones(2), "tanh")

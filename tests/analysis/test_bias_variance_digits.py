@@ -1,12 +1,14 @@
 """Fig. 1 from separate runs: bias_variance_figures.read_cell / figure1_collect."""
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from configs import bias_variance_cifar10 as cfg
-from neurojax.analysis import bias_variance_figures as figs
+from neurojax.analysis import bias_variance_digits as figs
 
 
 def fake_run(root, arg, train_accs, test_acc, finished=True):
@@ -73,15 +75,19 @@ def test_collect_averages_seeds_per_cell_and_draws_the_heatmaps(tmp_path):
     assert saved["test_acc"][0][1] is None and saved["summary"]["runs"] == 4
 
 
-def test_cli_collects_from_patterns(tmp_path, capsys):
+def test_cli_collects_from_patterns(tmp_path):
     fake_run(tmp_path / "runs", "bias=0,noise=0,seed=0", [0.5, 0.9], 0.8)
     fake_run(tmp_path / "runs", "bias=0,noise=10,seed=0", [0.5, 0.2], 0.1)
-    out = figs.main(["--figure", "fig1_collect", "--outdir", str(tmp_path / "out"),
-                     "--workdirs", str(tmp_path / "runs" / "bias0*")])
-    assert out["fig1_collect"]["summary"]["noises_rel"] == [0.0, 10.0]
-    assert '"runs": 2' in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        figs.main(["--figure", "fig1_collect", "--outdir", str(tmp_path / "out")])
+    cmd = [sys.executable, "-m", "neurojax.analysis.bias_variance", "--figure", "fig1_collect",
+           "--outdir", str(tmp_path / "out")]
+    proc = subprocess.run(cmd + ["--workdirs", str(tmp_path / "runs" / "bias0*")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert '"runs": 2' in proc.stdout
+    saved = strict_json(tmp_path / "out" / "bias_variance_fig1_collect.json")
+    assert saved["summary"]["noises_rel"] == [0.0, 10.0]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "workdirs" in proc.stderr
 
 
 def test_non_relative_injection_is_refused(tmp_path):

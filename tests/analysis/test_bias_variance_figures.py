@@ -12,8 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from neurojax.analysis import bias_variance as bv
+from neurojax.analysis import bias_variance_descent as descent
+from neurojax.analysis import bias_variance_digits as digits
 from neurojax.analysis import bias_variance_figures as figs
+from neurojax.metrics import imperfect_gradients as ig
 
 
 def strict_json(path):
@@ -106,7 +108,7 @@ def test_figure7_descent_probability_obeys_theorems_31_32(tmp_path):
     # student averaged over an isotropic noise set this is an eigenvalue inequality,
     # so it checks the grid, thresholds and set-up rather than the theorem itself.
     dt = 0.1
-    out = figs.figure7(str(tmp_path), grid=6, teachers=2, students=8)
+    out = descent.figure7(str(tmp_path), grid=6, teachers=2, students=8)
     lams = np.asarray(out["lambdas"])
     ln, l1 = np.meshgrid(lams, lams, indexing="ij")
     for panel, key, noise in (("A_true_gradient", "p_A", 0.0),
@@ -131,7 +133,7 @@ def test_figure7_descent_probability_obeys_theorems_31_32(tmp_path):
     # a bias as large as the gradient does not always
     c = out["summary"]["C_bias"]
     psi, ratios = np.asarray(c["psi"]), np.asarray(c["ratios"])
-    bound = np.asarray(bv.bias_descent_bound(jnp.asarray(psi), 10, dt, form="rigorous"))
+    bound = np.asarray(ig.bias_descent_bound(jnp.asarray(psi), 10, dt, form="rigorous"))
     np.testing.assert_allclose(c["bound_rigorous"], bound, rtol=1e-5)
     p_c = np.asarray(out["p_C"], np.float64)
     under = ratios[None, :] <= bound[:, None]
@@ -148,7 +150,7 @@ def test_figure1_small_perturbations_are_harmless_large_ones_harm(tmp_path):
     # Fig. 1's verdict: a small relative bias or noise leaves full-batch training
     # where it was, an excessive one destroys it. Digits MLP, 60 steps, 2 seeds.
     biases, noises = [0.0, 1e-3, 0.1], [0.0, 5.0, 40.0]
-    out = figs.figure1(str(tmp_path / "out"), biases=biases, noises=noises, num_seeds=2,
+    out = digits.figure1(str(tmp_path / "out"), biases=biases, noises=noises, num_seeds=2,
                        steps=60, data_dir=str(tmp_path / "tfds"))
     te, tr = np.asarray(out["test_acc"]), np.asarray(out["train_acc"])
     assert te.shape == tr.shape == (3, 3)

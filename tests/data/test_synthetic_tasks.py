@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from neurojax.data import pipeline, synthetic
+from neurojax.metrics.curvature import dense_hessian
+from neurojax.metrics.spectrum import alpha as fit_alpha
 
 KEY = jax.random.key(0)
 
@@ -228,3 +230,82 @@ def test_synthetic_data_through_the_loader():
 def test_invalid_arguments_raise_value_error_naming_them(fn, kwargs, arg):
     with pytest.raises(ValueError, match=arg):
         fn(KEY, **kwargs)
+
+
+# --------------------------------------------------------------------------
+# Power-law regression (alpha-ReQ Fig. 2), chosen Hessian spectra (Ghosh et al.
+# 2023, Fig. 7) and correlations with a chosen spectrum (Ghosh et al. 2024, App. B)
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def x64():
+    with jax.enable_x64(True):  # restored on exit
+        yield
+
+
+def test_power_law_regression_statistics_and_normalisation():
+    task = synthetic.power_law_regression(jax.random.PRNGKey(1), alpha=1.5, num_train=8,
+                                        num_test=32, dim=16, noise_stds=(0.0, 0.5))
+    chex.assert_shape([task["x_train"], task["y_train"], task["x_test"], task["y_test"]],
+                      [(8, 16), (8, 2), (32, 16), (32, 2)])
+    lam = np.asarray(task["eigenvalues"], np.float64)
+    np.testing.assert_allclose(lam.sum(), 1.0, rtol=1e-5)          # 'trace': tr Sigma = 1
+    np.testing.assert_allclose(lam / lam[0], np.arange(1, 17.) ** -1.5, rtol=1e-5)
+    # Noise-free column is exactly the teacher; the other adds 0.5 * the same draw.
+    x, th = np.asarray(task["x_train"]), np.asarray(task["theta"])
+    np.testing.assert_allclose(task["y_train"][:, 0], x @ th, rtol=1e-4, atol=1e-5)
+    noise = np.asarray(task["y_train"][:, 1]) - x @ th
+    assert 0 < np.abs(noise).max() < 5 * 0.5
+    assert synthetic.power_law_scale(16, 1.5, "top") == 1.0
+    np.testing.assert_allclose(1 / synthetic.power_law_scale(16, 1.5), np.sum(np.arange(1, 17.) ** -1.5))
+
+
+@pytest.mark.parametrize("planted", [0.5, 1.0, 2.0])
+def test_power_law_regression_planted_alpha_recovered(planted):
+    task = synthetic.power_law_regression(jax.random.PRNGKey(2), alpha=planted, num_train=4000,
+                                        num_test=1, dim=256)
+    fit = fit_alpha(task["x_train"])
+    assert abs(float(fit.alpha) - planted) < 0.05, (planted, float(fit.alpha))
+    assert float(fit.r2) > 0.95
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: synthetic.power_law_regression(jax.random.PRNGKey(0), alpha=1.0, num_train=4,
+                                          num_test=4, dim=8, normalization="max"),
+     "normalization"),
+    (lambda: synthetic.power_law_regression(jax.random.PRNGKey(0), alpha=1.0, num_train=4,
+                                          num_test=4, dim=8, noise_stds=(-1.0,)),
+     "noise_stds"),
+    (lambda: synthetic.power_law_regression(jax.random.PRNGKey(0), alpha=-1.0, num_train=4,
+                                          num_test=4, dim=8), "alpha"),
+])
+def test_power_law_regression_invalid_arguments(call, name):
+    with pytest.raises(ValueError, match=name):
+        call()
+
+
+def test_controlled_hessian_inputs_spectrum(x64):
+    lam = jnp.array([4.0, 2.5, 1.0, 0.3, 0.01])
+    out = synthetic.controlled_hessian_inputs(jax.random.PRNGKey(0), 12, lam)
+    x = np.asarray(out["x"])
+    np.testing.assert_allclose(np.linalg.eigvalsh(2 / 12 * x.T @ x)[::-1], lam, rtol=1e-10)
+    loss = lambda w: jnp.mean((x @ w - 1.0) ** 2)
+    np.testing.assert_allclose(jax.jit(lambda w: dense_hessian(loss, w))(jnp.zeros(5)),
+                               out["hessian"], atol=1e-10)
+
+
+def test_isotropic_noise_set_is_exactly_isotropic(x64):
+    s = np.asarray(synthetic.isotropic_noise_set(jax.random.PRNGKey(3), 7, jnp.float64))
+    assert s.shape == (14, 7)
+    np.testing.assert_allclose(s.sum(axis=0), 0.0, atol=1e-12)
+    np.testing.assert_allclose(s.T @ s / 14, np.eye(7) / 7, atol=1e-13)
+
+
+def test_correlation_with_spectrum():
+    lam = np.asarray((1.0, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05, 0.0, -0.2, -0.4, -0.6),
+                     np.float32)   # ssl_theory's spectrum: one signed, with a null direction
+    t, v = map(np.asarray, synthetic.correlation_with_spectrum(lam, jax.random.PRNGKey(0)))
+    np.testing.assert_allclose(v.T @ v, np.eye(len(lam)), atol=1e-5)
+    np.testing.assert_allclose(t, t.T, atol=1e-6)
+    np.testing.assert_allclose(t @ v, v * lam[None, :], atol=1e-5)
