@@ -33,6 +33,7 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import optax
 from jax.flatten_util import ravel_pytree
 
 from neurojax._checks import check_choice, check_int
@@ -48,11 +49,12 @@ def _acc_dtype(tree):
 
 
 def _tree_vdot(a, b, dtype):
-    return sum(jnp.vdot(jnp.asarray(x, dtype), jnp.asarray(y, dtype))
-               for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    """<a, b> over whole PyTrees, accumulated in ``dtype``."""
+    return optax.tree.vdot(optax.tree.cast(a, dtype), optax.tree.cast(b, dtype))
 
 
 def _cast_like(v, params):
+    """``v``'s leaves (arrays or Python numbers) as arrays of ``params``' dtypes."""
     return jax.tree.map(lambda x, p: jnp.asarray(x, jnp.asarray(p).dtype), v, params)
 
 
@@ -101,7 +103,7 @@ def gradient_norm(loss_fn: LossFn, params) -> jax.Array:
     """``||grad L||_2`` over the whole PyTree (accumulated in float32 or better)."""
     g = jax.grad(loss_fn)(params)
     dtype = _acc_dtype(g)
-    return jnp.sqrt(_tree_vdot(g, g, dtype))
+    return optax.tree.norm(optax.tree.cast(g, dtype))
 
 
 def _rademacher_like(key, params):

@@ -75,10 +75,6 @@ ZERO_SUM_NORMALIZATIONS = ("paper", "mean_square")
 # ----------------------------------------------------------------------------- helpers
 
 
-def _num_params(tree) -> int:
-    return int(sum(math.prod(jnp.shape(x)) for x in jax.tree.leaves(tree)))
-
-
 def _acc_dtype(tree):
     """float64 when any leaf is float64, else float32 (bf16/f16 accumulate in f32)."""
     leaves = jax.tree.leaves(tree)
@@ -88,19 +84,27 @@ def _acc_dtype(tree):
 
 
 def _global_norm(tree, dtype):
-    leaves = jax.tree.leaves(tree)
-    if not leaves:
-        return jnp.zeros((), dtype)
-    return jnp.sqrt(sum(jnp.sum(jnp.square(jnp.asarray(x, dtype))) for x in leaves))
+    """The whole-PyTree L2 norm, computed in ``dtype``."""
+    return optax.tree.norm(jax.tree.map(lambda x: jnp.asarray(x, dtype), tree)).astype(dtype)
 
 
-def _noise_scale_factor(scaling: str, exponent: Optional[float], n: int) -> float:
-    """sqrt(f(N)) for the named scaling."""
-    if scaling == "constant":
-        return 1.0
-    if scaling == "N":
-        return math.sqrt(n)
-    return math.sqrt(float(n) ** float(exponent))
+def noise_variance_factor(num_params: int, scaling: str = "constant",
+                          exponent: Optional[float] = None) -> float:
+    """``f(N)`` of Eq. 1 (Sec. 2): the total noise variance is ``sigma^2 f(N)``.
+
+    ``scaling``: ``'constant'`` (f = 1, the main case, Theorem 2.2), ``'N'``
+    (f = N, Theorem A.4) or ``'power'`` (f = N ** exponent, e.g. sublinear
+    for Equilibrium Propagation). ``inject_gradient_noise`` scales its unit
+    vector by ``sigma * sqrt(f(N))`` with this ``f``.
+    """
+    check_int("num_params", num_params)
+    check_choice("scaling", scaling, SCALINGS)
+    if scaling == "power":
+        check_real("exponent (of scaling='power')", exponent)
+        return float(num_params) ** float(exponent)
+    if exponent is not None:
+        raise ValueError(f"exponent is only used with scaling='power', got {exponent!r}")
+    return 1.0 if scaling == "constant" else float(num_params)
 
 
 def _check_tree_matches(name: str, tree, like_tree) -> None:
@@ -133,7 +137,7 @@ def gradient_bias_direction(like_tree, direction=None):
     if direction is None:
         return jax.tree.map(lambda x: jnp.ones(jnp.shape(x), jnp.asarray(x).dtype), like_tree)
     _check_tree_matches("direction", direction, like_tree)
-    n = _num_params(like_tree)
+    n = optax.tree.size(like_tree)
     acc = _acc_dtype(direction)
     norm = _global_norm(direction, acc)
     if is_concrete(norm) and not float(norm) > 0:
@@ -195,6 +199,21 @@ def _zero_sum_noise_set(key, like_tree, num_vectors, normalization, acc):
 
 def _zero_sum_scale(normalization: str, r: int) -> float:
     return 1.0 if normalization == "paper" else math.sqrt(r / (2.0 * (r - 1)))
+
+
+def zero_sum_second_moment(num_vectors: int, normalization: str = "paper") -> float:
+    """Expected mean squared norm ``E[(1/R) sum_i ||n_i||^2]`` of a
+    ``zero_sum_noise_set`` of ``R = num_vectors`` vectors.
+
+    ``R - 1`` independent unit vectors and minus their sum (Appendix B.2):
+    the last has ``E||n_R||^2 = R - 1``, so the mean is ``2 (R-1) / R`` with
+    the paper's normalisation and 1 with ``'mean_square'`` (which rescales
+    every vector by ``sqrt(R / (2 (R-1)))``). The set's average of
+    ``n_i^T H n_i`` then has expectation ``factor * Tr H / N`` (Eq. 15).
+    """
+    r = check_int("num_vectors", num_vectors, 2)
+    check_choice("normalization", normalization, ZERO_SUM_NORMALIZATIONS)
+    return 2.0 * (r - 1) / r * _zero_sum_scale(normalization, r) ** 2
 
 
 # ----------------------------------------------------------------------------- bias
@@ -305,11 +324,7 @@ def inject_gradient_noise(sigma, *, key: Optional[jax.Array] = None, seed: Optio
     drawn and accumulated in float32, or float64 for float64 leaves).
     """
     check_real("sigma", sigma, low=0)
-    check_choice("scaling", scaling, SCALINGS)
-    if scaling == "power":
-        check_real("exponent (of scaling='power')", exponent)
-    elif exponent is not None:
-        raise ValueError(f"exponent is only used with scaling='power', got {exponent!r}")
+    noise_variance_factor(1, scaling, exponent)  # checks scaling and exponent
     check_bool("relative", relative)
     if zero_sum_set is not None:
         zero_sum_set = check_int("zero_sum_set", zero_sum_set, 2)
@@ -327,8 +342,7 @@ def inject_gradient_noise(sigma, *, key: Optional[jax.Array] = None, seed: Optio
 
     def init_fn(params):
         acc = _acc_dtype(params)
-        running = (None if r is None else
-                   jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), acc), params))
+        running = None if r is None else optax.tree.zeros_like(params, acc)
         # fresh buffers: a jitted step donates its state, and the same array
         # twice (or the closure's key itself) cannot be donated
         return InjectNoiseState(count=jnp.zeros([], jnp.int32),
@@ -338,8 +352,8 @@ def inject_gradient_noise(sigma, *, key: Optional[jax.Array] = None, seed: Optio
     def update_fn(updates, state, params=None):
         del params
         acc = _acc_dtype(updates)
-        n = _num_params(updates)
-        scale = jnp.asarray(sigma, acc) * _noise_scale_factor(scaling, exponent, n)
+        n = optax.tree.size(updates)
+        scale = jnp.asarray(sigma, acc) * math.sqrt(noise_variance_factor(n, scaling, exponent))
         if relative:
             scale = scale * jax.lax.stop_gradient(_global_norm(updates, acc))
         if r is None:
@@ -355,12 +369,12 @@ def inject_gradient_noise(sigma, *, key: Optional[jax.Array] = None, seed: Optio
                 lambda: (state.rng_key, state.cycle_key))
             last = i == r - 1
             fresh = random_unit_vector(jax.random.fold_in(cycle_key, i), updates, acc)
-            fresh = jax.tree.map(lambda f: set_scale * f, fresh)
+            fresh = optax.tree.scale(set_scale, fresh)
             # reset the sum at a cycle's start; the last step closes the cycle
-            running = jax.tree.map(lambda s: jnp.where(start, jnp.zeros_like(s), s),
-                                   state.running_sum)
-            direction = jax.tree.map(lambda f, s: jnp.where(last, -s, f), fresh, running)
-            running = jax.tree.map(lambda s, d: s + d, running, direction)
+            running = optax.tree.where(start, optax.tree.zeros_like(state.running_sum),
+                                       state.running_sum)
+            direction = optax.tree.where(last, optax.tree.scale(-1.0, running), fresh)
+            running = optax.tree.add(running, direction)
         new = jax.tree.map(
             lambda g, d: (jnp.asarray(g, acc) - scale * d).astype(g.dtype), updates, direction)
         return new, InjectNoiseState(count=state.count + 1, rng_key=rng_key,

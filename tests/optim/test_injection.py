@@ -16,8 +16,8 @@ import optax
 import pytest
 
 from neurojax.optim import (GRADIENT_TRANSFORMS, gradient_bias_direction, inject_gradient_bias,
-                            inject_gradient_noise, make_optimizer, random_unit_vector,
-                            zero_sum_noise_set)
+                            inject_gradient_noise, make_optimizer, noise_variance_factor,
+                            random_unit_vector, zero_sum_noise_set, zero_sum_second_moment)
 
 # nested PyTree with a scalar leaf; N = 6 + 4 + 1 + 3 = 14
 PARAMS = {"dense": {"w": jnp.arange(6.0).reshape(3, 2), "b": jnp.zeros(4)},
@@ -124,6 +124,22 @@ def test_noise_is_sigma_sqrt_f_times_the_documented_unit_vector(scaling, exponen
         n_hat = _flat(random_unit_vector(k, GRADS))
         np.testing.assert_allclose(noise[t], norm * n_hat, rtol=1e-4, atol=1e-6)
     assert not np.allclose(noise[0], noise[1])
+    # the public f(N) is the one the transform applies
+    assert noise_variance_factor(N, scaling, exponent) == pytest.approx(f, rel=1e-12)
+
+
+@pytest.mark.parametrize("call, field", [
+    (lambda: noise_variance_factor(0), "num_params"),
+    (lambda: noise_variance_factor(5, "linear"), "scaling"),
+    (lambda: noise_variance_factor(5, "power"), "exponent"),
+    (lambda: noise_variance_factor(5, "power", float("nan")), "exponent"),
+    (lambda: noise_variance_factor(5, "N", 0.5), "exponent"),
+    (lambda: zero_sum_second_moment(1), "num_vectors"),
+    (lambda: zero_sum_second_moment(3, "unit"), "normalization"),
+])
+def test_noise_scaling_helpers_name_bad_arguments(call, field):
+    with pytest.raises(ValueError, match=field):
+        call()
 
 
 def test_noise_entries_are_zero_mean_isotropic_over_steps():
@@ -194,6 +210,10 @@ def test_zero_sum_mean_square_normalisation():
         s = jax.vmap(lambda k: zero_sum_noise_set(k, like, r, normalization=normalization))(keys)
         msq = np.asarray(jnp.mean(jnp.sum(s["a"] ** 2, -1), -1))  # per-set mean sq. norm
         np.testing.assert_allclose(msq.mean(), expected, atol=5 * msq.std() / math.sqrt(sets))
+        # the closed form the analyses use, against the same Monte Carlo
+        np.testing.assert_allclose(zero_sum_second_moment(r, normalization), msq.mean(),
+                                   atol=5 * msq.std() / math.sqrt(sets))
+        assert zero_sum_second_moment(r, normalization) == pytest.approx(expected, rel=1e-12)
 
 
 @pytest.mark.parametrize("normalization", ["paper", "mean_square"])
