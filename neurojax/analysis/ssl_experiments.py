@@ -1,11 +1,15 @@
 """The small-scale SSL experiments of Part III, on the offline procedural shapes.
 
 Ghosh et al., "Harnessing small projectors and multiple views for efficient
-vision pretraining" (NeurIPS 2024; thesis Part III; ``shared/specs/000_partB.md``
-section 2), scaled to 2 CPU cores: the small CNN encoder on ``shapes_small``
-(16 x 16 RGB, 10,000 training images; ``configs/ssl_shapes.py:small``),
-Barlow Twins, probes every few epochs (kNN and closed-form ridge on the
-encoder's features of the labelled training set, scored on the test set).
+vision pretraining" (NeurIPS 2024; Ghosh, thesis Part III, Sec. 2), scaled to
+2 CPU cores: the small CNN encoder on ``shapes_small`` (16 x 16 RGB, 10,000
+training images; the command line's default config is
+``configs/ssl_shapes.py:small``), Barlow Twins, probes every few epochs (kNN
+and closed-form ridge on the encoder's features of the labelled training
+set, scored on the test set).
+
+Every function takes the sweep's base config as an argument (a
+``SweepSettings``); the module never imports ``configs``.
 
 Experiments (``--experiment``):
 
@@ -17,10 +21,12 @@ Experiments (``--experiment``):
   the data, and m = 4 on 50% / m = 8 on 25% of the unique images (the
   number of augmented samples per epoch fixed), probe accuracy against
   epochs and against training time (``views_experiment(settings=...)``
-  adds m = 8 on all the data, 4x the cost of m = 2). Beta is the same for every m (5.12 / pdim), so
-  only the number of views changes.
-- ``seeds``: the base run with seeds 0, 1, 2; the spread of its probe
-  accuracies is the yardstick for the differences above.
+  adds m = 8 on all the data, 4x the cost of m = 2). Beta is the same for
+  every m (5.12 / pdim), so only the number of views changes.
+- ``seeds``: the base run with seeds 0, 1, 2 (the spread of its probe
+  accuracies). A difference between two settings is measured over seeds
+  by running the sweep with ``--config.seed=1``, ``2``, ... into separate
+  ``--outdir``s.
 - ``alpha`` (alpha-ReQ, Part II; issue 4): a Barlow Twins sweep over the
   redundancy weight lambda, the projector dimension and the learning rate;
   probe accuracy and the final SSL loss against alpha of the encoder's
@@ -31,22 +37,30 @@ Every run is a ``train_and_evaluate`` of the config in its own workdir under
 ``--outdir``; a finished run is not run again (its ``result.json`` is read),
 and an interrupted one resumes from its checkpoint, so the sweep can be
 stopped and restarted; a config already run by another experiment (e.g.
-m = 2 views is the projector sweep's d = 256 run) is reused. Each experiment writes ``{experiment}.json`` and
-``{experiment}.png``.
+m = 2 views is the projector sweep's d = 256 run) is reused. Each experiment
+writes ``{experiment}.json`` and ``{experiment}.png``.
 
 Run:
     python -m neurojax.analysis.ssl_experiments --experiment=projector --outdir=/tmp/ssl_exp
     python -m neurojax.analysis.ssl_experiments --experiment=all --epochs=6 --outdir=/tmp/ssl_exp
+    python -m neurojax.analysis.ssl_experiments --experiment=projector --dims=16,256 \
+        --config.seed=1 --outdir=/tmp/ssl_exp_seed1
+
+``--config`` names the base config file (default ``configs/ssl_shapes.py:small``)
+and any field can be overridden (``--config.seed=1``,
+``--config.dataset.data_dir=DIR``); ``--epochs`` sets every run's
+``train.num_epochs``.
 """
+import copy
 import dataclasses
 import hashlib
 import json
 import os
-from typing import Callable, Optional, Sequence
+from typing import Callable, Sequence
 
+import ml_collections
 import numpy as np
 import scipy.stats
-from absl import app, flags, logging
 from matplotlib.figure import Figure
 
 from neurojax.models.projector import PAPER_BT_BETA_TIMES_DIM
@@ -55,33 +69,33 @@ EXPERIMENTS = ("projector", "views", "alpha", "seeds")
 PROBE_KEYS = ("ridge_accuracy", "knn_accuracy")
 
 
-@dataclasses.dataclass(frozen=True)
-class Base:
-    """What every run of a sweep shares: ``configs/ssl_shapes.py:small``
-    trained for ``epochs``, probed every ``eval_every_epochs`` (kNN k = 200
-    and ridge fitted on the first ``probe_train_examples`` training images,
-    scored on the 2,000 test images)."""
+@dataclasses.dataclass(frozen=True, eq=False)
+class SweepSettings:
+    """What every run of a sweep shares: the base ``config`` (an SSL config
+    such as ``configs/ssl_shapes.py:small``; its seed, data dir and every
+    other field are kept unless a setting's overrides change them), trained
+    for ``epochs``, probed every ``eval_every_epochs`` (kNN and ridge fitted
+    on the first ``probe_train_examples`` training images, scored on the
+    test split)."""
+    config: ml_collections.ConfigDict
     epochs: int = 6
     eval_every_epochs: int = 2
     probe_train_examples: int = 5000
-    seed: int = 0
-    data_dir: str = ""
 
 
-def configure(base: Base, overrides: dict):
-    """A fresh ``ssl_shapes:small`` config with ``base`` and the dotted-key
-    ``overrides`` applied (``loss.lambd`` keeps following
-    ``projector.output_dim`` unless overridden); eval and checkpoint
-    intervals in epochs of the (possibly fractional) training set."""
-    from configs import ssl_shapes
+def configure(settings: SweepSettings, overrides: dict) -> ml_collections.ConfigDict:
+    """A copy of ``settings.config`` with the sweep's schedule and the
+    dotted-key ``overrides`` applied (``loss.lambd`` keeps following
+    ``projector.output_dim`` unless overridden; ``"seed"`` sets the seed);
+    eval and checkpoint intervals in epochs of the (possibly fractional)
+    training set."""
     from neurojax import data as nj_data
-    config = ssl_shapes.get_config("small")
-    config.seed = base.seed
-    config.dataset.data_dir = base.data_dir
-    config.train.num_epochs = base.epochs
+    from neurojax.data.on_device import steps_per_epoch
+    config = copy.deepcopy(settings.config)  # keeps its field references
+    config.train.num_epochs = settings.epochs
     config.train.log_every = 20
     config.probe.accuracy_thresholds = ()
-    config.probe.max_train_examples = base.probe_train_examples
+    config.probe.max_train_examples = settings.probe_train_examples
     for key, value in overrides.items():
         *blocks, field = key.split(".")
         node = config
@@ -90,10 +104,10 @@ def configure(base: Base, overrides: dict):
         node[field] = value
     n = nj_data.dataset_info(config.dataset.name,
                              data_dir=config.dataset.data_dir or None).num_examples["train"]
-    steps_per_epoch = len(nj_data.fraction_indices(n, config.dataset.fraction)) \
-        // config.dataset.batch_size
-    config.train.eval_every = base.eval_every_epochs * steps_per_epoch
-    config.train.checkpoint_every = base.eval_every_epochs * steps_per_epoch
+    per_epoch = steps_per_epoch(len(nj_data.fraction_indices(n, config.dataset.fraction)),
+                                config.dataset.batch_size)
+    config.train.eval_every = settings.eval_every_epochs * per_epoch
+    config.train.checkpoint_every = settings.eval_every_epochs * per_epoch
     return config
 
 
@@ -135,12 +149,12 @@ def _workdir(outdir: str, config, default: str) -> str:
     return index[key]
 
 
-def _runs(outdir: str, experiment: str, base, grid: Sequence[tuple[str, dict]],
-          progress: bool) -> dict[str, dict]:
+def _runs(outdir: str, experiment: str, sweep: SweepSettings,
+          grid: Sequence[tuple[str, dict]], progress: bool) -> dict[str, dict]:
     out = {}
     for i, (name, overrides) in enumerate(grid):
         print(f"[{experiment}] run {i + 1}/{len(grid)}: {name} {overrides}", flush=True)
-        config = configure(base, overrides)
+        config = configure(sweep, overrides)
         workdir = _workdir(outdir, config, os.path.join(outdir, experiment, name))
         out[name] = run(config, workdir, progress=progress)
     return out
@@ -159,9 +173,10 @@ def projector_grid(dims: Sequence[int], c: float = PAPER_BT_BETA_TIMES_DIM):
     return grid, fixed
 
 
-def projector_experiment(outdir: str, base, dims: Sequence[int], progress: bool) -> dict:
+def projector_experiment(outdir: str, sweep: SweepSettings, dims: Sequence[int],
+                         progress: bool) -> dict:
     grid, fixed = projector_grid(dims)
-    runs = _runs(outdir, "projector", base, grid, progress)
+    runs = _runs(outdir, "projector", sweep, grid, progress)
     rows = []
     for d in dims:
         for kind in ("scaled", "fixed"):
@@ -202,10 +217,11 @@ def _plot_projector(summary: dict, path: str) -> None:
 VIEW_SETTINGS = ((2, 1.0), (4, 1.0), (4, 0.5), (8, 0.25))
 
 
-def views_experiment(outdir: str, base, settings=VIEW_SETTINGS, progress: bool = True) -> dict:
+def views_experiment(outdir: str, sweep: SweepSettings, settings=VIEW_SETTINGS,
+                     progress: bool = True) -> dict:
     grid = [(f"m{m}_f{int(100 * f)}", {"views.num_views": m, "dataset.fraction": f})
             for m, f in settings]
-    runs = _runs(outdir, "views", base, grid, progress)
+    runs = _runs(outdir, "views", sweep, grid, progress)
     curves = {}
     for (name, _), (m, f) in zip(grid, settings):
         hist = runs[name]["history"]
@@ -256,10 +272,11 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     return float(rho) if np.isfinite(rho) else float("nan")
 
 
-def alpha_experiment(outdir: str, base, dims: Sequence[int], progress: bool) -> dict:
-    runs = dict(_runs(outdir, "alpha", base, alpha_grid(), progress))
+def alpha_experiment(outdir: str, sweep: SweepSettings, dims: Sequence[int],
+                     progress: bool) -> dict:
+    runs = dict(_runs(outdir, "alpha", sweep, alpha_grid(), progress))
     runs.update({f"projector/{k}": v for k, v in
-                 _runs(outdir, "projector", base, projector_grid(dims)[0], progress).items()})
+                 _runs(outdir, "projector", sweep, projector_grid(dims)[0], progress).items()})
     points = [{"run": name, "alpha": r["final"]["alpha"], "final_loss": r["final_loss"],
                **{k: r["final"][k] for k in PROBE_KEYS}} for name, r in runs.items()]
     # The paper's claim is about |alpha - 1| for alpha near 1 as well as alpha
@@ -301,15 +318,14 @@ def _plot_alpha(summary: dict, path: str) -> None:
 # seed noise: how large a difference the sweeps can resolve
 # ---------------------------------------------------------------------------
 
-def seeds_experiment(outdir: str, base: Base, seeds: Sequence[int] = (0, 1, 2),
+def seeds_experiment(outdir: str, sweep: SweepSettings, seeds: Sequence[int] = (0, 1, 2),
                      progress: bool = True) -> dict:
     """The base run (m = 2, d = 256) with several seeds: mean and standard
-    deviation of each probe's final accuracy, the yardstick for the other
-    experiments' differences."""
-    runs = {}
-    for seed in seeds:
-        b = dataclasses.replace(base, seed=seed)
-        runs[seed] = _runs(outdir, "seeds", b, [(f"seed{seed}", {})], progress)[f"seed{seed}"]
+    deviation of each probe's final accuracy (the spread of one setting;
+    a difference between settings needs its own seeds)."""
+    grid = [(f"seed{seed}", {"seed": seed}) for seed in seeds]
+    by_name = _runs(outdir, "seeds", sweep, grid, progress)
+    runs = {seed: by_name[f"seed{seed}"] for seed in seeds}
     summary = {"seeds": list(seeds)}
     for key in PROBE_KEYS:
         acc = np.array([runs[s]["final"][key] for s in seeds])
@@ -319,36 +335,48 @@ def seeds_experiment(outdir: str, base: Base, seeds: Sequence[int] = (0, 1, 2),
 
 
 # ---------------------------------------------------------------------------
-
-_EXPERIMENT = flags.DEFINE_enum("experiment", "all", (*EXPERIMENTS, "all"), "Which experiment.")
-_OUTDIR = flags.DEFINE_string("outdir", None, "Where runs, JSON and PNG go.")
-_EPOCHS = flags.DEFINE_integer("epochs", 6, "Pretraining epochs per run.")
-_DIMS = flags.DEFINE_list("dims", ["16", "64", "256"], "Projector dims for E1.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of every run.")
-
+# command line
+# ---------------------------------------------------------------------------
 
 def main(argv) -> None:
-    del argv
-    if not _OUTDIR.value:
-        raise app.UsageError("--outdir is required")
+    from absl import app, flags, logging
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    f = flags.FLAGS
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-    os.makedirs(_OUTDIR.value, exist_ok=True)
-    base = Base(epochs=_EPOCHS.value, seed=_SEED.value)
-    dims = [int(d) for d in _DIMS.value]
+    os.makedirs(f.outdir, exist_ok=True)
+    sweep = SweepSettings(config=f.config, epochs=f.epochs)
+    dims = [int(d) for d in f.dims]
     experiments: dict[str, Callable[[], dict]] = {
-        "projector": lambda: projector_experiment(_OUTDIR.value, base, dims, True),
-        "views": lambda: views_experiment(_OUTDIR.value, base),
-        "alpha": lambda: alpha_experiment(_OUTDIR.value, base, dims, True),
-        "seeds": lambda: seeds_experiment(_OUTDIR.value, base),
+        "projector": lambda: projector_experiment(f.outdir, sweep, dims, True),
+        "views": lambda: views_experiment(f.outdir, sweep),
+        "alpha": lambda: alpha_experiment(f.outdir, sweep, dims, True),
+        "seeds": lambda: seeds_experiment(f.outdir, sweep),
     }
-    names = EXPERIMENTS if _EXPERIMENT.value == "all" else (_EXPERIMENT.value,)
+    names = EXPERIMENTS if f.experiment == "all" else (f.experiment,)
     for name in names:
         summary = experiments[name]()
-        summary["epochs"] = _EPOCHS.value
-        with open(os.path.join(_OUTDIR.value, f"{name}.json"), "w") as f:
-            json.dump(summary, f, indent=1)
+        summary["epochs"] = f.epochs
+        summary["seed"] = f.config.seed
+        with open(os.path.join(f.outdir, f"{name}.json"), "w") as fh:
+            json.dump(summary, fh, indent=1)
         print(json.dumps({name: summary}, indent=1)[:4000])
 
 
+def _define_flags() -> None:
+    from absl import flags
+    from ml_collections import config_flags
+    config_flags.DEFINE_config_file(
+        "config", "configs/ssl_shapes.py:small",
+        "The sweep's base SSL config file[:arg], relative to the working directory.")
+    flags.DEFINE_enum("experiment", "all", (*EXPERIMENTS, "all"), "Which experiment.")
+    flags.DEFINE_string("outdir", None, "Where runs, JSON and PNG go.")
+    flags.DEFINE_integer("epochs", 6, "Pretraining epochs per run (sets train.num_epochs).")
+    flags.DEFINE_list("dims", ["16", "64", "256"], "Projector dims for E1.")
+    flags.mark_flag_as_required("outdir")
+
+
 if __name__ == "__main__":
+    from absl import app
+    _define_flags()
     app.run(main)
