@@ -17,8 +17,8 @@ Then draw the train/test accuracy heatmaps from the finished workdirs:
     python -m neurojax.analysis.bias_variance --figure fig1_collect \\
         --workdirs 'runs/bv_cifar10/*' --outdir benchmarks/results
 
-The recipe (App. B.1 and the paper's code, ``shared/specs/000_partB.md``
-Sec. 2): SGD lr 0.02, momentum 0.9, no weight decay, no schedule, 50 epochs
+The recipe (Ghosh et al., ICLR 2023, App. B.1 (thesis Part IV), and the
+paper's code, github.com/linclab/approximateGradients): SGD lr 0.02, momentum 0.9, no weight decay, no schedule, 50 epochs
 of one optimiser step each (the gradient of the mean loss over all 50,000
 training images), cross-entropy with label smoothing 0.1;
 ``inject_gradient_bias(b, relative=True)`` (every parameter biased by

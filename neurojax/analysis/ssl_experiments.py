@@ -1,7 +1,7 @@
 """The small-scale SSL experiments of Part III, on the offline procedural shapes.
 
 Ghosh et al., "Harnessing small projectors and multiple views for efficient
-vision pretraining" (NeurIPS 2024; Ghosh, thesis Part III, Sec. 2), scaled to
+vision pretraining" (NeurIPS 2024; Ghosh, thesis Part III, Sec. 4), scaled to
 2 CPU cores: the small CNN encoder on ``shapes_small`` (16 x 16 RGB, 10,000
 training images; the command line's default config is
 ``configs/ssl_shapes.py:small``), Barlow Twins, probes every few epochs (kNN

@@ -1,8 +1,8 @@
 """Quantisation and lossless entropy coding of weights (bits on the wire).
 
-Seed thesis chapter 3 (Algorithms 1 and 2), in the GRACE split of
-``DESIGN.md``: the quantiser (:mod:`neurojax.compress.quantize`, jittable,
-in-graph entropy and bit widths) and the bit-exact host codec
+Oland, thesis ch. 3 (Algorithms 1 and 2), split as in GRACE (Xu et al.,
+ICDCS 2021: quantiser, residual memory, collective): the quantiser
+(:mod:`neurojax.compress.quantize`, jittable, in-graph entropy and bit widths) and the bit-exact host codec
 (:mod:`neurojax.compress.codec`: canonical Huffman and ANS), tied together
 per PyTree by :mod:`neurojax.compress.tree`.
 

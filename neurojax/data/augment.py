@@ -1,9 +1,9 @@
 """Jittable image augmentations for self-supervised pretraining.
 
-The views of the multi-augmentation SSL study (thesis Part III, the NeurIPS
-2024 paper on small projectors and multiple views; ``shared/specs/000_partB.md``
-section 2, "Part III (SSL)") are made by the FastSSL recipe: random resized
-crop -> horizontal flip -> colour jitter (p = 0.8) -> grayscale -> normalise.
+The views of the multi-augmentation SSL study (Ghosh, thesis Part III, Sec. 4
+and App. D; the NeurIPS 2024 paper on small projectors and multiple views)
+are made by the FastSSL recipe: random resized crop -> horizontal flip ->
+colour jitter (p = 0.8) -> grayscale -> normalise.
 Every function here takes one image ``(H, W, C)``, floating point in
 [0, 1], with ``C = 3`` (``C = 1`` is accepted: the colour-only operations,
 saturation, hue and grayscale, leave a one-channel image unchanged), and is

@@ -1,8 +1,8 @@
 """Self-supervised losses: Barlow Twins, VICReg, SimCLR (NT-Xent), spectral
 contrastive, and the multi-view (m >= 2 augmentations) forms of Barlow Twins
 and VICReg from Ghosh et al., "Harnessing small projectors and multiple views
-for efficient vision pretraining" (NeurIPS 2024; Part III of the thesis read
-in ``shared/specs/000_partB.md``).
+for efficient vision pretraining" (NeurIPS 2024; Ghosh, thesis Part III,
+Sec. 3.2, Eq. 10, and Sec. 4.2).
 
 Every loss is a pure function ``loss(embeddings..., **hyper) -> (scalar,
 aux)``. ``aux`` holds the unweighted terms, so the loss is always the

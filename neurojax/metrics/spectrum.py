@@ -1,6 +1,6 @@
 """Label-free metrics of a representation's covariance eigenspectrum.
 
-One eigendecomposition, many metrics (DESIGN.md): ``eigenspectrum`` computes
+One eigendecomposition, many metrics (as big_vision's few-shot ridge): ``eigenspectrum`` computes
 the eigenvalues of the centred feature covariance once, and every metric here
 accepts either features or those eigenvalues, so ``spectrum_metrics`` returns
 alpha, R^2, both effective ranks and the participation ratio from one ``eigh``.
@@ -14,8 +14,8 @@ alpha, R^2, both effective ranks and the participation ratio from one ``eigh``.
 * ``participation_ratio``: (sum lambda)^2 / sum lambda^2.
 * ``tail_ratio``: r_t of alpha-ReQ Theorem 2.2, Eq. (2).
 
-Conventions where the references disagree (DESIGN.md, "numerical conventions
-are choices, named"; ANCHORS.md (a)):
+Conventions where the references disagree (the alpha-ReQ paper and its
+official FastSSL code are the defaults; the others are options):
 
 * Fit range: ranks 4..100 (1-based, inclusive), the range the authors' code
   uses to log alpha during training and linear evaluation (FastSSL
@@ -424,7 +424,7 @@ def spectrum_metrics(features_or_eigenvalues: ArrayLike, *,
     if max_eigenvalues is not None:
         _check_max_eigenvalues(max_eigenvalues)
         lam = lam[:max_eigenvalues]
-    # Validate here, before compiling (DESIGN.md "Errors").
+    # Validate here, before compiling: a bad argument raises a ValueError naming it.
     check_choice("weighting", weighting, _WEIGHTINGS)
     if isinstance(tail_start, (int, np.integer)) and tail_start < 1:
         raise ValueError(f"tail_start must be >= 1 (1-based rank), got {tail_start}")

@@ -3,7 +3,7 @@ and the compute dtype.
 
 Every model validates its fields in ``__post_init__`` so that a bad
 configuration raises a ``ValueError`` naming the field at construction time,
-before anything is traced or compiled (see DESIGN.md, "Errors").
+before anything is traced or compiled.
 """
 import numbers
 from typing import Any, Callable, Sequence, Union
