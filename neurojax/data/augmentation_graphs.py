@@ -35,6 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from neurojax._checks import is_concrete
+
 _PROB_ATOL = 1e-6
 
 
@@ -43,7 +45,7 @@ def _check_row_stochastic(name: str, a) -> jax.Array:
     a = jnp.asarray(a)
     if a.ndim != 2:
         raise ValueError(f"{name} must be a 2-D matrix, got shape {a.shape}")
-    if not isinstance(a, jax.core.Tracer):
+    if is_concrete(a):
         v = np.asarray(a, np.float64)
         if not np.all(np.isfinite(v)) or np.any(v < 0):
             raise ValueError(f"{name} must be finite and non-negative")

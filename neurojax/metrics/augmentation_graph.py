@@ -51,11 +51,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from neurojax._checks import is_concrete
+
 _PROB_ATOL = 1e-6
-
-
-def _is_concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
 
 
 def _check_matrix(name: str, x, square: bool = False) -> jax.Array:
@@ -69,7 +67,7 @@ def _check_matrix(name: str, x, square: bool = False) -> jax.Array:
 
 def _check_distribution(name: str, p, axis: int = -1) -> None:
     """Non-negative entries summing to 1 along ``axis`` (values checked only when concrete)."""
-    if not _is_concrete(p):
+    if not is_concrete(p):
         return
     a = np.asarray(p, dtype=np.float64)
     if not np.all(np.isfinite(a)) or np.any(a < 0):
@@ -123,7 +121,7 @@ def augmentation_graph(p_natural, p_aug_given_natural) -> AugmentationGraph:
     _check_distribution("p_aug_given_natural", P, axis=1)
     dtype = jnp.promote_types(jnp.result_type(p0, P), jnp.float32)
     graph = _graph(p0.astype(dtype), P.astype(dtype))
-    if _is_concrete(graph.p_aug) and np.any(np.asarray(graph.p_aug) <= 0):
+    if is_concrete(graph.p_aug) and np.any(np.asarray(graph.p_aug) <= 0):
         raise ValueError("p_aug_given_natural gives some augmentation zero marginal "
                          "probability p(x); remove that column")
     return graph
@@ -230,7 +228,7 @@ def invariance_eigenvalues(var_eigenvalues, signed_mu=None) -> jax.Array:
     (mu_j - 1)^2 for any symmetric T_M.
     """
     lam = jnp.asarray(var_eigenvalues)
-    if _is_concrete(lam) and np.any(np.asarray(lam) < -1e-12):
+    if is_concrete(lam) and np.any(np.asarray(lam) < -1e-12):
         raise ValueError("var_eigenvalues must be >= 0 (eigenvalues of T_M^T T_M)")
     if signed_mu is None:
         return (jnp.sqrt(jnp.maximum(lam, 0)) - 1) ** 2

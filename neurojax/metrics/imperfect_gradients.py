@@ -36,51 +36,19 @@ from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
+
+from neurojax._checks import check_int, check_real, is_concrete
 
 # ----------------------------------------------------------------------------- checks
 
 
 def _concrete_float(name: str, value) -> Optional[float]:
-    if isinstance(value, jax.core.Tracer):
+    if not is_concrete(value):
         return None
     try:
         return float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a finite number, got {value!r}") from None
-
-
-def _concrete_values(name: str, value) -> Optional[np.ndarray]:
-    """``value`` as a float array (scalars and arrays alike); ``None`` under a trace."""
-    if isinstance(value, jax.core.Tracer):
-        return None
-    try:
-        return np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a finite number, got {value!r}") from None
-
-
-def _check_finite(name: str, value) -> None:
-    v = _concrete_values(name, value)
-    if v is not None and not np.all(np.isfinite(v)):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-
-
-def _check_nonneg(name: str, value) -> None:
-    v = _concrete_values(name, value)
-    if v is not None and not (np.all(np.isfinite(v)) and np.all(v >= 0)):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-
-
-def _check_positive(name: str, value) -> None:
-    v = _concrete_values(name, value)
-    if v is not None and not (np.all(np.isfinite(v)) and np.all(v > 0)):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-
-
-def _check_int(name: str, value, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def _vector(name: str, value) -> jax.Array:
@@ -107,7 +75,7 @@ def _unit_beta(beta, n: int, dtype) -> jax.Array:
         raise ValueError(f"beta must have length {n} (that of g), got {beta.shape[0]}")
     beta = beta.astype(dtype)
     norm = jnp.linalg.norm(beta)
-    if not isinstance(norm, jax.core.Tracer) and not float(norm) > 0:
+    if is_concrete(norm) and not float(norm) > 0:
         raise ValueError("beta must have a non-zero finite norm")
     return beta * (math.sqrt(n) / norm)
 
@@ -159,10 +127,10 @@ def lemma21_excess_loss(g, dt, *, hessian=None, trace=None, b=0.0, beta=None, si
     """
     g = _vector("g", g)
     n = g.shape[0]
-    _check_positive("dt", dt)
-    _check_finite("b", b)
-    _check_nonneg("sigma", sigma)
-    _check_nonneg("f_n", f_n)
+    check_real("dt", dt, low=0.0, low_open=True)
+    check_real("b", b)
+    check_real("sigma", sigma, low=0.0)
+    check_real("f_n", f_n, low=0.0)
     dtype = jnp.result_type(g.dtype, jnp.float32)
     g = g.astype(dtype)
     bias_needed = not (_concrete_float("b", b) == 0.0)
@@ -243,10 +211,10 @@ def measure_excess_loss(loss_fn: Callable[[Any], jax.Array], params, dt, *, b=0.
         dict: ``delta_loss`` (the mean), ``per_vector`` (``(R,)``),
         ``loss_start``, ``loss_true_step`` and ``grad_norm``.
     """
-    _check_positive("dt", dt)
-    _check_finite("b", b)
-    _check_nonneg("sigma", sigma)
-    _check_nonneg("f_n", f_n)
+    check_real("dt", dt, low=0.0, low_open=True)
+    check_real("b", b)
+    check_real("sigma", sigma, low=0.0)
+    check_real("f_n", f_n, low=0.0)
     return _measure(loss_fn, params, dt, b, beta, sigma, noise_set, f_n)
 
 
@@ -288,7 +256,7 @@ def bias_pq(g, hessian, dt, beta=None) -> tuple[jax.Array, jax.Array]:
     """
     g = _vector("g", g)
     n = g.shape[0]
-    _check_positive("dt", dt)
+    check_real("dt", dt, low=0.0, low_open=True)
     dtype = jnp.result_type(g.dtype, jnp.float32)
     hessian = _square("hessian", hessian, n).astype(dtype)
     beta = _unit_beta(beta, n, dtype)
@@ -315,10 +283,10 @@ def noise_threshold(grad_norm, sigma, dt, f_n=1.0) -> jax.Array:
     ``f(N) = 1`` (noise norm ``sigma``); the ``f_n`` factor is the same
     derivation with Lemma 2.1's general variance term.
     """
-    _check_positive("grad_norm", grad_norm)
-    _check_nonneg("sigma", sigma)
-    _check_positive("dt", dt)
-    _check_nonneg("f_n", f_n)
+    check_real("grad_norm", grad_norm, low=0.0, low_open=True)
+    check_real("sigma", sigma, low=0.0)
+    check_real("dt", dt, low=0.0, low_open=True)
+    check_real("f_n", f_n, low=0.0)
     return (2.0 / dt) / (1.0 + sigma ** 2 * f_n / jnp.asarray(grad_norm) ** 2)
 
 
@@ -359,9 +327,9 @@ def bias_descent_bound(psi, num_params: int, dt, *, form: str = "paper") -> jax.
     parallel to ``beta`` it is attained (all three forms equal
     ``1/sqrt(N)`` there).
     """
-    _check_nonneg("psi", psi)
-    _check_int("num_params", num_params)
-    _check_positive("dt", dt)
+    check_real("psi", psi, low=0.0)
+    check_int("num_params", num_params)
+    check_real("dt", dt, low=0.0, low_open=True)
     x = jnp.asarray(psi) * dt
     root_n = math.sqrt(num_params)
     if form == "paper":
@@ -414,7 +382,7 @@ def corollary_a2_expected_loss(loss_k, grads, hessians, biases, sigmas, dt, f_n=
         hessians = jnp.broadcast_to(hessians, (k, n, n))
     if hessians.shape != (k, n, n):
         raise ValueError(f"hessians must have shape {(k, n, n)} or {(n, n)}, got {hessians.shape}")
-    _check_positive("dt", dt)
+    check_real("dt", dt, low=0.0, low_open=True)
     prev_b = jnp.cumsum(biases, axis=0) - biases  # sum_{j<i} b_j
     hb = jnp.einsum("kij,kj->ki", hessians, biases)
     hsym_g = jnp.einsum("kij,kj->ki", hessians + jnp.swapaxes(hessians, 1, 2), grads)

@@ -20,28 +20,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from neurojax._checks import check_int, check_real
+
 Array = jax.Array
-
-
-def _check_int(name: str, value: Any, minimum: int = 1) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _check_float(name: str, value: Any, *, low: float, high: float = math.inf,
                  low_open: bool = False, high_open: bool = True) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    ok = math.isfinite(v) and (v > low if low_open else v >= low) and (
-        v < high if high_open else v <= high)
-    if not ok:
-        lo = "(" if low_open else "["
-        hi = ")" if high_open else "]"
-        raise ValueError(f"{name} must lie in {lo}{low}, {high}{hi}, got {value!r}")
-    return v
+    """``value`` as a float if it is a finite number in the range (``check_real``)."""
+    return float(check_real(name, value, low=low, high=high, low_open=low_open,
+                            high_open=high_open))
 
 
 def learning_rate(x: Array, tau: float = 0.5) -> float:
@@ -102,8 +90,8 @@ def gradient_descent(x: Array, y: Array, *, learning_rate: float, num_steps: int
     if y.ndim not in (1, 2) or y.shape[0] != x.shape[0]:
         raise ValueError(f"y must have shape [N] or [N, S] with N = {x.shape[0]}, "
                          f"got {y.shape}")
-    num_steps = _check_int("num_steps", num_steps, minimum=0)
-    record_every = _check_int("record_every", record_every)
+    num_steps = check_int("num_steps", num_steps, minimum=0)
+    record_every = check_int("record_every", record_every)
     if num_steps % record_every:
         raise ValueError(f"num_steps ({num_steps}) must be a multiple of record_every "
                          f"({record_every})")
@@ -183,7 +171,7 @@ def steps_to_threshold(x: Array, y: Array, *, tau: float = 0.5, tolerance: float
     tau = _check_float("tau", tau, low=0.0, high=2.0, low_open=True)
     tolerance = _check_float("tolerance", tolerance, low=0.0, high=1.0, low_open=True,
                              high_open=False)
-    max_steps = _check_int("max_steps", max_steps)
+    max_steps = check_int("max_steps", max_steps)
     x64 = np.asarray(x, np.float64)
     y64 = np.asarray(y, np.float64).reshape(x64.shape[0], -1)
     mu, u = np.linalg.eigh(x64 @ x64.T)
@@ -251,7 +239,7 @@ def gd_steps_to_threshold(x: Array, y: Array, *, tau: float = 0.5, tolerance: fl
     tau = _check_float("tau", tau, low=0.0, high=2.0, low_open=True)
     tolerance = _check_float("tolerance", tolerance, low=0.0, high=1.0, low_open=True,
                              high_open=False)
-    max_steps = _check_int("max_steps", max_steps)
+    max_steps = check_int("max_steps", max_steps)
     x = jnp.asarray(x)
     y = jnp.asarray(y, x.dtype)
     eta = learning_rate(x, tau)

@@ -20,17 +20,12 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from neurojax._checks import check_int
 from neurojax.metrics.probes import ridge_probe
 from neurojax.metrics.spectrum import DEFAULT_FIT_RANGE
 from neurojax.metrics.spectrum import alpha as fit_alpha
 
 WINDOW_RULES = ("fastssl", "bracket")
-
-
-def _check_int(name: str, value: Any, minimum: int = 1) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def ridge_probe_accuracy(features: Any, labels: Any, *, test_fraction: float = 0.25,
@@ -178,11 +173,11 @@ def select_models(features_list: Sequence[Any], labels_list: Any = None, *,
             features_list, Sequence) or len(features_list) == 0:
         raise ValueError("features_list must be a non-empty sequence of feature arrays")
     p = len(features_list)
-    m = _check_int("num_parallel", num_parallel)
-    k_keep = _check_int("top_k", top_k)
+    m = check_int("num_parallel", num_parallel)
+    k_keep = check_int("top_k", top_k)
     if window_rule not in WINDOW_RULES:
         raise ValueError(f"window_rule must be one of {WINDOW_RULES}, got {window_rule!r}")
-    k_window = max(1, m // 2) if window_top_k is None else _check_int("window_top_k",
+    k_window = max(1, m // 2) if window_top_k is None else check_int("window_top_k",
                                                                      window_top_k)
     if probe_fn is None:
         probe_fn = ridge_probe_accuracy
