@@ -98,11 +98,11 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from neurojax._checks import check_int, check_real
 from neurojax.analysis.outputs import jsonable, save_figure, write_json
 from neurojax.data.synthetic import power_law_gaussian, power_law_regression
-from neurojax.metrics.least_squares import (_check_float, _check_int, closed_form_iterate,
-                                            gradient_descent, learning_rate, mse,
-                                            steps_to_threshold)
+from neurojax.metrics.least_squares import (closed_form_iterate, gradient_descent,
+                                            learning_rate, mse, steps_to_threshold)
 from neurojax.metrics.model_selection import WINDOW_RULES, select_models
 from neurojax.metrics.spectrum import alpha as fit_alpha
 
@@ -149,13 +149,13 @@ def fig2_sweep(key: Array, alphas: Sequence[float] = FIG2_ALPHAS, *, num_train: 
         grid of the seed-mean test MSE) and the settings.
     """
     a = _check_alphas("alphas", alphas)
-    num_seeds = _check_int("num_seeds", num_seeds)
-    _check_int("num_train", num_train)
-    _check_int("dim", dim)
+    num_seeds = check_int("num_seeds", num_seeds)
+    check_int("num_train", num_train)
+    check_int("dim", dim)
     if num_train >= dim:
         raise ValueError(f"num_train must be < dim (over-parameterised, N < d), got "
                          f"num_train={num_train}, dim={dim}")
-    _check_float("tau", tau, low=0.0, high=2.0, low_open=True)
+    check_real("tau", tau, low=0.0, high=2.0, low_open=True)
     train, test, train_inf, test_inf, null = [], [], [], [], []
     steps = None
     keys = jax.random.split(key, num_seeds)
@@ -293,9 +293,9 @@ def convergence_time_sweep(key: Array, alphas: Sequence[float] = THM21_ALPHAS,
             set(int(n) for n in num_trains)) != ns.size:
         raise ValueError(f"num_trains must hold at least 2 distinct ints >= 2, "
                          f"got {num_trains!r}")
-    dim_ratio = _check_int("dim_ratio", dim_ratio, minimum=2)
-    num_seeds = _check_int("num_seeds", num_seeds)
-    _check_float("noise_std", noise_std, low=0.0)
+    dim_ratio = check_int("dim_ratio", dim_ratio, minimum=2)
+    num_seeds = check_int("num_seeds", num_seeds)
+    check_real("noise_std", noise_std, low=0.0)
     steps = np.zeros((a.size, ns.size, num_seeds), np.int64)
     cond = np.zeros((a.size, ns.size, num_seeds))
     keys = jax.random.split(key, num_seeds)
@@ -395,9 +395,9 @@ def model_selection_demo(key: Array, *, pool_size: int = 60, num_parallel: int =
     M H (no filtering), and the mean probes per step against M / step
     (App. B.6: epsilon_r = O(1/r) gives O(M log H) probes).
     """
-    pool_size = _check_int("pool_size", pool_size, minimum=2)
-    num_orderings = _check_int("num_orderings", num_orderings)
-    lo_a, hi_a = (_check_float("alpha_range", v, low=0.0, low_open=True) for v in alpha_range)
+    pool_size = check_int("pool_size", pool_size, minimum=2)
+    num_orderings = check_int("num_orderings", num_orderings)
+    lo_a, hi_a = (check_real("alpha_range", v, low=0.0, low_open=True) for v in alpha_range)
     if not lo_a < hi_a:
         raise ValueError(f"alpha_range must be (low, high) with low < high, got {alpha_range}")
     k_a, k_acc, k_f, k_ord = jax.random.split(key, 4)

@@ -40,7 +40,7 @@ import optax
 
 from neurojax.analysis import bias_variance_descent, bias_variance_digits, bias_variance_figures
 from neurojax.analysis.outputs import jsonable
-from neurojax.metrics.imperfect_gradients import _check_int, _check_positive
+from neurojax._checks import check_int, check_real
 from neurojax.optim.injection import (ZERO_SUM_NORMALIZATIONS, inject_gradient_bias,
                                       inject_gradient_noise)
 
@@ -53,7 +53,7 @@ MAKERS: dict[str, Callable[..., dict]] = {
 def noise_variance_factor(num_params: int, scaling: str = "constant",
                           exponent: Optional[float] = None) -> float:
     """``f(N)`` of Eq. 1: 1 (``'constant'``), N (``'N'``) or N**exponent (``'power'``)."""
-    _check_int("num_params", num_params)
+    check_int("num_params", num_params)
     if scaling == "constant":
         return 1.0
     if scaling == "N":
@@ -75,7 +75,7 @@ def zero_sum_second_moment(num_vectors: int, normalization: str = "paper") -> fl
     every vector by ``sqrt(R / (2 (R-1)))``). The set's average of
     ``n_i^T H n_i`` then has expectation ``factor * Tr H / N`` (Eq. 15).
     """
-    _check_int("num_vectors", num_vectors, 2)
+    check_int("num_vectors", num_vectors, 2)
     if normalization not in ZERO_SUM_NORMALIZATIONS:
         raise ValueError(f"normalization must be one of {ZERO_SUM_NORMALIZATIONS}, "
                          f"got {normalization!r}")
@@ -102,8 +102,8 @@ def measure_excess_loss_optax(loss_fn: Callable[[Any], jax.Array], params, dt, *
     Returns:
         dict: ``delta_loss`` and ``per_vector`` as ``measure_excess_loss``.
     """
-    _check_int("num_vectors", num_vectors, 2)
-    _check_positive("dt", dt)
+    check_int("num_vectors", num_vectors, 2)
+    check_real("dt", dt, low=0.0, low_open=True)
     return _measure_optax(loss_fn, params, dt, b, sigma, key, num_vectors, normalization,
                           scaling, exponent)
 

@@ -32,8 +32,8 @@ from tqdm import tqdm
 
 from neurojax.analysis.bias_variance_figures import _save
 from neurojax.data.synthetic import controlled_hessian_inputs, isotropic_noise_set
-from neurojax.metrics.imperfect_gradients import (_check_int, _check_nonneg, _check_positive,
-                                                  _vector, bias_descent_bound)
+from neurojax._checks import check_int, check_real
+from neurojax.metrics.imperfect_gradients import _vector, bias_descent_bound
 from neurojax.optim.injection import zero_sum_noise_set
 
 
@@ -101,13 +101,13 @@ def probability_of_descent(key, eigenvalues, dt, *, bias_ratio=0.0, noise_ratio=
         ``grad_norm``.
     """
     eigenvalues = _vector("eigenvalues", eigenvalues)
-    _check_positive("dt", dt)
-    _check_nonneg("bias_ratio", bias_ratio)
-    _check_nonneg("noise_ratio", noise_ratio)
+    check_real("dt", dt, low=0.0, low_open=True)
+    check_real("bias_ratio", bias_ratio, low=0.0)
+    check_real("noise_ratio", noise_ratio, low=0.0)
     for name, v in [("num_teachers", num_teachers), ("num_students", num_students)]:
-        _check_int(name, v)
-    _check_int("num_examples", num_examples, eigenvalues.shape[0])
-    _check_int("num_vectors", num_vectors, 2)
+        check_int(name, v)
+    check_int("num_examples", num_examples, eigenvalues.shape[0])
+    check_int("num_vectors", num_vectors, 2)
     if noise_set not in ("isotropic", "zero_sum"):
         raise ValueError(f"noise_set must be 'isotropic' or 'zero_sum', got {noise_set!r}")
     dtype = jnp.result_type(eigenvalues.dtype, jnp.float32)
@@ -136,9 +136,9 @@ def probability_of_descent_grid(key, spectra, dt, *, bias_ratios=None, noise_rat
     spectra = jnp.asarray(spectra)
     if spectra.ndim != 2:
         raise ValueError(f"spectra must have shape (cells, d), got {spectra.shape}")
-    _check_positive("dt", dt)
+    check_real("dt", dt, low=0.0, low_open=True)
     c, d = spectra.shape
-    _check_int("num_examples", num_examples, d)
+    check_int("num_examples", num_examples, d)
     dtype = jnp.result_type(spectra.dtype, jnp.float32)
     zeros = jnp.zeros((c,), dtype)
     br = zeros if bias_ratios is None else jnp.asarray(bias_ratios, dtype)

@@ -24,7 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from neurojax.metrics.augmentation_graph import _check_matrix, _is_concrete
+from neurojax._checks import is_concrete
+from neurojax.metrics.augmentation_graph import _check_matrix
 from neurojax.metrics.spectrum import effective_rank
 
 def _check_flow_args(w, t, beta=None) -> tuple[jax.Array, jax.Array]:
@@ -33,11 +34,11 @@ def _check_flow_args(w, t, beta=None) -> tuple[jax.Array, jax.Array]:
     if t.shape[0] != w.shape[1]:
         raise ValueError(f"t must be ({w.shape[1]}, {w.shape[1]}) to match w's columns, "
                          f"got {t.shape}")
-    if _is_concrete(t) and not np.allclose(np.asarray(t), np.asarray(t).T,
+    if is_concrete(t) and not np.allclose(np.asarray(t), np.asarray(t).T,
                                            rtol=1e-5, atol=1e-6 * float(np.abs(t).max() or 1)):
         raise ValueError("t must be symmetric (Eq. 36 assumes T = V Lambda V^T); "
                          "use augmentation_correlation to symmetrise X X'^T")
-    if beta is not None and _is_concrete(beta) and not (0 <= float(beta) <= 1):
+    if beta is not None and is_concrete(beta) and not (0 <= float(beta) <= 1):
         raise ValueError(f"beta must be in [0, 1], got {beta!r}")
     return w, t
 
