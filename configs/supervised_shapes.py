@@ -11,13 +11,12 @@ The datasets are generated into the data dir on first use (small: ~3 s).
 Measured (small_cnn (32, 64, 128) + 256 hidden, Adam 2e-3 cosine, batch 128):
 
 - ``:small`` on 2 shared CPU cores (jax 0.10.2): 52.7% test accuracy, 380 s
-  of training (~6.5 min with compilation); it plateaus after ~20 epochs
-  (51-53%) while training accuracy reaches 96%: the small set is
+  of training (~6.5 min with compilation; the supervised run of
+  ``benchmarks/results/shapes_calibration_small.json``); it plateaus after
+  ~20 epochs (51-53%) while training accuracy reaches 96%: the small set is
   data-limited, which is what leaves room for representation learning.
-- default on 2 CPU cores: 2-2.5 min per epoch, so the 20 epochs take ~45 min;
-  ``--config.train.num_epochs=4`` gives 87.4% in 8 min (measured). The full
-  20 epochs reach 97.5% (98.6% after 30) in an equivalent loop measured on
-  an NVIDIA H200 (same model, optimiser, batch size and generated data).
+- default: sized for a GPU (on 2 CPU cores an epoch takes minutes); its
+  accuracy has not been measured with this code.
 
 ``python -m neurojax.analysis.shapes_calibration`` runs this as the
 supervised reference beside the raw-pixel and random-encoder baselines.
