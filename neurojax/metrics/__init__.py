@@ -4,16 +4,18 @@ Spectrum metrics (``neurojax.metrics.spectrum``) take features or a 1-D
 eigenvalue array: alpha (alpha-ReQ), effective rank (RankMe), participation
 ratio, the tail ratio of alpha-ReQ Theorem 2.2, and ``spectrum_metrics`` for
 all of them from one eigendecomposition. ``neurojax.metrics.features``
-collects a model's features over a dataset, or streams their covariance.
+gathers a model's features over a dataset (one device or a mesh), or streams
+their covariance.
 Probes (``neurojax.metrics.probes``): closed-form ridge, the thesis' trained
 linear probe, weighted kNN. Curvature (``neurojax.metrics.curvature``):
 Hessian-vector products, Hutchinson trace, Lanczos extremal eigenvalues.
 """
 from neurojax.metrics.curvature import (dense_hessian, gradient_norm, hessian_frobenius_norm,
                                         hessian_trace, hvp, lanczos_eigenvalues)
-from neurojax.metrics.features import (CovarianceState, StreamingCovariance,
+from neurojax.metrics.features import (CovarianceState, FeaturesStep, StreamingCovariance,
                                        collect_features, covariance_init,
                                        covariance_matrix, covariance_update,
+                                       gather_features, make_features_step,
                                        streaming_covariance)
 from neurojax.metrics.probes import (DEFAULT_KNN_K, DEFAULT_KNN_TEMPERATURE,
                                      DEFAULT_RIDGE_REGULARIZERS, LinearProbeResult,
@@ -33,7 +35,8 @@ __all__ = [
     "hessian_trace", "hvp", "lanczos_eigenvalues",
     "CovarianceState", "DEFAULT_FIT_RANGE", "FASTSSL_PLOT_FIT_RANGE", "PowerLawFit",
     "RANKME_EPS", "REPTRIX_FIT_RANGE", "StreamingCovariance", "accumulation_dtype",
-    "alpha", "collect_features", "covariance_init", "covariance_matrix",
+    "alpha", "collect_features", "covariance_init", "covariance_matrix", "FeaturesStep",
+    "gather_features", "make_features_step",
     "covariance_update", "effective_rank", "eigenspectrum",
     "eigenspectrum_from_covariance", "participation_ratio", "spectrum_metrics",
     "streaming_covariance", "tail_ratio",

@@ -23,15 +23,16 @@ representation); ``''`` is the model's output.
 """
 import os
 import re
-from typing import Callable, Sequence
+from typing import Sequence
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
 
 from neurojax import data as nj_data
 from neurojax import plots
 from neurojax.metrics import DEFAULT_FIT_RANGE, spectrum_metrics
+from neurojax.metrics.features import FeaturesStep, make_features_step
 from neurojax.models import intermediate_features
 from neurojax.train.state import TrainState
 from neurojax.train.step import DATA_AXIS, shard_batch
@@ -43,9 +44,10 @@ def _file_safe(layer: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", layer) or "output"
 
 
-def make_layer_features(model, layers: Sequence[str], mesh: Mesh) -> Callable:
-    """``(variables, x) -> {layer: (n, D) features}``, jit-compiled; the batch
-    is sharded over ``mesh`` and the features replicated."""
+def make_layer_features(model, layers: Sequence[str], mesh: Mesh) -> FeaturesStep:
+    """``step(variables, {'image': x})["features"] -> {layer: (n, D) features}``
+    (``neurojax.metrics.make_features_step``): the batch is sharded over
+    ``mesh`` and the features replicated."""
     layers = tuple(layers)
 
     def features(variables, x):
@@ -55,11 +57,9 @@ def make_layer_features(model, layers: Sequence[str], mesh: Mesh) -> Callable:
         if missing:
             raise ValueError(f"config.train.spectrum_layers: no layer(s) {missing} in "
                              f"the model; see neurojax.models.layer_names")
-        return {name: feats[name].reshape(x.shape[0], -1) for name in layers}
+        return {name: feats[name] for name in layers}
 
-    return jax.jit(features, in_shardings=(NamedSharding(mesh, P()),
-                                           NamedSharding(mesh, P(DATA_AXIS))),
-                   out_shardings=NamedSharding(mesh, P()))
+    return make_features_step(features, mesh, data_axis=DATA_AXIS)
 
 
 class SpectrumMonitor:
@@ -94,7 +94,7 @@ class SpectrumMonitor:
     def __call__(self, state: TrainState) -> dict:
         """``{'{layer}/alpha': ..., '{layer}/effective_rank': ..., ...}``."""
         variables = {"params": state.params, **state.model_state}
-        feats = jax.device_get(self._features(variables, self._images))
+        feats = jax.device_get(self._features(variables, {"image": self._images})["features"])
         out = {}
         for layer in self.layers:
             metrics = spectrum_metrics(feats[layer], return_eigenvalues=True)

@@ -37,10 +37,10 @@ from neurojax.data.augment import (AugmentRecipe, cifar_recipe, imagenet_recipe,
 from neurojax.data.views import make_views
 from neurojax.losses import SSL_LOSSES
 from neurojax.metrics import probes, spectrum
+from neurojax.metrics.features import gather_features, make_features_step
 from neurojax.models.ssl import SSLNetwork, build_ssl_network
-from neurojax.train.evaluation import (eval_batches_per_process, gather_features,
-                                       make_features_step)
-from neurojax.train.step import Objective
+from neurojax.train.evaluation import eval_batches_per_process
+from neurojax.train.step import DATA_AXIS, Objective
 from neurojax.models.projector import Projector
 from neurojax.train.config import positive_int
 from neurojax.train.task import Task, eval_loader_fn, register_task
@@ -224,7 +224,7 @@ def ssl_task(config, info, mesh, data_dir) -> Task:
     batch_size = ds.get("eval_batch_size", ds.batch_size)
     features_step = make_features_step(
         probe_features_fn(model, augment_recipe(config.views, view_size(config, image_size))),
-        mesh)
+        mesh, keep=("label",), data_axis=DATA_AXIS)
     p = config.probe
     # (loader factory, examples used) per probe split, sized once
     probe_sets = {}
@@ -239,9 +239,9 @@ def ssl_task(config, info, mesh, data_dir) -> Task:
     def features(state, which):
         loader, n = probe_sets[which]
         variables = {"params": state.params, **state.model_state}
-        x, y = gather_features(features_step, variables, loader(), batch_size, mesh,
-                               eval_batches_per_process(n, batch_size))
-        return x[:n], y[:n]
+        out = gather_features(features_step, variables, loader(), batch_size=batch_size,
+                              num_batches=eval_batches_per_process(n, batch_size))
+        return out["features"][:n], out["label"][:n]
 
     def evaluate_fn(state) -> dict:
         return _probe_metrics(config, features(state, "train"), features(state, "test"),

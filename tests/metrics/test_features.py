@@ -1,5 +1,6 @@
-"""collect_features / streaming_covariance on a tiny MLP, against the direct
-forward pass and numpy's covariance."""
+"""gather_features / collect_features / streaming_covariance on a tiny MLP,
+against the direct forward pass and numpy's covariance; gather_features also
+data-parallel over a mesh of 4 CPU devices (in a subprocess)."""
 import itertools
 import subprocess
 import sys
@@ -9,8 +10,11 @@ import numpy as np
 import pytest
 
 from neurojax.metrics import (collect_features, covariance_init, covariance_matrix,
-                              covariance_update, eigenspectrum, streaming_covariance)
+                              covariance_update, eigenspectrum, gather_features,
+                              make_features_step, streaming_covariance)
+from neurojax.metrics.features import padded_batches
 from neurojax.models import MLP, intermediate_features
+from tests._devices import run_with_forced_devices
 
 
 @pytest.fixture(autouse=True)
@@ -110,7 +114,84 @@ def test_covariance_update_stable_with_large_mean():
                                np.linalg.eigvalsh(ref), rtol=1e-3)
 
 
-def test_metrics_does_not_import_models_at_import_time():
-    code = ("import sys, neurojax.metrics; "
-            "sys.exit(any(m.startswith('neurojax.models') for m in sys.modules))")
+def test_metrics_does_not_import_models_or_train_at_import_time():
+    code = ("import sys, neurojax.metrics; sys.exit(any(m.startswith(('neurojax.models', "
+            "'neurojax.train', 'neurojax.data')) for m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def _two_layers(model):
+    def features_fn(v, images):
+        f = intermediate_features(model, v, images, filter=["act_0", "act_1"])
+        return {"act_0": f["act_0"], "act_1": f["act_1"]}
+    return features_fn
+
+
+def test_gather_features_layers_and_labels_equal_the_direct_forward_pass(setup):
+    model, variables, x = setup
+    labels = np.arange(23, dtype=np.int32) % 3
+    data = [{"image": x[i:i + 5], "label": labels[i:i + 5], "id": np.array(["s"] * 5)[:len(
+        x[i:i + 5])]} for i in range(0, 23, 5)]        # string ids are never transferred
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",))
+    for m in (None, mesh):
+        step = make_features_step(_two_layers(model), m, keep=("label",))
+        out = gather_features(step, variables, data)
+        direct = intermediate_features(model, variables, x, filter=["act_0", "act_1"])
+        assert set(out) == {"features", "label"}
+        for layer in ("act_0", "act_1"):
+            assert out["features"][layer].dtype == np.float32
+            np.testing.assert_allclose(out["features"][layer], direct[layer], rtol=1e-5,
+                                       atol=1e-6)
+        np.testing.assert_array_equal(out["label"], labels)
+        assert out["label"].dtype == np.int32
+    # a dataset held as arrays, cut into batches of 7 (23 = 3 * 7 + 2, padded)
+    step = make_features_step(lambda v, im: model.apply(v, im, train=False), keep=("label",))
+    out = gather_features(step, variables, {"image": x, "label": labels}, batch_size=7)
+    np.testing.assert_allclose(out["features"], model.apply(variables, x), rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_array_equal(out["label"], labels)
+    one = gather_features(step, variables, {"image": x, "label": labels})  # one batch
+    np.testing.assert_allclose(one["features"], out["features"], rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="no \\['label'\\]"):
+        gather_features(step, variables, [x])
+    with pytest.raises(ValueError, match="exceeds batch_size=4"):
+        gather_features(step, variables, data, batch_size=4)
+
+
+def test_padded_batches_pad_mask_and_run_a_fixed_number_of_steps():
+    data = [{"image": np.ones((3, 2)), "label": np.arange(3)},
+            {"image": np.ones((1, 2)), "label": np.arange(1)}]
+    out = list(padded_batches(iter(data), 4, num_batches=4, multiple_of=1))
+    assert len(out) == 4                           # 2 real + 2 fully masked
+    assert [b["mask"].tolist() for b in out] == [[1, 1, 1, 0], [1, 0, 0, 0], [0] * 4, [0] * 4]
+    assert all(b["image"].shape == (4, 2) for b in out)
+    np.testing.assert_array_equal(out[0]["label"], [0, 1, 2, 0])
+    # default size: the largest batch so far, rounded up to the devices
+    sizes = [len(b["mask"]) for b in padded_batches(data, multiple_of=4)]
+    assert sizes == [4, 4]
+    assert list(padded_batches([], 4, num_batches=3)) == []   # nothing to shape a pad on
+
+
+def test_gather_features_on_a_mesh_of_four_devices():
+    """Batches of 6 padded to 8 (a multiple of the 4 devices), split over the
+    'data' axis; the replicated features equal one device's forward pass."""
+    script = """
+import jax, numpy as np
+import neurojax
+from neurojax.metrics import gather_features, make_features_step
+from neurojax.models import MLP
+assert len(jax.devices()) == 4
+model = MLP(widths=(8,), num_outputs=3)
+x = np.random.default_rng(0).standard_normal((23, 5)).astype(np.float32)
+y = np.arange(23) % 3
+v = model.init(jax.random.key(0), x[:1])
+mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))
+step = make_features_step(lambda v, im: model.apply(v, im, train=False), mesh, keep=("label",))
+out = gather_features(step, v, {"image": x, "label": y}, batch_size=6, num_batches=5)
+with jax.default_matmul_precision("highest"):
+    ref = np.asarray(model.apply(v, x))
+np.testing.assert_allclose(out["features"], ref, rtol=1e-5, atol=1e-6)
+np.testing.assert_array_equal(out["label"], y)
+print("GATHER_OK")
+"""
+    run_with_forced_devices(script, "GATHER_OK", num_devices=4)
