@@ -13,7 +13,7 @@ Prints, in one run:
    64 -> hidden -> 10), their ratio, and the two traces.
 
     python benchmarks/noise_transforms.py                    # small_cnn, batch 32
-    python benchmarks/noise_transforms.py --model=resnet18   # slow on CPU (see DESIGN.md)
+    python benchmarks/noise_transforms.py --model=resnet18   # slow on CPU (~1.6 s a step)
 
 Medians of ``--repeats`` timed calls after one warm-up call (compilation
 excluded); the step variants are timed in interleaved rounds. Ratios are comparable within one run only; the machine is shared.
