@@ -82,7 +82,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.train.spectrum_layers = ()
     config.train.spectrum_examples = 360
 
-    # the grid of the figure script (neurojax.analysis.bias_variance_figures.figure1)
+    # the grid of the figure script (neurojax.analysis.bias_variance_digits.figure1)
     config.sweep = ml_collections.ConfigDict()
     config.sweep.biases = (0.0, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
     config.sweep.noises = (0.0, 1e-2, 0.1, 1.0, 5.0, 10.0, 40.0)

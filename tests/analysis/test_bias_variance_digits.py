@@ -1,4 +1,5 @@
-"""Fig. 1 from separate runs: bias_variance_figures.read_cell / figure1_collect."""
+"""Fig. 1 (neurojax.analysis.bias_variance_digits): the digits grid at a quick size
+(figure1), and from separate runs (read_cell / figure1_collect)."""
 import json
 import os
 import subprocess
@@ -122,3 +123,26 @@ def test_runlocal_cells_train_and_collect(tmp_path):
     s = out["summary"]
     assert s["runs"] == 2 and s["biases_rel_per_param"] == [0.0, 1e-3]
     assert np.all((out["test_acc"][~np.isnan(out["test_acc"])] >= 0))
+
+
+def test_figure1_small_perturbations_are_harmless_large_ones_harm(tmp_path):
+    # Fig. 1's verdict: a small relative bias or noise leaves full-batch training
+    # where it was, an excessive one destroys it. Digits MLP, 60 steps, 2 seeds.
+    biases, noises = [0.0, 1e-3, 0.1], [0.0, 5.0, 40.0]
+    out = figs.figure1(str(tmp_path / "out"), biases=biases, noises=noises, num_seeds=2,
+                       steps=60, data_dir=str(tmp_path / "tfds"))
+    te, tr = np.asarray(out["test_acc"]), np.asarray(out["train_acc"])
+    assert te.shape == tr.shape == (3, 3)
+    s = out["summary"]
+    assert s["baseline_test_acc"] == pytest.approx(te[0, 0]) and te[0, 0] > 0.9  # seen: 0.925
+    assert tr[0, 0] > 0.9
+    # small: bias 1e-3 per parameter, noise 5 ||g||: within 2 points of the baseline
+    assert abs(te[1, 0] - te[0, 0]) < 0.02 and abs(te[0, 1] - te[0, 0]) < 0.02
+    assert abs(te[1, 1] - te[0, 0]) < 0.02
+    # excessive: bias 0.1 per parameter (||b|| ~ 7 ||g||) or noise 40 ||g||: near chance
+    assert np.all(te[2, :] < 0.2) and np.all(tr[2, :] < 0.2)  # seen: 0.075
+    assert te[0, 2] < 0.5 and te[1, 2] < 0.5  # seen: 0.20
+    assert s["test_acc_max_noise_no_bias"] == pytest.approx(te[0, 2])
+    assert s["test_acc_max_bias_no_noise"] == pytest.approx(te[2, 0])
+    saved = strict_json(tmp_path / "out" / "bias_variance_fig1.json")
+    np.testing.assert_allclose(saved["test_acc"], te, rtol=1e-5)
