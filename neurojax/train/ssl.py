@@ -1,8 +1,8 @@
 """Self-supervised pretraining as a task of the one training loop.
 
 Ghosh et al., "Harnessing small projectors and multiple views for efficient
-vision pretraining" (NeurIPS 2024; thesis Part III, Sec. 3-4, Appendix D;
-read in ``shared/specs/000_partB.md``). Each step:
+vision pretraining" (NeurIPS 2024; Ghosh, thesis Part III, Sec. 3-4,
+Appendix D). Each step:
 
 1. draws m augmented views of every image of the batch *inside* the
    compiled step (``neurojax.data.views.make_views``, keyed by the step's
