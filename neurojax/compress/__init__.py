@@ -17,8 +17,9 @@ from neurojax.compress.quantize import (Quantized, bin_width, bits_from_entropy,
                                         bits_from_gradient_rms, compression_ratio,
                                         dynamic_quantize, entropy_bits, estimate_entropy,
                                         histogram, rms, value_range)
-from neurojax.compress.tree import (LeafStats, TreeStats, compress_array, compress_tree,
-                                    decompress_array, decompress_tree, quantize_tree)
+from neurojax.compress.tree import (GROUPINGS, LeafStats, TreeStats, compress_array,
+                                    compress_tree, decompress_array, decompress_tree,
+                                    group_vector, layer_groups, quantize_tree, split_group)
 
 __all__ = [
     "codec", "quantize", "tree",
@@ -27,4 +28,5 @@ __all__ = [
     "bits_from_gradient_rms", "compression_ratio", "dynamic_quantize", "entropy_bits",
     "estimate_entropy", "histogram", "rms", "value_range", "LeafStats", "TreeStats",
     "compress_array", "compress_tree", "decompress_array", "decompress_tree", "quantize_tree",
+    "GROUPINGS", "layer_groups", "group_vector", "split_group",
 ]

@@ -21,6 +21,13 @@ verbatim. ``decompress_tree`` reconstructs every float leaf at its bin
 centres (Algorithm 2), within half a bin of the original, cast back to the
 leaf's dtype.
 
+Quantisation units: ``layer_groups`` says which leaves share one quantiser
+(``"leaf"``: each array, as ``compress_tree`` does; ``"layer"``: a module's
+kernel and bias together, the thesis's bias-in-W convention), and
+``group_vector`` / ``split_group`` turn a group into one float32 vector and
+back (with leading batch axes, e.g. the stacked workers of
+``neurojax.train.compressed_sync``, which quantises these vectors in-graph).
+
 Tree structure: the leaves are flattened with
 ``jax.tree_util.tree_flatten_with_path``; each leaf's key path is stored
 (dict keys as str/int, sequence indices, attribute names). Without a
@@ -262,6 +269,60 @@ def decompress_array(blob) -> np.ndarray:
     return qz.dequantize_numpy(codes, n_bits, w_min, w_max).astype(dtype)
 
 
+# ------------------------------------------------------------------ groups
+
+GROUPINGS = ("layer", "leaf")
+
+
+def layer_groups(params, grouping: str = "layer") -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """The quantisation units of a parameter tree: ``((name, leaf_indices),
+    ...)`` in flattening order (indices into ``jax.tree.leaves(params)``).
+
+    ``"layer"`` groups the leaves that share their parent path (a Dense
+    module's ``kernel`` and ``bias``: the thesis folds the bias into ``W`` as
+    an extra input of 1, chapter 2, so both share one ``w_min, w_max, N``);
+    ``"leaf"`` makes each leaf its own group (as :func:`compress_tree` does).
+    A group's name is the ``keystr`` of its path (``"params"`` for a bare
+    array). Non-floating leaves raise ``ValueError``.
+    """
+    check_choice("grouping", grouping, GROUPINGS)
+    flat, _ = jax.tree_util.tree_flatten_with_path(params)
+    if not flat:
+        raise ValueError("params must contain at least one array")
+    groups: dict[str, list[int]] = {}
+    for i, (path, leaf) in enumerate(flat):
+        if not _is_float(jax.numpy.asarray(leaf).dtype):
+            raise ValueError(f"params{jax.tree_util.keystr(path)} must be floating point, "
+                             f"got {jax.numpy.asarray(leaf).dtype}")
+        key = path[:-1] if grouping == "layer" and len(path) > 1 else path
+        groups.setdefault(jax.tree_util.keystr(key) or "params", []).append(i)
+    return tuple((name, tuple(ix)) for name, ix in groups.items())
+
+
+def group_vector(leaves, idx, *, batch_dims: int = 0):
+    """The leaves ``idx`` (of a flattened tree) as one float32 vector: each
+    flattened and concatenated in order, over ``batch_dims`` leading axes
+    that all of them share (e.g. a stacked worker axis: ``[P, n_g]``)."""
+    lead = tuple(leaves[idx[0]].shape[:batch_dims])
+    return jax.numpy.concatenate(
+        [jax.numpy.reshape(leaves[i], lead + (-1,)).astype(jax.numpy.float32) for i in idx],
+        axis=-1)
+
+
+def split_group(vec, leaves, idx, *, batch_dims: int = 0) -> list:
+    """The inverse of :func:`group_vector`: ``vec`` cut back into arrays of
+    the shapes and dtypes of ``leaves[i]`` for ``i`` in ``idx`` (in order)."""
+    sizes = [int(np.prod(leaves[i].shape[batch_dims:], dtype=np.int64)) for i in idx]
+    if sum(sizes) != vec.shape[-1]:
+        raise ValueError(f"the group vector has {vec.shape[-1]} entries, its leaves "
+                         f"{sum(sizes)}")
+    out, start = [], 0
+    for i, size in zip(idx, sizes):
+        out.append(vec[..., start:start + size].reshape(leaves[i].shape).astype(leaves[i].dtype))
+        start += size
+    return out
+
+
 # ------------------------------------------------------------------ trees
 
 def _key_entry(k) -> list:
@@ -405,5 +466,5 @@ def decompress_tree(blob, template: Any = None):
 
 
 __all__ = ["quantize_tree", "compress_array", "decompress_array", "compress_tree",
-           "decompress_tree",
+           "decompress_tree", "GROUPINGS", "layer_groups", "group_vector", "split_group",
            "LeafStats", "TreeStats"]

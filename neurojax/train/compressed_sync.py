@@ -37,7 +37,9 @@ The scheme (what the thesis does, and the choices it leaves open)
   into ``W`` as an extra input of 1 (Chapter 2), so both share one
   ``w_min, w_max, N`` and one code table (``grouping="layer"``, the parent
   module of the leaves). ``grouping="leaf"`` quantises every array on its own
-  (as :func:`neurojax.compress.compress_tree` does).
+  (as :func:`neurojax.compress.compress_tree` does). The groups and their
+  vectors come from :mod:`neurojax.compress.tree` (``layer_groups``,
+  ``group_vector``, ``split_group``; ``layer_groups`` is re-exported here).
 * Non-parameter collections (``model_state``, e.g. BatchNorm statistics) and
   the optimiser states stay local and are not synchronised.
 
@@ -80,7 +82,6 @@ Equivalences (tested)
 from __future__ import annotations
 
 import dataclasses
-import math
 import numbers
 from typing import Any, Callable, Iterator, Optional
 
@@ -91,13 +92,14 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from neurojax._checks import check_choice, check_int
 from neurojax.compress import codec
 from neurojax.compress import quantize as qz
+from neurojax.compress.tree import GROUPINGS, group_vector, layer_groups, split_group
 from neurojax.train.state import PyTree
 from neurojax.train.step import DATA_AXIS, Objective, make_mesh
 
 MODES = ("none", "fixed", "dynamic")
-GROUPINGS = ("layer", "leaf")
 # Bytes of the per-layer quantiser header each sender adds to its codec
 # package: w_min and w_max (float32) and N (uint8).
 QUANTIZER_HEADER_BYTES = 9
@@ -131,13 +133,9 @@ class SyncConfig:
     method: str = "huffman"
 
     def __post_init__(self):
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.grouping not in GROUPINGS:
-            raise ValueError(f"grouping must be one of {GROUPINGS}, got {self.grouping!r}")
-        if self.method not in codec.METHODS:
-            raise ValueError(f"method must be one of {sorted(codec.METHODS)}, "
-                             f"got {self.method!r}")
+        check_choice("mode", self.mode, MODES)
+        check_choice("grouping", self.grouping, GROUPINGS)
+        check_choice("method", self.method, tuple(codec.METHODS))
         qz._check_static_bits(self.num_bits, "num_bits")
         qz._check_static_bits(self.prelim_bits, "prelim_bits")
         qz._check_fraction(self.fraction)
@@ -173,43 +171,6 @@ class WorkerState(flax.struct.PyTreeNode):
 
 # ------------------------------------------------------------------ groups
 
-def layer_groups(params: PyTree,
-                 grouping: str = "layer") -> tuple[tuple[str, tuple[int, ...]], ...]:
-    """The quantisation units: ``((name, leaf_indices), ...)`` in flattening
-    order. ``"layer"`` groups the leaves that share their parent path (a
-    Dense module's ``kernel`` and ``bias``); ``"leaf"`` makes each floating
-    leaf its own group. Non-floating leaves raise ``ValueError``."""
-    if grouping not in GROUPINGS:
-        raise ValueError(f"grouping must be one of {GROUPINGS}, got {grouping!r}")
-    flat, _ = jax.tree_util.tree_flatten_with_path(params)
-    if not flat:
-        raise ValueError("params must contain at least one array")
-    groups: dict[str, list[int]] = {}
-    for i, (path, leaf) in enumerate(flat):
-        if not jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.floating):
-            raise ValueError(f"params{jax.tree_util.keystr(path)} must be floating point, "
-                             f"got {jnp.asarray(leaf).dtype}")
-        key = path[:-1] if grouping == "layer" and len(path) > 1 else path
-        groups.setdefault(jax.tree_util.keystr(key) or "params", []).append(i)
-    return tuple((name, tuple(ix)) for name, ix in groups.items())
-
-
-def _flatten_group(leaves, idx):
-    """Concatenate the group's leaves (each with leading worker axis) into
-    ``[w, n]`` float32."""
-    w = leaves[idx[0]].shape[0]
-    return jnp.concatenate([leaves[i].reshape(w, -1).astype(jnp.float32) for i in idx], axis=1)
-
-
-def _unflatten_group(vec, leaves, idx, out):
-    """Split ``[w, n]`` back into the group's leaves (in place into ``out``)."""
-    start = 0
-    for i in idx:
-        size = math.prod(leaves[i].shape[1:])
-        out[i] = vec[:, start:start + size].reshape(leaves[i].shape).astype(leaves[i].dtype)
-        start += size
-
-
 # ------------------------------------------------------------------ state
 
 def init_workers(params: PyTree, tx: optax.GradientTransformation, num_workers: int, *,
@@ -241,9 +202,7 @@ def place_workers(state: WorkerState, mesh: Mesh) -> WorkerState:
 
 
 def _check_workers(num_workers, mesh):
-    if isinstance(num_workers, bool) or not isinstance(num_workers, numbers.Integral) \
-            or num_workers < 1:
-        raise ValueError(f"num_workers must be a positive integer, got {num_workers!r}")
+    check_int("num_workers", num_workers)
     d = mesh.devices.size
     if num_workers % d:
         raise ValueError(f"num_workers ({num_workers}) must be a multiple of the number of "
@@ -293,7 +252,7 @@ def sync_workers(params: PyTree, rng: jax.Array, rounds: jax.Array, sync: SyncCo
     stats = {k: {} for k in ("entropy", "num_bits", "w_min", "w_max", "code_entropy")}
     codes_out = {}
     for gi, (name, idx) in enumerate(groups):
-        vec = _flatten_group(leaves, idx)                      # [w, n]
+        vec = group_vector(leaves, idx, batch_dims=1)          # [w, n] float32
         keys = jax.vmap(lambda r: jax.random.fold_in(      # per worker, group, round
             jax.random.fold_in(r, gi), rounds))(rng)
         w_min, w_max = jnp.min(vec, axis=1), jnp.max(vec, axis=1)
@@ -324,7 +283,10 @@ def sync_workers(params: PyTree, rng: jax.Array, rounds: jax.Array, sync: SyncCo
             avg = _average_in_order(deq)
             if return_codes:
                 codes_out[name] = codes
-        _unflatten_group(jnp.broadcast_to(avg, (w_local,) + avg.shape), leaves, idx, out_leaves)
+        pieces = split_group(jnp.broadcast_to(avg, (w_local,) + avg.shape), leaves, idx,
+                             batch_dims=1)
+        for i, piece in zip(idx, pieces):
+            out_leaves[i] = piece
     return jax.tree.unflatten(treedef, out_leaves), stats, codes_out
 
 
@@ -514,8 +476,7 @@ def worker_batches(arrays: dict, num_workers: int, batch_size: int, local_steps:
     n = len(next(iter(arrays.values())))
     for name, value in (("num_workers", num_workers), ("batch_size", batch_size),
                         ("local_steps", local_steps)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_int(name, value)
     if any(len(v) != n for v in arrays.values()):
         raise ValueError("arrays must all have the same length")
     shard = n // num_workers

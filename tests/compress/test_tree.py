@@ -122,3 +122,48 @@ def test_bad_inputs_raise(params):
                           ({"num_bits": 0}, "num_bits"), ({"sampler": "x"}, "sampler")]:
         with pytest.raises(ValueError, match=field):
             nc.compress_tree(params, **kwargs)
+
+
+# ------------------------------------------------------------------ groups
+
+
+def test_layer_groups_put_a_bias_with_its_kernel(params):
+    names = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+    groups = nc.layer_groups(params)
+    # every leaf in exactly one group, in flattening order, grouped by parent path
+    assert [i for _, idx in groups for i in idx] == list(range(len(names)))
+    for name, idx in groups:
+        assert {names[i].rsplit("[", 1)[0] for i in idx} == {name}
+        assert len(idx) == 2                               # kernel and bias of a Dense
+    leaf = nc.layer_groups(params, "leaf")
+    assert [name for name, _ in leaf] == names and all(len(idx) == 1 for _, idx in leaf)
+    assert nc.layer_groups(np.zeros(3)) == (("params", (0,)),)
+    with pytest.raises(ValueError, match="must be floating point"):
+        nc.layer_groups({"w": np.zeros(3, np.int32)})
+    with pytest.raises(ValueError, match="grouping"):
+        nc.layer_groups(params, "module")
+    with pytest.raises(ValueError, match="at least one array"):
+        nc.layer_groups({})
+
+
+def test_group_vector_and_split_group_against_numpy():
+    rng = np.random.default_rng(0)
+    leaves = [rng.standard_normal((3, 4, 2)).astype(np.float32),
+              jnp.asarray(rng.standard_normal((3, 5)), jnp.bfloat16),
+              rng.standard_normal((3, 1)).astype(np.float32)]
+    idx = (1, 0)
+    vec = nc.group_vector(leaves, idx, batch_dims=1)        # leading worker axis of 3
+    ref = np.concatenate([np.asarray(leaves[1], np.float32).reshape(3, -1),
+                          leaves[0].reshape(3, -1)], axis=1)
+    assert vec.dtype == jnp.float32
+    np.testing.assert_array_equal(vec, ref)
+    back = nc.split_group(vec * 2, leaves, idx, batch_dims=1)
+    assert back[0].dtype == jnp.bfloat16 and back[0].shape == (3, 5)
+    np.testing.assert_array_equal(np.asarray(back[0], np.float32),
+                                  np.asarray(leaves[1], np.float32) * 2)
+    np.testing.assert_array_equal(back[1], leaves[0] * 2)
+    # no batch axis: one vector for the whole group
+    whole = nc.group_vector(leaves, (0, 2))
+    np.testing.assert_array_equal(whole, np.concatenate([leaves[0].ravel(), leaves[2].ravel()]))
+    with pytest.raises(ValueError, match="entries"):
+        nc.split_group(whole[:-1], leaves, (0, 2))
