@@ -271,15 +271,17 @@ def test_linear_probe_standardize_is_affine_invariant():
 
 # --- kNN ---------------------------------------------------------------------------
 
-def numpy_knn(tx, ty, ex, ey, c, k, temperature, weighting):
-    """Loop over test points: cosine similarity, stable ranking, weighted vote."""
+def numpy_knn(tx, ty, ex, ey, c, k, temperature, weighting, metric="cosine"):
+    """Loop over test points: cosine similarity (or minus the squared
+    Euclidean distance), stable ranking, weighted vote."""
     tx = np.asarray(tx, np.float64)
     ex = np.asarray(ex, np.float64)
-    tx = tx / np.maximum(np.linalg.norm(tx, axis=1, keepdims=True), 1e-12)
-    ex = ex / np.maximum(np.linalg.norm(ex, axis=1, keepdims=True), 1e-12)
+    if metric == "cosine":
+        tx = tx / np.maximum(np.linalg.norm(tx, axis=1, keepdims=True), 1e-12)
+        ex = ex / np.maximum(np.linalg.norm(ex, axis=1, keepdims=True), 1e-12)
     correct = 0
     for q, label in zip(ex, ey):
-        sims = tx @ q
+        sims = tx @ q if metric == "cosine" else -np.sum((tx - q) ** 2, axis=1)
         nn = np.argsort(-sims, kind="stable")[:k]
         votes = np.zeros(c)
         for j in nn:
@@ -300,6 +302,27 @@ def test_knn_matches_bruteforce(k, temperature, weighting, chunk):
     ref = numpy_knn(tx, ty, ex, ey, 5, k, temperature, weighting)
     assert 0.2 < ref < 1.0                      # neither trivial nor chance
     assert float(acc) == pytest.approx(ref, abs=1e-6)
+
+
+@pytest.mark.parametrize("k", [1, 10])
+def test_euclidean_knn_matches_sklearn_and_bruteforce(k):
+    """metric='euclidean' with uniform votes is scikit-learn's
+    KNeighborsClassifier; with exponential weights, the brute-force loop."""
+    from sklearn.neighbors import KNeighborsClassifier
+    x, y = blobs(300, 20, 4, seed=12, spread=4.0)
+    x = x + 3.0 * np.random.default_rng(12).standard_normal((1, 20)).astype(np.float32)
+    tx, ty, ex, ey = x[:200], y[:200], x[200:], y[200:]
+    acc = knn_probe(tx, ty, ex, ey, k=k, weighting="uniform", metric="euclidean",
+                    chunk_size=32)
+    clf = KNeighborsClassifier(n_neighbors=k, algorithm="brute").fit(tx, ty)
+    ref = clf.score(ex, ey)
+    assert 0.3 < ref < 1.0                      # neither trivial nor chance
+    assert float(acc) == pytest.approx(ref, abs=1e-6)       # one test point is 0.01
+    weighted = knn_probe(tx, ty, ex, ey, k=k, temperature=2.0, metric="euclidean")
+    assert float(weighted) == pytest.approx(
+        numpy_knn(tx, ty, ex, ey, 4, k, 2.0, "exponential", metric="euclidean"), abs=1e-6)
+    # the two metrics rank differently here (off-centre blobs)
+    assert float(knn_probe(tx, ty, ex, ey, k=k, weighting="uniform")) != pytest.approx(ref)
 
 
 def test_knn_ties_are_deterministic():
@@ -368,6 +391,7 @@ Y = np.array([0, 1] * 4, np.int32)
     (lambda: knn_probe(X, Y, X, Y, k=0), "k must be"),
     (lambda: knn_probe(X, Y, X, Y, k=2, temperature=0.0), "temperature"),
     (lambda: knn_probe(X, Y, X, Y, k=2, weighting="linear"), "weighting"),
+    (lambda: knn_probe(X, Y, X, Y, k=2, metric="manhattan"), "metric"),
     (lambda: knn_probe(X, Y, X, Y, k=2, chunk_size=0), "chunk_size"),
     (lambda: time_to_accuracy([1.0, 2.0], [0.5], 0.5), "accuracies"),
     (lambda: time_to_accuracy([[1.0]], [[0.5]], 0.5), "times"),
