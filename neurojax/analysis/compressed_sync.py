@@ -367,9 +367,10 @@ def plot(results: dict, path: str) -> None:
     fig.savefig(path, dpi=70)
 
 
-# per-epoch curves of the fixed-N runs left out (N constant; the accuracy
-# curve is summarised by the final/best accuracy and epochs to best)
-_FIXED_RUN_DROP = ("raw_bits", "num_bits", "entropy", "entropy_bits", "test_accuracy")
+# per-sync curves of the fixed-N runs left out (N constant; the summary keeps
+# their means, and final/best accuracy and epochs to best stay per run)
+_FIXED_RUN_DROP = ("raw_bits", "num_bits", "entropy", "entropy_bits", "test_accuracy",
+                   "coded_bits", "wire_bits", "coded_bits_layer")
 # curves left out of every run's JSON: the bytes per worker (= wire_bits x
 # parameters / 8)
 _RUN_DROP = ("bytes_per_worker",)
