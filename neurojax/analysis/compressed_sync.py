@@ -40,7 +40,6 @@ read back, so a stopped sweep continues where it stopped.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import math
@@ -133,20 +132,6 @@ def steps_per_round(config) -> int:
     return n // config.sync.num_workers // ds.batch_size
 
 
-@contextlib.contextmanager
-def _no_training_curves():
-    """The loop redraws ``curves.png`` at every evaluation, a panel per scalar
-    (25 with the sync records): 0.4-5 s on 2 cores, 100 times a run, far more
-    than the training. The sweep draws its own figure instead."""
-    from neurojax import plots
-    saved = plots.plot_training_curves
-    plots.plot_training_curves = lambda *args, **kwargs: None
-    try:
-        yield
-    finally:
-        plots.plot_training_curves = saved
-
-
 def run(config, workdir: str, *, progress: bool = False) -> list[dict]:
     """The records of ``train_and_evaluate(config, workdir)``: a finished run
     is read back (the loop finds nothing left to do); a workdir of another
@@ -184,12 +169,11 @@ def run_experiment(config, rundir: str, *, progress: bool = True) -> dict:
         validate_config(run_config(config, setting, seed, 0))
     k = steps_per_round(config)
     start, records = time.time(), {}
-    with _no_training_curves():
-        for setting, seed in tqdm.tqdm(jobs, desc="compressed sync runs", disable=not progress):
-            name = setting["name"]
-            every = 0 if name.startswith("monitor") else k   # monitors: evaluated at the end
-            records[name, seed] = run(run_config(config, setting, seed, every),
-                                      os.path.join(rundir, f"{name}_seed{seed}"))
+    for setting, seed in tqdm.tqdm(jobs, desc="compressed sync runs", disable=not progress):
+        name = setting["name"]
+        every = 0 if name.startswith("monitor") else k   # monitors: evaluated at the end
+        records[name, seed] = run(run_config(config, setting, seed, every),
+                                  os.path.join(rundir, f"{name}_seed{seed}"))
     out = {"settings": {s["name"]: {**s, "runs": [summarise_run(records[s["name"], seed], seed)
                                                   for seed in seeds]}
                         for s in settings(config)}}

@@ -28,7 +28,8 @@ It writes to ``workdir``:
   ``examples_seen`` (over the global batch); with ``train.spectrum_every``
   also alpha-ReQ and effective-rank records (``neurojax.train.spectrum_monitor``)
   and ``eigenspectrum_{layer}.png`` at the end;
-- ``curves.png``: the training curves, redrawn at each evaluation;
+- ``curves.png``: the train and eval curves, redrawn at an evaluation at most
+  every ``CURVES_SECONDS`` and at the end;
 - ``checkpoints/``: orbax checkpoints of the train state and of the run's
   position (stage, training time, grain iterator), so that a run killed at
   any point and restarted with the same command resumes and ends with the
@@ -79,6 +80,7 @@ from neurojax.train.task import get_task
 Hook = Callable[[int, TrainState, dict], None]
 # salt of the data-order key: independent of the initialisation and step keys
 DATA_KEY_SALT = 0x0DA7A
+CURVES_SECONDS = 30.0  # curves.png is redrawn at an evaluation at most this often
 
 
 @dataclasses.dataclass
@@ -310,6 +312,7 @@ def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
     window: list[dict] = []  # host scalars of the steps since the last train record
     replica_evals: list[dict] = []
     eval_metrics: dict = {}
+    last_curves = [time.time()]
 
     def flush() -> None:
         values = jax.device_get([m for _, _, m in pending])  # one transfer
@@ -370,9 +373,13 @@ def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
             history = [r for r in read_metrics(writer.path) if r["split"] == "eval"]
             metrics.update(task.summarize(history + [{"step": step, **metrics}]))
         writer.write(step, "eval", metrics)
-        if jax.process_index() == 0:
-            plots.plot_training_curves(read_metrics(writer.path), os.path.join(workdir, "curves.png"),
+        # at the end, and at most every CURVES_SECONDS: drawing takes ~0.3 s a panel
+        if jax.process_index() == 0 and (step == num_steps or
+                                         time.time() - last_curves[0] > CURVES_SECONDS):
+            records = [r for r in read_metrics(writer.path) if r["split"] in ("train", "eval")]
+            plots.plot_training_curves(records, os.path.join(workdir, "curves.png"),
                                        title=f"{config.model.name} on {ds_cfg.name}")
+            last_curves[0] = time.time()
         clock.resume()
         return metrics, per
 
