@@ -10,10 +10,10 @@ The datasets are generated into the data dir on first use (small: ~3 s).
 
 Measured (small_cnn (32, 64, 128) + 256 hidden, Adam 2e-3 cosine, batch 128):
 
-- ``:small`` on 2 shared CPU cores (jax 0.10.2): 52.7% test accuracy, 380 s
-  of training (~6.5 min with compilation; the supervised run of
+- ``:small`` on 2 shared CPU cores (jax 0.10.2): 55.6% test accuracy, 1262 s
+  of training on cores loaded by other jobs (the supervised run of
   ``benchmarks/results/shapes_calibration_small.json``); it plateaus after
-  ~20 epochs (51-53%) while training accuracy reaches 96%: the small set is
+  ~16 epochs (55-57%) while training accuracy reaches 97%: the small set is
   data-limited, which is what leaves room for representation learning.
 - default: sized for a GPU (on 2 CPU cores an epoch takes minutes); its
   accuracy has not been measured with this code.

@@ -29,8 +29,6 @@ def test_pieces_on_arrays(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.random((60, 8, 8, 3)).astype(np.float32)
     y = np.arange(60) % 10
-    train_std, test_std = cal.standardize(x[:40], x[40:])
-    np.testing.assert_allclose(train_std.mean(0), 0, atol=1e-5)
     logistic = cal.logistic_probe(x[:40], y[:40], x[40:], y[40:])
     assert 0 <= logistic["test_accuracy"] <= 1 and logistic["train_accuracy"] == 1.0
     assert logistic["num_features"] == 8 * 8 * 3
@@ -42,6 +40,34 @@ def test_pieces_on_arrays(tmp_path):
     assert np.all(features["representation"] >= 0)  # post-ReLU
     cal.example_grid(x, y, str(tmp_path / "grid.png"), per_class=3)
     assert (tmp_path / "grid.png").stat().st_size > 0
+
+
+def test_probes_agree_with_scikit_learn():
+    """The library's probes against scikit-learn as the reference: the kNN
+    vote exactly, the logistic regression (same C, trained by Adam instead of
+    L-BFGS) to within a test point or two."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(1)
+    means = rng.normal(size=(10, 48)) * 0.6
+    y = rng.integers(0, 10, size=700)
+    x = (means[y] + rng.normal(size=(700, 48))).astype(np.float32).reshape(700, 4, 4, 3)
+    tx, ty, ex, ey = x[:500], y[:500], x[500:], y[500:]
+    knn = cal.knn_probe(tx, ty, ex, ey, k=10)["test_accuracy"]
+    ref = KNeighborsClassifier(n_neighbors=10, algorithm="brute").fit(
+        tx.reshape(500, -1), ty).score(ex.reshape(200, -1), ey)
+    assert 0.3 < ref < 0.95 and knn == pytest.approx(ref, abs=1e-6)
+
+    ours = cal.logistic_probe(tx, ty, ex, ey, c=0.05)
+    assert ours["steps"] == 4000 and ours["epochs"] == 4000     # one batch per epoch
+    scaler = StandardScaler().fit(tx.reshape(500, -1))
+    clf = LogisticRegression(C=0.05, max_iter=5000).fit(scaler.transform(tx.reshape(500, -1)),
+                                                        ty)
+    ref = clf.score(scaler.transform(ex.reshape(200, -1)), ey)
+    assert 0.3 < ref < 0.95
+    assert ours["test_accuracy"] == pytest.approx(ref, abs=0.011)
 
 
 def test_calibrate_writes_json_and_png(tiny_dataset, tmp_path, monkeypatch):
@@ -61,6 +87,7 @@ def test_calibrate_writes_json_and_png(tiny_dataset, tmp_path, monkeypatch):
     assert stored["dataset"] == "shapes_tiny" and stored["image_shape"] == [8, 8, 3]
     assert stored["num_train"] == 200 and stored["prepare_seconds"] is not None
     assert stored["pixels_logistic"]["num_train"] == 150
+    assert stored["pixels_logistic"]["steps"] == 4000
     for key in ("pixels_logistic", "pixels_knn", "random_encoder_probe", "random_conv_probe",
                 "supervised"):
         assert 0 <= stored[key]["test_accuracy"] <= 1, key
