@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import time
 from typing import Any, Callable, Optional, Sequence
 
@@ -41,8 +40,8 @@ import optax
 from neurojax.analysis import bias_variance_descent, bias_variance_digits, bias_variance_figures
 from neurojax.analysis.outputs import jsonable
 from neurojax._checks import check_int, check_real
-from neurojax.optim.injection import (ZERO_SUM_NORMALIZATIONS, inject_gradient_bias,
-                                      inject_gradient_noise)
+from neurojax.optim.injection import (inject_gradient_bias, inject_gradient_noise,
+                                      noise_variance_factor, zero_sum_second_moment)
 
 FIGURES = ("fig1", "fig3", "fig4", "fig7")
 MAKERS: dict[str, Callable[..., dict]] = {
@@ -50,40 +49,8 @@ MAKERS: dict[str, Callable[..., dict]] = {
     "fig4": bias_variance_figures.figure4, "fig7": bias_variance_descent.figure7}
 
 
-def noise_variance_factor(num_params: int, scaling: str = "constant",
-                          exponent: Optional[float] = None) -> float:
-    """``f(N)`` of Eq. 1: 1 (``'constant'``), N (``'N'``) or N**exponent (``'power'``)."""
-    check_int("num_params", num_params)
-    if scaling == "constant":
-        return 1.0
-    if scaling == "N":
-        return float(num_params)
-    if scaling == "power":
-        if exponent is None or not math.isfinite(float(exponent)):
-            raise ValueError(f"exponent must be a finite number for scaling='power', "
-                             f"got {exponent!r}")
-        return float(num_params) ** float(exponent)
-    raise ValueError(f"scaling must be one of ('constant', 'N', 'power'), got {scaling!r}")
-
-
-def zero_sum_second_moment(num_vectors: int, normalization: str = "paper") -> float:
-    """Expected mean squared norm ``E[(1/R) sum_i ||n_i||^2]`` of a zero-sum set.
-
-    ``R - 1`` independent unit vectors and minus their sum (Appendix B.2):
-    the last has ``E||n_R||^2 = R - 1``, so the mean is ``2 (R-1) / R`` with
-    the paper's normalisation and 1 with ``'mean_square'`` (which rescales
-    every vector by ``sqrt(R / (2 (R-1)))``). The set's average of
-    ``n_i^T H n_i`` then has expectation ``factor * Tr H / N`` (Eq. 15).
-    """
-    check_int("num_vectors", num_vectors, 2)
-    if normalization not in ZERO_SUM_NORMALIZATIONS:
-        raise ValueError(f"normalization must be one of {ZERO_SUM_NORMALIZATIONS}, "
-                         f"got {normalization!r}")
-    return 2.0 * (num_vectors - 1) / num_vectors if normalization == "paper" else 1.0
-
-
 def _tree_axpy(params, dt, direction):
-    return jax.tree.map(lambda p, d: p + dt * d.astype(p.dtype), params, direction)
+    return optax.tree.add_scale(params, dt, optax.tree.cast_like(direction, params))
 
 
 def measure_excess_loss_optax(loss_fn: Callable[[Any], jax.Array], params, dt, *, b=0.0,

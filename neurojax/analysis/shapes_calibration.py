@@ -237,8 +237,12 @@ def calibrate(
     supervised: bool = True,
     supervised_overrides: Mapping[str, Any] | None = None,
     max_examples: int | None = None,
+    config=None,
 ) -> dict[str, Any]:
     """Runs every baseline on the named shapes config; writes JSON and PNG.
+
+    ``config``: the supervised CNN's config (``configs/supervised_shapes.py``;
+    its model is also the random encoder).
 
     ``max_examples`` caps the examples read from each split for the probes
     (quick checks; the supervised run always uses the whole dataset).
@@ -275,7 +279,7 @@ def calibrate(
     _timed(results, "pixels_knn", knn_probe, train_x, train_y, test_x, test_y, k=knn_k)
 
     # The random encoder is the supervised network's own architecture.
-    config = supervised_config(config_name, data_dir, seed, supervised_overrides)
+    config = supervised_config(config, config_name, data_dir, seed, supervised_overrides)
     if config.model.name != "small_cnn":
         raise ValueError(f"the calibration's encoder must be small_cnn, got {config.model.name!r}")
     model_kwargs = {k: v for k, v in config.model.items() if k != "name"}
@@ -297,19 +301,21 @@ def calibrate(
 
 
 def supervised_config(
+    base,
     config_name: str,
     data_dir: str | None = None,
     seed: int = 0,
     overrides: Mapping[str, Any] | None = None,
 ):
-    """``configs/supervised_shapes.py`` for ``config_name``, with overrides.
-
-    ``overrides`` maps dotted field names to values, e.g.
+    """A copy of ``base`` (the supervised CNN's config, e.g.
+    ``configs/supervised_shapes.py``) on the dataset of ``config_name``, with
+    overrides: ``overrides`` maps dotted field names to values, e.g.
     ``{"train.num_epochs": 5}``.
     """
-    from configs import supervised_shapes
-
-    config = supervised_shapes.get_config("small" if config_name == "small" else "")
+    if base is None or not hasattr(base, "model"):
+        raise ValueError(f"config must be the supervised CNN's ConfigDict "
+                         f"(configs/supervised_shapes.py), got {base!r}")
+    config = base.copy_and_resolve_references()
     config.dataset.name = CONFIG_DATASETS[config_name]
     config.dataset.data_dir = data_dir or ""
     config.seed = seed
@@ -342,6 +348,7 @@ def main(argv: Sequence[str]) -> None:
         seed=f.seed,
         supervised=f.supervised,
         supervised_overrides=overrides,
+        config=f.config,
     )
     summary = {k: v["test_accuracy"] for k, v in results.items() if isinstance(v, dict)}
     print(json.dumps({"dataset": results["dataset"], **summary}), flush=True)
@@ -350,6 +357,10 @@ def main(argv: Sequence[str]) -> None:
 def _define_flags() -> None:
     from absl import flags
 
+    from ml_collections import config_flags
+
+    config_flags.DEFINE_config_file("config", "configs/supervised_shapes.py:small",
+                                    "The supervised CNN's config (also the random encoder's model).")
     flags.DEFINE_enum("config_name", "small", sorted(CONFIG_DATASETS), "Shapes builder config.")
     flags.DEFINE_string("out", None, "Output directory (calibration.json, examples.png).")
     flags.DEFINE_string(

@@ -79,7 +79,8 @@ def test_calibrate_writes_json_and_png(tiny_dataset, tmp_path, monkeypatch):
         "train.log_every": 1, "train.eval_every": 0, "train.checkpoint_every": 0,
     }
     results = cal.calibrate("tiny", str(tmp_path / "out"), data_dir=str(tmp_path / "tfds"),
-                            probe_train_examples=150, knn_k=3, supervised_overrides=overrides)
+                            probe_train_examples=150, knn_k=3, supervised_overrides=overrides,
+                            config=supervised_shapes.get_config("small"))
     with open(tmp_path / "out" / "calibration.json") as f:
         stored = json.load(f)
     assert stored == json.loads(json.dumps(results))
@@ -104,9 +105,14 @@ def test_config_arguments():
 
 
 def test_supervised_config_follows_the_dataset_config():
-    config = cal.supervised_config("small", "/data", seed=3, overrides={"train.num_epochs": 2})
+    base = supervised_shapes.get_config("small")
+    config = cal.supervised_config(base, "small", "/data", seed=3,
+                                   overrides={"train.num_epochs": 2})
     assert config.dataset.name == "shapes_small" and config.dataset.data_dir == "/data"
     assert config.seed == 3 and config.train.num_epochs == 2
-    assert cal.supervised_config("default").dataset.name == "shapes"
+    assert base.seed == 0 and base.dataset.data_dir == ""  # the base is not changed
+    assert cal.supervised_config(base, "default").dataset.name == "shapes"
+    with pytest.raises(ValueError, match="config must be"):
+        cal.supervised_config(None, "small")
     with pytest.raises(ValueError, match="config_name"):
         cal.calibrate("huge", "/tmp/unused")
