@@ -20,11 +20,12 @@ compare within a run only):
 3. ResNet-18 (CIFAR stem) on ``shapes`` (32x32) at batch 64, where the step
    dominates: the new path must cost nothing (>= 0.97x the old one).
 
-    python benchmarks/loop_throughput.py                   # ~6 min on 2 cores
+    python benchmarks/loop_throughput.py                   # ~15 min on 2 cores
     python benchmarks/loop_throughput.py --rows=quickstart --repeats=1
 
 Each launch.run variant runs in its own process (fresh workdir), ``--repeats``
-times, interleaved with the references; the median is reported. With
+times for the quickstart (``--row_repeats`` for the other rows), interleaved
+with the references; the median is reported. With
 ``--json PATH`` the numbers are written there too.
 """
 import json
@@ -38,7 +39,9 @@ import time
 from absl import app, flags
 
 _ROWS = flags.DEFINE_list("rows", ["quickstart", "ssl", "resnet18"], "Tables to run.")
-_REPEATS = flags.DEFINE_integer("repeats", 3, "Runs per variant (median reported).")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Runs per quickstart variant (median reported).")
+_ROW_REPEATS = flags.DEFINE_integer("row_repeats", 1, "Runs per variant of the SSL and "
+                                    "ResNet rows (median reported; each run compiles anew).")
 _SSL_STEPS = flags.DEFINE_integer("ssl_steps", 40, "Training steps of the SSL rows.")
 _RESNET_STEPS = flags.DEFINE_integer("resnet_steps", 6, "Training steps of the ResNet rows.")
 _JSON = flags.DEFINE_string("json", "", "Optional path for the results as JSON.")
@@ -221,17 +224,17 @@ def main(argv):
         results["ssl_shapes_small"] = before_after(
             f"2. SSL Barlow Twins on shapes_small, batch 256, {n} steps",
             "configs/ssl_shapes.py:small", common, [f"--config.train.steps_per_call={n // 4}"],
-            _REPEATS.value)
+            _ROW_REPEATS.value)
     if "resnet18" in _ROWS.value:
         n = _RESNET_STEPS.value
-        common = ["--config.model.name=resnet18", "--config.model.stem=cifar",
-                  "--config.dataset.batch_size=64", "--config.train.num_epochs=0",
+        common = ["--config.dataset.batch_size=64", "--config.train.num_epochs=0",
                   f"--config.train.num_steps={n}", "--config.train.eval_every=0",
                   "--config.train.checkpoint_every=0", "--config.dataset.eval_batch_size=500"]
         results["resnet18_shapes"] = before_after(
             f"3. ResNet-18 on shapes (32x32), batch 64, {n} steps",
-            "configs/supervised_shapes.py", common, [f"--config.train.steps_per_call={n // 2}"],
-            _REPEATS.value)
+            "configs/supervised_shapes.py:resnet18", common,
+            [f"--config.train.steps_per_call={n // 2}"],
+            _ROW_REPEATS.value)
     if _JSON.value:
         with open(_JSON.value, "w") as f:
             json.dump(results, f, indent=2)

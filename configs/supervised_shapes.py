@@ -21,12 +21,14 @@ Measured (small_cnn (32, 64, 128) + 256 hidden, Adam 2e-3 cosine, batch 128):
 ``python -m neurojax.analysis.shapes_calibration`` runs this as the
 supervised reference beside the raw-pixel and random-encoder baselines.
 ``:runlocal`` shrinks the small run to 20 steps for CI (~30 s, accuracy not
-meaningful). Any field can be overridden, e.g.
-``--config.train.num_epochs=10 --config.model.name=resnet18``.
+meaningful). ``:resnet18`` trains ResNet-18 (CIFAR stem) on ``shapes``
+instead of the small CNN (a model's fields differ, so it is a variant, not
+a ``--config.model.name`` override). Any field can be overridden, e.g.
+``--config.train.num_epochs=10``.
 """
 import ml_collections
 
-_ARGS = ("", "small", "runlocal")
+_ARGS = ("", "small", "runlocal", "resnet18")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -86,6 +88,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.train.spectrum_layers = ()
     config.train.spectrum_examples = 1000
 
+    if arg == "resnet18":
+        config.model = ml_collections.ConfigDict()
+        config.model.name = "resnet18"
+        config.model.stem = "cifar"
+        config.model.dtype = "float32"
     if arg == "runlocal":
         config.train.num_epochs = 0
         config.train.num_steps = 20
