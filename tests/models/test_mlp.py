@@ -13,8 +13,8 @@ from tests.models._helpers import init, randn, to_np as _np
 class MLPTest(chex.TestCase):
 
     @chex.variants(with_jit=True, without_jit=True)
-    @parameterized.parameters(("relu", lambda z: np.maximum(z, 0)),
-                              ("tanh", np.tanh))
+    @parameterized.named_parameters(("relu", "relu", lambda z: np.maximum(z, 0)),
+                                    ("tanh", "tanh", np.tanh))
     def test_matches_numpy(self, activation, np_act):
         model = MLP(widths=(5, 4), num_outputs=3, activation=activation)
         x = randn(2, 2, 3, 1, seed=0)  # image-shaped
