@@ -11,8 +11,8 @@ public functions also run under an outer ``jax.jit`` / ``jax.vmap`` (pass
 * ``ridge_probe``: least squares onto one-hot (+-1) targets with an
   unpenalised intercept, the regulariser chosen on a held-out split of the
   training features, then refitted. One ``eigh`` per fit serves every
-  regulariser of the grid (big_vision's few-shot ridge; DESIGN.md "one
-  eigendecomposition, many metrics").
+  regulariser of the grid (as big_vision's few-shot ridge: one
+  eigendecomposition, many regularisers).
 * ``linear_probe``: the thesis' trained probe (Part III, Appendix D,
   Table 4b; the alpha-ReQ probe of Part II uses the same code): a linear layer
   with bias on frozen encoder features, Adam 1e-3, batch 512, 200 epochs,
@@ -60,8 +60,8 @@ PAPER_PROBE_LEARNING_RATE = 1e-3
 PAPER_PROBE_WEIGHT_DECAY = 1e-6
 PAPER_PROBE_LABEL_SMOOTHING = 0.1
 
-# lightly's kNN monitor (benchmarks/: knn_k=200, knn_t=0.1), the one behind
-# the kNN numbers in ANCHORS.md; InstDisc used k = 200 as well.
+# lightly's kNN monitor (its benchmarks use knn_k=200, knn_t=0.1); InstDisc
+# (Wu et al. 2018) used k = 200 as well.
 DEFAULT_KNN_K = 200
 DEFAULT_KNN_TEMPERATURE = 0.1
 

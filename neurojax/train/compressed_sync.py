@@ -43,7 +43,7 @@ The scheme (what the thesis does, and the choices it leaves open)
 * Non-parameter collections (``model_state``, e.g. BatchNorm statistics) and
   the optimiser states stay local and are not synchronised.
 
-Where the parts run (the GRACE split of ``DESIGN.md``)
+Where the parts run (GRACE's split: quantiser, memory, collective)
 ------------------------------------------------------
 One compiled program per round does ``K`` local steps on every worker
 (``jax.lax.scan``) and the synchronisation, written with ``jax.shard_map``
