@@ -44,7 +44,7 @@ The scheme (what the thesis does, and the choices it leaves open)
   the optimiser states stay local and are not synchronised.
 
 Where the parts run (GRACE's split: quantiser, memory, collective)
-------------------------------------------------------
+------------------------------------------------------------------
 One compiled program per round does ``K`` local steps on every worker
 (``jax.lax.scan``) and the synchronisation, written with ``jax.shard_map``
 over the ``'data'`` axis of a mesh: each device holds ``P / D`` workers
