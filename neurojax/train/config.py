@@ -10,6 +10,7 @@ configs add ``projector``, ``views`` and ``probe``, see
 from typing import Any
 
 from neurojax import models
+from neurojax._checks import check_int
 from neurojax.data.on_device import ON_DEVICE_MODES
 from neurojax.models import resolve_dtype
 from neurojax.optim import validate_optim_config
@@ -17,9 +18,8 @@ from neurojax.train.task import get_task
 
 
 def positive_int(value: Any, field: str, *, allow_zero: bool = False) -> None:
-    ok = isinstance(value, int) and not isinstance(value, bool) and (value >= 0 if allow_zero else value > 0)
-    if not ok:
-        raise ValueError(f"{field} must be an integer {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+    """``neurojax._checks.check_int`` for a config field (>= 1, or >= 0)."""
+    check_int(field, value, 0 if allow_zero else 1)
 
 
 def validate_config(config) -> None:
