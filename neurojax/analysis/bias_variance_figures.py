@@ -31,6 +31,7 @@ from typing import Optional, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 from tqdm import tqdm
@@ -41,8 +42,7 @@ from neurojax.metrics.curvature import hessian_trace, hvp
 from neurojax.optim.injection import zero_sum_noise_set
 
 
-def _tree_dot(a, b):
-    return sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+_tree_dot = optax.tree.vdot
 
 
 def _num_params(tree) -> int:

@@ -36,6 +36,7 @@ from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from neurojax._checks import check_int, check_real, is_concrete
 
@@ -84,8 +85,8 @@ def _tree_beta(like_tree, beta):
     """``_unit_beta`` on a PyTree: ones, or ``beta`` rescaled to global norm sqrt(N)."""
     if beta is None:
         return jax.tree.map(jnp.ones_like, like_tree)
-    n = sum(x.size for x in jax.tree.leaves(like_tree))
-    norm = jnp.sqrt(sum(jnp.vdot(x, x) for x in jax.tree.leaves(beta)))
+    n = optax.tree.size(like_tree)
+    norm = optax.tree.norm(beta)
     return jax.tree.map(lambda d, x: (d * (math.sqrt(n) / norm)).astype(x.dtype), beta,
                         like_tree)
 
@@ -182,7 +183,7 @@ def noise_set_quadratic(hessian, noise_set) -> jax.Array:
 
 
 def _tree_axpy(params, dt, direction):
-    return jax.tree.map(lambda p, d: p + dt * d.astype(p.dtype), params, direction)
+    return optax.tree.add_scale(params, dt, optax.tree.cast_like(direction, params))
 
 
 def measure_excess_loss(loss_fn: Callable[[Any], jax.Array], params, dt, *, b=0.0,
@@ -234,7 +235,7 @@ def _measure(loss_fn, params, dt, b, beta, sigma, noise_set, f_n):
                 lambda u, ni: u + scale * ni.astype(u.dtype), base, n)))
 
         per = jax.vmap(one)(noise_set)
-    gnorm = jnp.sqrt(sum(jnp.vdot(x, x) for x in jax.tree.leaves(g)))
+    gnorm = optax.tree.norm(g)
     return {"delta_loss": jnp.mean(per) - loss_true, "per_vector": per - loss_true,
             "loss_start": loss0, "loss_true_step": loss_true, "grad_norm": gnorm}
 
