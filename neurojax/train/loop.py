@@ -47,7 +47,6 @@ names the first bad step. No checkpoint is written after a bad step.
 """
 import dataclasses
 import functools
-import math
 import os
 import time
 from typing import Callable, Optional, Sequence

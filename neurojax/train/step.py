@@ -7,7 +7,7 @@ on many devices (or hosts, after ``jax.distributed.initialize()``) XLA inserts
 the gradient all-reduce. BatchNorm statistics are over the global batch, so
 the sharded step computes the same function as the single-device step.
 """
-from typing import Any, Callable
+from typing import Callable
 
 import flax.linen as nn
 import jax
