@@ -2,7 +2,6 @@
 (neurojax.analysis.bias_variance_descent): the probability of descent against
 Theorem 3.1's thresholds 2 / (dt (1 + sigma^2 / ||g||^2)), written here, and
 Theorem 3.2's rigorous bias bound."""
-import json
 
 import jax.numpy as jnp
 import numpy as np
@@ -10,18 +9,7 @@ import pytest
 
 from neurojax.analysis import bias_variance_descent as descent
 from neurojax.metrics import imperfect_gradients as ig
-
-
-def strict_json(path):
-    def reject(value):
-        raise AssertionError(f"non-standard JSON constant {value}")
-    with open(path) as fh:
-        return json.load(fh, parse_constant=reject)
-
-
-def check_written(tmp_path, name):
-    assert (tmp_path / f"bias_variance_{name}.png").stat().st_size > 0
-    return strict_json(tmp_path / f"bias_variance_{name}.json")
+from tests.analysis._json import check_written
 
 
 def test_figure7_descent_probability_obeys_theorems_31_32(tmp_path):

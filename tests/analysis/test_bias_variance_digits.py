@@ -10,6 +10,7 @@ import pytest
 
 from configs import bias_variance_cifar10 as cfg
 from neurojax.analysis import bias_variance_digits as figs
+from tests.analysis._json import strict_json
 
 
 def fake_run(root, arg, train_accs, test_acc, finished=True):
@@ -30,13 +31,6 @@ def fake_run(root, arg, train_accs, test_acc, finished=True):
             fh.write(json.dumps({"step": steps, "split": "eval", "accuracy": test_acc,
                                  "loss": 1.0}) + "\n")
     return workdir
-
-
-def strict_json(path):
-    def reject(value):
-        raise AssertionError(f"non-standard JSON constant {value}")
-    with open(path) as fh:
-        return json.load(fh, parse_constant=reject)
 
 
 def test_read_cell_takes_the_cell_from_the_transforms_and_the_last_records(tmp_path):

@@ -7,24 +7,12 @@ PNG + JSON), shrunk by its size arguments; compiling dominates the time. The
 references are written here: Lemma 2.1's trace form, Theorem 2.4's scaling in
 ||g|| and b.
 """
-import json
 
 import numpy as np
 import pytest
 
 from neurojax.analysis import bias_variance_figures as figs
-
-
-def strict_json(path):
-    def reject(value):
-        raise AssertionError(f"non-standard JSON constant {value}")
-    with open(path) as fh:
-        return json.load(fh, parse_constant=reject)
-
-
-def check_written(tmp_path, name):
-    assert (tmp_path / f"bias_variance_{name}.png").stat().st_size > 0
-    return strict_json(tmp_path / f"bias_variance_{name}.json")
+from tests.analysis._json import check_written
 
 
 # ----------------------------------------------------------------------------- Fig. 4
