@@ -185,7 +185,7 @@ def read_cell(workdir: str) -> dict:
         ValueError: naming the workdir, if a file is missing or the run has
             no evaluation at its last training step (unfinished).
     """
-    from neurojax.train.logging import read_metrics
+    from neurojax.train.metrics_log import read_metrics
     cfg_path = os.path.join(workdir, "config.json")
     metrics_path = os.path.join(workdir, "metrics.jsonl")
     for path in (cfg_path, metrics_path):

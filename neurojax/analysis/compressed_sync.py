@@ -136,7 +136,7 @@ def run(config, workdir: str, *, progress: bool = False) -> list[dict]:
     """The records of ``train_and_evaluate(config, workdir)``: a finished run
     is read back (the loop finds nothing left to do); a workdir of another
     config (``experiment`` aside) is refused."""
-    from neurojax.train.logging import read_metrics
+    from neurojax.train.metrics_log import read_metrics
     from neurojax.train.loop import train_and_evaluate
     fields = {k: v for k, v in json.loads(config.to_json_best_effort()).items()
               if k != "experiment"}
@@ -360,7 +360,7 @@ _FIXED_RUN_DROP = ("raw_bits", "num_bits", "entropy", "entropy_bits", "test_accu
 _RUN_DROP = ("bytes_per_worker",)
 
 
-def compact(results: dict) -> dict:
+def without_fixed_run_curves(results: dict) -> dict:
     """The results without the fixed-N runs' per-epoch curves (their
     scalars stay) and without the curves of ``_RUN_DROP``, to keep the JSON
     small."""
@@ -384,14 +384,14 @@ def _round_floats(obj, digits=4):
 
 
 def write(results: dict, outdir: str, name: str) -> tuple[str, str]:
-    """``compressed_sync_{name}.json`` (:func:`compact`, floats rounded to 4
+    """``compressed_sync_{name}.json`` (:func:`without_fixed_run_curves`, floats rounded to 4
     digits, NaN and infinities as null: strict JSON) and ``.png`` (from the
     full results) in ``outdir``."""
     os.makedirs(outdir, exist_ok=True)
     js = os.path.join(outdir, f"compressed_sync_{name}.json")
     png = os.path.join(outdir, f"compressed_sync_{name}.png")
     with open(js, "w") as f:
-        json.dump(_round_floats(compact(results)), f, separators=(",", ":"),
+        json.dump(_round_floats(without_fixed_run_curves(results)), f, separators=(",", ":"),
                   allow_nan=False)
     plot(results, png)
     return js, png

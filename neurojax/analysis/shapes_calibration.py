@@ -79,7 +79,7 @@ from neurojax.data import shapes
 from neurojax.data.on_device import load_split_arrays
 from neurojax.metrics import probes
 from neurojax.metrics.features import gather_features, make_features_step
-from neurojax.models.features import intermediate_features
+from neurojax.models.intermediates import intermediate_features
 
 CONFIG_DATASETS = {"small": "shapes_small", "default": "shapes"}
 
@@ -162,7 +162,7 @@ def random_encoder_features(
 
 def supervised_run(config, workdir: str) -> dict[str, Any]:
     """Trains ``config`` with the standard loop; accuracies and wall time."""
-    from neurojax.train.logging import read_metrics
+    from neurojax.train.metrics_log import read_metrics
     from neurojax.train.loop import train_and_evaluate
 
     start = time.time()

@@ -118,7 +118,7 @@ def run(config, workdir: str, *, progress: bool = True) -> dict:
     if os.path.exists(path):
         with open(path) as f:
             return json.load(f)
-    from neurojax.train.logging import read_metrics
+    from neurojax.train.metrics_log import read_metrics
     from neurojax.train.loop import train_and_evaluate
     result = train_and_evaluate(config, workdir, progress=progress)
     records = read_metrics(os.path.join(workdir, "metrics.jsonl"))

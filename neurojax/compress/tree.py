@@ -26,7 +26,7 @@ Quantisation units: ``layer_groups`` says which leaves share one quantiser
 kernel and bias together, the thesis's bias-in-W convention), and
 ``group_vector`` / ``split_group`` turn a group into one float32 vector and
 back (with leading batch axes, e.g. the stacked workers of
-``neurojax.train.compressed_sync``, which quantises these vectors in-graph).
+``neurojax.train.worker_sync``, which quantises these vectors in-graph).
 
 Tree structure: the leaves are flattened with
 ``jax.tree_util.tree_flatten_with_path``; each leaf's key path is stored

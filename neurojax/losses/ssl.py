@@ -62,7 +62,7 @@ def _check_pair(z_a: Any, z_b: Any) -> tuple[Array, Array]:
     if z_a.shape[0] < 2:
         raise ValueError(f"batch size n = z_a.shape[0] must be >= 2, got {z_a.shape[0]}")
     if z_a.shape[1] < 1:
-        raise ValueError(f"embedding dimension d = z_a.shape[1] must be >= 1")
+        raise ValueError("embedding dimension d = z_a.shape[1] must be >= 1")
     return z_a, z_b
 
 

@@ -57,7 +57,7 @@ def _features_fn(model: Any, layer: Optional[str],
         if not isinstance(layer, str):
             raise ValueError(f"layer must be a module path string or None, got {layer!r}")
         # Deferred import keeps metrics/ free of models/ at import time.
-        from neurojax.models.features import intermediate_features
+        from neurojax.models.intermediates import intermediate_features
         base = layer.split(":")[0]   # 'path:k' names the k-th call of a shared module
 
         def fn(variables, x):
@@ -69,10 +69,10 @@ def _features_fn(model: Any, layer: Optional[str],
                     "neurojax.models.layer_names(model, x) lists the layer paths")
             return feats[layer]
 
-    def flat(variables, x):
+    def flattened(variables, x):
         f = jnp.asarray(fn(variables, x))
         return f.reshape(f.shape[0], -1)
-    return flat
+    return flattened
 
 
 def _per_example(tree):

@@ -11,7 +11,7 @@ outputs stay float32).
 from neurojax.models._common import COMPUTE_DTYPES, resolve_dtype
 from neurojax.models.cnn import SmallCNN
 from neurojax.models.conv import Conv
-from neurojax.models.features import intermediate_features, layer_names
+from neurojax.models.intermediates import intermediate_features, layer_names
 from neurojax.models.mlp import MLP, DeepLinear
 from neurojax.models.registry import MODEL_NAMES, get_model, model_kwargs
 from neurojax.models.resnet import (BasicBlock, BottleneckBlock, ResNet, ResNet18,

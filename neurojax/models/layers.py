@@ -1,6 +1,6 @@
 """Parameter-free layers wrapped as modules.
 
-They exist so that ``capture_intermediates`` (``neurojax.models.features``)
+They exist so that ``capture_intermediates`` (``neurojax.models.intermediates``)
 records post-activation and post-pooling features under a readable name,
 with no change to the model that uses them.
 """

@@ -60,7 +60,7 @@ so that ``E[(1/R) sum_i ||n_i||^2] = 1`` and the set's average of
 """
 import functools
 import math
-from typing import Any, NamedTuple, Optional, Union
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp

@@ -93,11 +93,11 @@ SYNC_MODES = ("off", "none", "fixed", "dynamic")
 
 def _validate_sync(config) -> None:
     """The optional ``sync`` block (local steps with a compressed weight sync;
-    ``neurojax.train.compressed_sync``); ``mode='off'`` or no block: none."""
+    ``neurojax.train.worker_sync``); ``mode='off'`` or no block: none."""
     s = config.get("sync")
     if not s or s.get("mode", "off") == "off":
         return
-    from neurojax.train.compressed_sync import SyncConfig  # only runs with a sync need it
+    from neurojax.train.worker_sync import SyncConfig  # only runs with a sync need it
 
     if s.get("mode") not in SYNC_MODES:
         raise ValueError(f"config.sync.mode must be one of {SYNC_MODES}, got {s.get('mode')!r}")

@@ -67,8 +67,8 @@ from neurojax.data.pipeline import fraction_indices
 from neurojax.optim import make_optimizer
 from neurojax.train.config import validate_config
 from neurojax.train.feed import HostFeed
-from neurojax.train.logging import MetricsWriter, read_metrics
-from neurojax.train import compressed_sync
+from neurojax.train.metrics_log import MetricsWriter, read_metrics
+from neurojax.train import worker_sync
 from neurojax.train.program import (DeviceData, Stage, WorkerSync, enter_stage, init_workers,
                                     make_call, plan_calls, stage_opt_state, worker_shards)
 from neurojax.train.spectrum_monitor import SpectrumMonitor
@@ -141,7 +141,7 @@ def _default_stages(task, config, num_steps: int, workers) -> list[Stage]:
                   workers=workers)]
 
 
-def worker_sync(config) -> Optional[WorkerSync]:
+def sync_from_config(config) -> Optional[WorkerSync]:
     """The compressed weight sync of ``config.sync`` (``None`` when its
     ``mode`` is 'off' or there is no sync block); see ``configs/compressed_sync_digits.py``."""
     s = config.get("sync")
@@ -149,7 +149,7 @@ def worker_sync(config) -> Optional[WorkerSync]:
         return None
     fields = {f: s[f] for f in ("num_bits", "fraction", "prelim_bits", "floor", "min_bits",
                                 "max_bits", "grouping", "method") if f in s}
-    return WorkerSync(s.num_workers, compressed_sync.SyncConfig(mode=s.mode, **fields))
+    return WorkerSync(s.num_workers, worker_sync.SyncConfig(mode=s.mode, **fields))
 
 
 def _summary(values: list[dict], replicas: int) -> dict:
@@ -179,8 +179,8 @@ def _worker_inputs(workers: WorkerSync, device_data: DeviceData, data_key, param
     sync = workers.sync
     inputs = (device_data.arrays, jax.device_put(shards, sharded), jax.device_put(keys, sharded),
               jnp.int32(sync.num_bits), jnp.float32(sync.floor))
-    groups = compressed_sync.layer_groups(params, sync.grouping)
-    return inputs, groups, compressed_sync.group_sizes(params, groups)
+    groups = worker_sync.layer_groups(params, sync.grouping)
+    return inputs, groups, worker_sync.group_sizes(params, groups)
 
 
 def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
@@ -202,7 +202,7 @@ def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
     fraction = ds_cfg.get("fraction", 1.0)
     k = tr.get("steps_per_call", 1)
     num_replicas = tr.get("num_replicas", 1)
-    workers = worker_sync(config)
+    workers = sync_from_config(config)
     info = nj_data.dataset_info(ds_cfg.name, data_dir=data_dir)
     num_records = info.num_examples.get(train_split) or len(
         nj_data.data_source(ds_cfg.name, train_split, data_dir))  # e.g. 'train[:90%]'
@@ -352,9 +352,9 @@ def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
         jax.block_until_ready(state)
         clock.pause()
         sync = workers.sync
-        account = (compressed_sync.account_bytes(out, sync_groups, sync.method)
+        account = (worker_sync.account_bytes(out, sync_groups, sync.method)
                    if sync.quantized else None)
-        record = compressed_sync.sync_record({**out, "metrics": {}}, sync_sizes, account)
+        record = worker_sync.sync_record({**out, "metrics": {}}, sync_sizes, account)
         num_params = sum(sync_sizes.values())
         if account is None:  # float32 weights, no header
             record.update(wire_bits_per_parameter=32.0, bytes_per_worker=4 * num_params)

@@ -30,7 +30,7 @@ from flax import traverse_util
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from neurojax.data import on_device
-from neurojax.train import compressed_sync
+from neurojax.train import worker_sync
 from neurojax.train.state import PyTree, TrainState
 from neurojax.train.step import DATA_AXIS, Objective, train_step_fn
 
@@ -44,13 +44,13 @@ class WorkerSync:
     The stage trains ``num_workers`` copies of the model, worker ``i`` on its
     own disjoint shard of the training split; every call is one round: ``K``
     (the call's steps) local steps on every worker, then
-    ``compressed_sync.sync_workers`` (quantise with ``sync.mode``, gather the
+    ``worker_sync.sync_workers`` (quantise with ``sync.mode``, gather the
     fixed-width codes over the mesh's 'data' axis, average the dequantised
     copies). The workers are sharded over the 'data' axis (``num_workers``
     a multiple of the devices); optimiser and BatchNorm states stay local.
     """
     num_workers: int
-    sync: compressed_sync.SyncConfig
+    sync: worker_sync.SyncConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,7 +252,7 @@ def _make_sync_call(stage: Stage, num_steps: int, mesh: Mesh, device_data: Devic
     data_keys, num_bits, floor) -> (state, metrics, sync_out)``; ``state``,
     ``shards`` (:func:`worker_shards`) and ``data_keys`` carry the worker
     axis; ``metrics`` are the step scalars averaged over workers ``[K]``;
-    ``sync_out`` holds ``compressed_sync.sync_workers``' per-worker stats and
+    ``sync_out`` holds ``worker_sync.sync_workers``' per-worker stats and
     codes."""
     step = train_step_fn(stage.objective, stage.tx, trainable=stage.trainable)
     sync = stage.workers.sync
@@ -269,9 +269,9 @@ def _make_sync_call(stage: Stage, num_steps: int, mesh: Mesh, device_data: Devic
     def per_device(state, arrays, shards, data_keys, num_bits, floor):
         state, metrics = jax.vmap(local_steps, in_axes=(0, None, 0, 0))(
             state, arrays, shards, data_keys)
-        groups = compressed_sync.layer_groups(state.params, sync.grouping)
+        groups = worker_sync.layer_groups(state.params, sync.grouping)
         rounds = state.step[0] // num_steps
-        params, stats, codes = compressed_sync.sync_workers(
+        params, stats, codes = worker_sync.sync_workers(
             state.params, state.rng, rounds, sync, groups, num_bits, floor,
             return_codes=sync.quantized)
         return state.replace(params=params), metrics, {**stats, "codes": codes}

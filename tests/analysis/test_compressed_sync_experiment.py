@@ -9,7 +9,7 @@ import pytest
 
 from configs import compressed_sync_digits
 from neurojax.analysis import compressed_sync as exp
-from neurojax.train.logging import read_metrics
+from neurojax.train.metrics_log import read_metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -175,7 +175,7 @@ def test_compact_drops_only_constant_curves_of_fixed_runs():
            "bytes_per_worker": [100.0], "final_accuracy": 0.5}
     results = {"settings": {"fixed_8": {"mode": "fixed", "runs": [run]},
                             "dynamic_c5": {"mode": "dynamic", "runs": [run]}}}
-    out = exp.compact(results)
+    out = exp.without_fixed_run_curves(results)
     assert out["settings"]["fixed_8"]["runs"][0] == {"final_accuracy": 0.5}
     assert out["settings"]["dynamic_c5"]["runs"][0] == {
         k: v for k, v in run.items() if k != "bytes_per_worker"}

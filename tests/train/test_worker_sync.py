@@ -12,8 +12,8 @@ import pytest
 
 from neurojax.compress import codec
 from neurojax.losses import mean_squared_error
-from neurojax.train import compressed_sync as cs
-from neurojax.train.step import make_mesh, model_objective
+from neurojax.train import worker_sync as cs
+from neurojax.train.step import model_objective
 from tests._devices import run_with_forced_devices
 
 
@@ -205,10 +205,10 @@ _EIGHT_DEVICES = textwrap.dedent("""
     import os
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
     import jax, numpy as np, optax
-    from neurojax.train import compressed_sync as cs
+    from neurojax.train import worker_sync as cs
     from neurojax.train.step import make_mesh, make_train_step, shard_batch
     from neurojax.train.state import create_train_state
-    from tests.train.test_compressed_sync import _problem, _reference_local
+    from tests.train.test_worker_sync import _problem, _reference_local
     assert jax.device_count() == 8
     mesh = make_mesh()
 
