@@ -13,7 +13,7 @@ from neurojax.data import on_device
 from neurojax.losses import label_mean_squared_error
 from neurojax.models import get_model
 from neurojax.optim import make_optimizer
-from neurojax.train import compressed_sync as cs
+from neurojax.train import worker_sync as cs
 from neurojax.train import program
 from neurojax.train.loop import DATA_KEY_SALT, train_and_evaluate
 from neurojax.train.step import make_mesh, model_objective
