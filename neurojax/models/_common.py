@@ -20,6 +20,7 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "silu": nn.silu,
     "swish": nn.swish,
     "elu": nn.elu,
+    "celu": nn.celu,  # alpha = 1: x for x > 0, exp(x) - 1 otherwise (Oland 2024, Sec 7.5)
     "leaky_relu": nn.leaky_relu,
     "softplus": nn.softplus,
     "tanh": jnp.tanh,
