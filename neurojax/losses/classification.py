@@ -1,7 +1,12 @@
 """Supervised classification losses: ``loss(logits, batch) -> (scalar, aux)``."""
+from typing import Sequence
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+
+from neurojax._checks import check_real, is_concrete
 
 
 def softmax_cross_entropy(logits: jax.Array, batch: dict, *,
@@ -32,6 +37,27 @@ def mean_squared_error(outputs: jax.Array, batch: dict) -> tuple[jax.Array, dict
 OUTPUTS = {"linear": lambda z: z, "sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh}
 
 
+def label_targets(labels: jax.Array, num_classes: int, targets: Sequence[float],
+                  dtype=jnp.float32) -> jax.Array:
+    """Scaled one-hot targets ``t[..., c] = a + (b - a) [c = label]``.
+
+    ``targets = (a, b)``: the value of the negative classes and of the
+    positive class ("Tval {a, b}" in Oland 2024, Efficient Deep Learning,
+    Sec 4.5-4.12), with ``a < b`` so that the positive class is the largest
+    target. Shape ``labels.shape + (num_classes,)``. ``ValueError`` naming
+    ``targets`` otherwise (traced values pass unchecked).
+    """
+    if isinstance(targets, (str, bytes)) or not hasattr(targets, "__len__") \
+            or len(targets) != 2:
+        raise ValueError(f"targets must be a pair (negative, positive), got {targets!r}")
+    low, high = (check_real("targets", v) for v in targets)
+    if is_concrete(low) and is_concrete(high) and not np.all(np.asarray(low) < np.asarray(high)):
+        raise ValueError(f"targets must be (negative, positive) with negative < positive, "
+                         f"got {tuple(targets)!r}")
+    low, high = jnp.asarray(low, dtype), jnp.asarray(high, dtype)
+    return low + (high - low) * jax.nn.one_hot(labels, num_classes, dtype=dtype)
+
+
 def label_mean_squared_error(logits: jax.Array, batch: dict, *, output: str = "linear",
                              targets: tuple[float, float] = (0.0, 1.0)
                              ) -> tuple[jax.Array, dict]:
@@ -46,11 +72,8 @@ def label_mean_squared_error(logits: jax.Array, batch: dict, *, output: str = "l
     """
     if output not in OUTPUTS:
         raise ValueError(f"output must be one of {sorted(OUTPUTS)}, got {output!r}")
-    if len(targets) != 2:
-        raise ValueError(f"targets must be a pair (negative, positive), got {targets!r}")
-    low, high = float(targets[0]), float(targets[1])
     labels = batch["label"]
     z = logits.astype(jnp.float32).reshape(logits.shape[0], -1)
-    t = low + (high - low) * jax.nn.one_hot(labels, z.shape[-1])
+    t = label_targets(labels, z.shape[-1], targets)
     loss = 0.5 * jnp.mean(jnp.sum((OUTPUTS[output](z) - t) ** 2, axis=-1))
     return loss, {"accuracy": jnp.mean(jnp.argmax(z, -1) == labels)}

@@ -23,6 +23,7 @@ from typing import Any, Callable, Mapping
 
 import optax
 
+from neurojax.optim.diagnostics import record_gradient_rms
 from neurojax.optim.injection import inject_gradient_bias, inject_gradient_noise
 
 # name -> factory(**kwargs) -> optax.GradientTransformation
@@ -34,6 +35,8 @@ GRADIENT_TRANSFORMS: dict[str, Callable[..., optax.GradientTransformation]] = {
     # Ghosh et al. 2023, Eq. 1: ("inject_gradient_noise", {"sigma": 0.1, "seed": 0})
     "inject_gradient_bias": inject_gradient_bias,
     "inject_gradient_noise": inject_gradient_noise,
+    # identity; records per-array gradient RMS, logged as grad_rms/<path> (Oland 2024, Fig 4.3)
+    "record_gradient_rms": record_gradient_rms,
 }
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "lars", "lamb", "rmsprop")

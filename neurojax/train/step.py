@@ -16,6 +16,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from neurojax.optim.diagnostics import gradient_rms_metrics
 from neurojax.train.state import PyTree, TrainState
 
 # objective(params, model_state, batch, rng) -> (loss, (aux_dict, new_model_state))
@@ -81,8 +82,10 @@ def train_step_fn(objective: Objective, tx: optax.GradientTransformation, *,
     with respect to the trainable part of the parameters (``trainable``:
     path prefixes, see ``neurojax.train.program.partition``; ``None`` = all),
     applies ``tx`` to it (``state.opt_state`` is ``tx``'s state over that
-    part) and returns the scalars ``{'loss': ..., **aux}``. The frozen part
-    gets no gradient and no optimiser state.
+    part) and returns the scalars ``{'loss': ..., **aux}``, plus the
+    gradient RMS that a ``record_gradient_rms`` transform in ``tx`` recorded
+    this step (``neurojax.optim.diagnostics.gradient_rms_metrics``). The
+    frozen part gets no gradient and no optimiser state.
     """
     from neurojax.train.program import combine, partition  # program builds on this module
 
@@ -98,7 +101,7 @@ def train_step_fn(objective: Objective, tx: optax.GradientTransformation, *,
         params = combine(optax.apply_updates(train, updates), frozen)
         new_state = state.replace(step=state.step + 1, params=params,
                                   model_state=model_state, opt_state=opt_state)
-        return new_state, {"loss": loss, **aux}
+        return new_state, {"loss": loss, **aux, **gradient_rms_metrics(opt_state)}
 
     return step
 
@@ -120,8 +123,12 @@ def make_train_step(objective: Objective, tx: optax.GradientTransformation, *,
 
 
 def make_eval_step(model: nn.Module, loss_fn: Callable[..., tuple[jax.Array, dict]], *,
-                   mesh: Mesh | None = None, input_key: str = "image"):
+                   mesh: Mesh | None = None, input_key: str = "image",
+                   forward: Callable | None = None):
     """Returns ``eval_step(state, batch) -> sums`` for masked, padded batches.
+
+    ``forward(variables, x) -> outputs`` replaces ``model.apply(variables, x,
+    train=False)`` (e.g. a layer-wise stage's read-out through its head).
 
     ``batch['mask']`` (1 for real examples, 0 for padding) lets the last,
     partial batch keep the compiled shape. Returns the per-batch sums of loss
@@ -138,8 +145,9 @@ def make_eval_step(model: nn.Module, loss_fn: Callable[..., tuple[jax.Array, dic
 
     def eval_step(state, batch):
         mask = batch["mask"].astype(jnp.float32)
-        outputs = model.apply({"params": state.params, **state.model_state},
-                              batch[input_key], train=False)
+        variables = {"params": state.params, **state.model_state}
+        outputs = (forward(variables, batch[input_key]) if forward is not None
+                   else model.apply(variables, batch[input_key], train=False))
         values = jax.vmap(per_example)(outputs, batch)
         sums = {k: jnp.sum(v.astype(jnp.float32) * mask) for k, v in values.items()}
         sums["count"] = jnp.sum(mask)
