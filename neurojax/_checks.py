@@ -18,7 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["is_concrete", "check_int", "check_choice", "check_bool", "check_real"]
+__all__ = ["is_concrete", "check_int", "check_choice", "check_bool", "check_real",
+           "check_matrix", "check_distribution"]
 
 
 def is_concrete(value: Any) -> bool:
@@ -92,4 +93,35 @@ def check_real(name: str, value: Any, *, low: float = -math.inf, high: float = m
         & ((arr < high) if high_open else (arr <= high))
     if not np.all(ok):
         raise bad
+    return value
+
+
+def check_matrix(name: str, value: Any, *, square: bool = False) -> jax.Array:
+    """``value`` as a JAX array if it is 2-D (and square with ``square=True``);
+    else ``ValueError`` naming ``name`` and the shape. Shapes are static, so
+    traced values are checked too."""
+    x = jnp.asarray(value)
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D matrix, got shape {x.shape}")
+    if square and x.shape[0] != x.shape[1]:
+        raise ValueError(f"{name} must be square, got shape {x.shape}")
+    return x
+
+
+def check_distribution(name: str, value: Any, *, axis: int = -1, atol: float = 1e-6) -> Any:
+    """``value`` (returned as given) if its entries are finite, non-negative and
+    sum to 1 within ``atol`` along ``axis``: a probability vector, or a
+    row-stochastic matrix with ``axis=1``; else ``ValueError`` naming ``name``.
+
+    Only concrete values are checked; traced values pass unchecked.
+    """
+    if not is_concrete(value):
+        return value
+    a = np.asarray(value, dtype=np.float64)
+    if not np.all(np.isfinite(a)) or np.any(a < 0):
+        raise ValueError(f"{name} must be finite and non-negative")
+    sums = a.sum(axis=axis)
+    if not np.allclose(sums, 1.0, atol=atol):
+        raise ValueError(f"{name} must sum to 1 along axis {axis}, got sums "
+                         f"in [{sums.min():.6g}, {sums.max():.6g}]")
     return value

@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from neurojax._checks import check_bool, check_choice, check_int, check_real, is_concrete
+from neurojax._checks import (check_bool, check_choice, check_distribution, check_int,
+                              check_matrix, check_real, is_concrete)
 
 
 def test_is_concrete_false_only_under_a_trace():
@@ -77,3 +78,40 @@ def test_check_real_lets_traced_values_through():
     assert float(out) == -2.0
     with pytest.raises(ValueError, match="sigma"):
         jax.jit(lambda x: x * check_real("sigma", -1.0, low=0))(1.0)
+
+
+def test_check_matrix():
+    out = check_matrix("z", np.ones((2, 3)))
+    assert isinstance(out, jax.Array) and out.shape == (2, 3)
+    assert check_matrix("w_bar", jnp.eye(3), square=True).shape == (3, 3)
+    with pytest.raises(ValueError, match=r"z must be a 2-D matrix, got shape \(3,\)"):
+        check_matrix("z", np.ones(3))
+    with pytest.raises(ValueError, match=r"w_bar must be square, got shape \(2, 3\)"):
+        check_matrix("w_bar", np.ones((2, 3)), square=True)
+    # shapes are static: checked under jit too
+    with pytest.raises(ValueError, match="t_m must be a 2-D matrix"):
+        jax.jit(lambda x: check_matrix("t_m", x))(jnp.ones(3))
+
+
+def test_check_distribution():
+    p = np.array([0.25, 0.75])
+    assert check_distribution("p_natural", p) is p
+    rows = np.array([[0.5, 0.5, 0.0], [0.1, 0.2, 0.7]])
+    assert check_distribution("aug", rows, axis=1) is rows
+    check_distribution("p", [1 - 1e-7, 1e-7])   # within the default atol
+    for bad, text in (([0.5, 0.6], r"p_natural must sum to 1 along axis -1, got sums in "
+                                   r"\[1\.1, 1\.1\]"),
+                      ([1.5, -0.5], "p_natural must be finite and non-negative"),
+                      ([np.nan, 1.0], "p_natural must be finite and non-negative")):
+        with pytest.raises(ValueError, match=text):
+            check_distribution("p_natural", bad)
+    with pytest.raises(ValueError, match=r"aug must sum to 1 along axis 1, got sums in "
+                                         r"\[0\.5, 1\]"):
+        check_distribution("aug", [[0.5, 0.5], [0.25, 0.25]], axis=1)
+    with pytest.raises(ValueError, match="q must sum to 1"):
+        check_distribution("q", [0.5, 0.5 + 1e-3], atol=1e-4)
+
+
+def test_check_distribution_lets_traced_values_through():
+    out = jax.jit(lambda p: check_distribution("p", p) * 2)(jnp.array([0.5, 0.6]))
+    np.testing.assert_allclose(out, [1.0, 1.2])

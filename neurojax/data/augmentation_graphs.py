@@ -35,25 +35,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from neurojax._checks import is_concrete
+from neurojax._checks import check_distribution, check_matrix
 
 _PROB_ATOL = 1e-6
-
-
-def _check_row_stochastic(name: str, a) -> jax.Array:
-    """A 2-D matrix whose rows are distributions (values checked only when concrete)."""
-    a = jnp.asarray(a)
-    if a.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D matrix, got shape {a.shape}")
-    if is_concrete(a):
-        v = np.asarray(a, np.float64)
-        if not np.all(np.isfinite(v)) or np.any(v < 0):
-            raise ValueError(f"{name} must be finite and non-negative")
-        sums = v.sum(axis=1)
-        if not np.allclose(sums, 1.0, atol=_PROB_ATOL):
-            raise ValueError(f"{name} must sum to 1 along axis 1, got sums "
-                             f"in [{sums.min():.6g}, {sums.max():.6g}]")
-    return a
 
 
 def ring_augmentation(num_nodes: int, t: float) -> jax.Array:
@@ -222,7 +206,7 @@ def sample_views(key, aug, num_views: int, num_graphs: int = 1) -> jax.Array:
     ``aug``: row-stochastic (N, Na). Returns int (num_graphs, N, num_views);
     the first m < num_views views of a draw are themselves an m-view draw.
     """
-    aug = _check_row_stochastic("aug", aug)
+    aug = check_distribution("aug", check_matrix("aug", aug), axis=1)
     for name, v in (("num_views", num_views), ("num_graphs", num_graphs)):
         if not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"{name} must be an int >= 1, got {v!r}")

@@ -51,31 +51,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from neurojax._checks import is_concrete
-
-_PROB_ATOL = 1e-6
-
-
-def _check_matrix(name: str, x, square: bool = False) -> jax.Array:
-    x = jnp.asarray(x)
-    if x.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D matrix, got shape {x.shape}")
-    if square and x.shape[0] != x.shape[1]:
-        raise ValueError(f"{name} must be square, got shape {x.shape}")
-    return x
-
-
-def _check_distribution(name: str, p, axis: int = -1) -> None:
-    """Non-negative entries summing to 1 along ``axis`` (values checked only when concrete)."""
-    if not is_concrete(p):
-        return
-    a = np.asarray(p, dtype=np.float64)
-    if not np.all(np.isfinite(a)) or np.any(a < 0):
-        raise ValueError(f"{name} must be finite and non-negative")
-    sums = a.sum(axis=axis)
-    if not np.allclose(sums, 1.0, atol=_PROB_ATOL):
-        raise ValueError(f"{name} must sum to 1 along axis {axis}, got sums "
-                         f"in [{sums.min():.6g}, {sums.max():.6g}]")
+from neurojax._checks import check_distribution, check_matrix, is_concrete
 
 
 # --------------------------------------------------------------------------
@@ -113,12 +89,12 @@ def augmentation_graph(p_natural, p_aug_given_natural) -> AugmentationGraph:
     p0 = jnp.asarray(p_natural)
     if p0.ndim != 1:
         raise ValueError(f"p_natural must be 1-D, got shape {p0.shape}")
-    P = _check_matrix("p_aug_given_natural", p_aug_given_natural)
+    P = check_matrix("p_aug_given_natural", p_aug_given_natural)
     if P.shape[0] != p0.shape[0]:
         raise ValueError(f"p_aug_given_natural must have one row per natural sample "
                          f"({p0.shape[0]}), got shape {P.shape}")
-    _check_distribution("p_natural", p0)
-    _check_distribution("p_aug_given_natural", P, axis=1)
+    check_distribution("p_natural", p0)
+    check_distribution("p_aug_given_natural", P, axis=1)
     dtype = jnp.promote_types(jnp.result_type(p0, P), jnp.float32)
     graph = _graph(p0.astype(dtype), P.astype(dtype))
     if is_concrete(graph.p_aug) and np.any(np.asarray(graph.p_aug) <= 0):
@@ -203,7 +179,7 @@ def variance_operator(t_m) -> jax.Array:
 
     ``t_m`` in L2-orthonormal coordinates (e.g. ``whitened_operators``).
     """
-    t_m = _check_matrix("t_m", t_m)
+    t_m = check_matrix("t_m", t_m)
     return t_m.T @ t_m
 
 
@@ -213,7 +189,7 @@ def invariance_operator(t_m) -> jax.Array:
 
     Needs a square ``t_m`` (functions on one set, orthonormal coordinates).
     """
-    t_m = _check_matrix("t_m", t_m, square=True)
+    t_m = check_matrix("t_m", t_m, square=True)
     a = t_m - jnp.eye(t_m.shape[0], dtype=t_m.dtype)
     return a.T @ a
 
@@ -284,8 +260,8 @@ def spectral_contrastive_decomposition(z, w_bar) -> dict[str, jax.Array]:
     ``total`` (left side), ``orthogonality`` (covariance regulariser),
     ``invariance`` (2 Tr[Z^T (I - W-bar) Z]) and ``constant`` (kappa, independent of Z).
     """
-    z = _check_matrix("z", z)
-    w_bar = _check_matrix("w_bar", w_bar, square=True)
+    z = check_matrix("z", z)
+    w_bar = check_matrix("w_bar", w_bar, square=True)
     if w_bar.shape[0] != z.shape[0]:
         raise ValueError(f"w_bar must be ({z.shape[0]}, {z.shape[0]}) to match z's rows, "
                          f"got {w_bar.shape}")

@@ -24,8 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from neurojax._checks import is_concrete
-from neurojax.metrics.augmentation_graph import _check_matrix
+from neurojax._checks import check_matrix as _check_matrix, is_concrete
 from neurojax.metrics.spectrum import effective_rank
 
 def _check_flow_args(w, t, beta=None) -> tuple[jax.Array, jax.Array]:
