@@ -70,7 +70,8 @@ from neurojax.train.feed import HostFeed
 from neurojax.train.metrics_log import MetricsWriter, read_metrics
 from neurojax.train import worker_sync
 from neurojax.train.program import (DeviceData, Stage, WorkerSync, enter_stage, init_workers,
-                                    make_call, plan_calls, stage_opt_state, worker_shards)
+                                    make_call, plan_calls, stage_data, stage_opt_state,
+                                    worker_shards)
 from neurojax.train.spectrum_monitor import SpectrumMonitor
 from neurojax.train.state import TrainState, create_train_state
 from neurojax.train.step import DATA_AXIS, make_mesh, replicate
@@ -132,11 +133,12 @@ def seed_keys(seed: int, num_replicas: int):
     return jax.vmap(keys)(seed + jnp.arange(num_replicas))
 
 
-def _default_stages(task, config, num_steps: int, workers) -> list[Stage]:
+def _default_stages(task, config, num_steps: int, workers, data_on_device: bool) -> list[Stage]:
     if task.stages is not None:
         if workers is not None:
             raise ValueError("config.sync.mode must be 'off' for a task with its own stages")
-        return list(task.stages(num_steps, functools.partial(make_optimizer, config.optim)))
+        return list(task.stages(num_steps, functools.partial(make_optimizer, config.optim),
+                                data_on_device=data_on_device))
     return [Stage("train", num_steps, task.objective, make_optimizer(config.optim, num_steps),
                   workers=workers)]
 
@@ -231,14 +233,15 @@ def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
     mesh = make_mesh()
     task = get_task(config.get("task", "supervised")).build(config, info, mesh, data_dir)
     stages = _default_stages(task, config, tr.num_steps or tr.num_epochs * steps_per_epoch,
-                             workers)
+                             workers, data_on_device)
     num_steps = sum(stage.num_steps for stage in stages)
 
     init_keys, state_keys, data_keys = seed_keys(config.seed, num_replicas)
     sample = np.zeros((1,) + tuple(info.image_shape), np.float32)
 
     def init_state(init_rng, state_rng):
-        variables = task.model.init(init_rng, sample, train=False)
+        variables = (task.init(init_rng, sample) if task.init is not None
+                     else task.model.init(init_rng, sample, train=False))
         params = variables.pop("params")
         state = create_train_state(params, optax.identity(), model_state=variables,
                                    rng=state_rng)
@@ -408,11 +411,18 @@ def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
     bar = tqdm.tqdm(total=num_steps, initial=start_step, disable=not progress,
                     desc=f"train {config.model.name}", dynamic_ncols=True)
     data_iterator = position.get("data_iterator")
+    stage_device_data, data_stage = device_data, None
     try:
         for stage, first, n, enters in plan:
             if enters and first > 0:  # (the initial state holds stage 0's)
                 clock.pause()
                 state = replicate(enter_stage(state, stages[stage]), mesh)
+                clock.resume()
+            if device_data is not None and workers is None and data_stage != stage:
+                clock.pause()  # e.g. a layer-wise stage's cached feednet features
+                stage_device_data = stage_data(stages[stage], state, device_data,
+                                               replicas=num_replicas > 1)
+                call_inputs, data_stage = (stage_device_data.arrays, data_keys), stage
                 clock.resume()
             args = (state, *call_inputs)
             if feed is not None:
@@ -421,7 +431,7 @@ def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
             if (stage, n) not in compiled:
                 clock.pause()
                 tic = time.time()
-                call = make_call(stages[stage], n, mesh, device_data=device_data,
+                call = make_call(stages[stage], n, mesh, device_data=stage_device_data,
                                  replicas=num_replicas > 1)
                 compiled[(stage, n)] = call.lower(*args).compile()
                 compile_seconds += time.time() - tic

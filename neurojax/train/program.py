@@ -69,6 +69,12 @@ class Stage:
             part; ``None`` trains every parameter.
         workers: local steps on several workers with a (compressed) weight
             sync after every call (:class:`WorkerSync`); ``None``: one model.
+        inputs: ``(params, model_state, arrays) -> arrays``: the stage's
+            training split, computed on the device from the split held there
+            and the state when the stage starts (or resumes), e.g. a frozen
+            feednet's features (``neurojax.train.layerwise``); ``None``: the
+            split itself. It must depend on the frozen part only, so that a
+            resumed stage sees the same data.
     """
     name: str
     num_steps: int
@@ -76,6 +82,7 @@ class Stage:
     tx: optax.GradientTransformation
     trainable: Optional[tuple[str, ...]] = None
     workers: Optional[WorkerSync] = None
+    inputs: Optional[Callable[[PyTree, PyTree, dict], dict]] = None
 
     def __post_init__(self):
         if not isinstance(self.num_steps, int) or isinstance(self.num_steps, bool) \
@@ -154,13 +161,16 @@ def stage_bounds(stages: Sequence[Stage]) -> list[tuple[int, int]]:
 @dataclasses.dataclass(frozen=True)
 class DeviceData:
     """A split held on the device: ``arrays`` (replicated over the mesh),
-    the global batch size and the number of examples."""
+    the global batch size and the number of examples. ``per_replica``: the
+    arrays carry a leading replica axis (a stage's ``inputs`` computed from
+    each replica's own parameters)."""
     arrays: dict[str, jax.Array]
     batch_size: int
+    per_replica: bool = False
 
     @property
     def num_examples(self) -> int:
-        return int(next(iter(self.arrays.values())).shape[0])
+        return int(next(iter(self.arrays.values())).shape[int(self.per_replica)])
 
 
 def make_call(stage: Stage, num_steps: int, mesh: Mesh, *,
@@ -182,6 +192,9 @@ def make_call(stage: Stage, num_steps: int, mesh: Mesh, *,
             raise ValueError("worker sync needs the training data on the device and no "
                              "seed replicas (config.train.num_replicas = 1)")
         return _make_sync_call(stage, num_steps, mesh, device_data, donate)
+    if stage.inputs is not None and device_data is None:
+        raise ValueError(f"stage {stage.name!r} computes its inputs on the device: it needs "
+                         f"the training split there (config.dataset.on_device)")
     step = train_step_fn(stage.objective, stage.tx, trainable=stage.trainable)
     replicated = NamedSharding(mesh, P())
     batch_sharding = NamedSharding(mesh, P(DATA_AXIS))
@@ -203,7 +216,10 @@ def make_call(stage: Stage, num_steps: int, mesh: Mesh, *,
             indices = on_device.batch_indices(data_key, steps, n, batch_size)
             return run(state, indices, arrays)
 
-        fn = jax.vmap(one, in_axes=(0, None, 0), out_axes=(0, 1)) if replicas else one
+        if device_data.per_replica and not replicas:
+            raise ValueError("per-replica device data needs replicas=True")
+        data_axis = 0 if device_data.per_replica else None
+        fn = jax.vmap(one, in_axes=(0, data_axis, 0), out_axes=(0, 1)) if replicas else one
         return jax.jit(fn, in_shardings=(replicated, replicated, replicated),
                        out_shardings=(replicated, replicated),
                        donate_argnums=(0,) if donate else ())
@@ -217,6 +233,20 @@ def make_call(stage: Stage, num_steps: int, mesh: Mesh, *,
     return jax.jit(host, in_shardings=(replicated, NamedSharding(mesh, P(None, DATA_AXIS))),
                    out_shardings=(replicated, replicated),
                    donate_argnums=(0,) if donate else ())
+
+
+def stage_data(stage: Stage, state: TrainState, device_data: DeviceData, *,
+               replicas: bool = False) -> DeviceData:
+    """The training split of ``stage``: ``device_data`` itself, or its
+    ``inputs`` computed from ``state`` (per replica with ``replicas``),
+    placed like ``device_data``'s arrays."""
+    if stage.inputs is None:
+        return device_data
+    fn = lambda params, model_state: stage.inputs(params, model_state, device_data.arrays)
+    arrays = jax.jit(jax.vmap(fn) if replicas else fn)(state.params, state.model_state)
+    sharding = next(iter(device_data.arrays.values())).sharding
+    return DeviceData(jax.device_put(arrays, sharding), device_data.batch_size,
+                      per_replica=replicas)
 
 
 def replica_slice(tree: PyTree, r: int) -> PyTree:
@@ -320,12 +350,15 @@ def run_program(stages: Sequence[Stage], state: TrainState, mesh: Mesh, *,
     calls: dict[tuple[int, int], Callable] = {}
     history = []
     start = int(jax.device_get(state.step).reshape(-1)[0])
+    data, data_stage = device_data, None
     for i, first, n, enters in plan_calls(stages, start, steps_per_call):
         if enters:  # the stage's fresh optimiser state (idempotent at step 0)
             state = enter_stage(state, stages[i])
+        if data_stage != i:
+            data, data_stage = stage_data(stages[i], state, device_data, replicas=replicas), i
         if (i, n) not in calls:
-            calls[(i, n)] = make_call(stages[i], n, mesh, device_data=device_data,
+            calls[(i, n)] = make_call(stages[i], n, mesh, device_data=data,
                                       replicas=replicas, donate=donate)
-        state, metrics = calls[(i, n)](state, device_data.arrays, data_key)
+        state, metrics = calls[(i, n)](state, data.arrays, data_key)
         history.append({"stage": i, "start": first, "metrics": metrics})
     return state, history

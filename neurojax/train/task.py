@@ -33,9 +33,12 @@ class Task:
     objective: Objective
     evaluate: Callable[[TrainState], dict]
     summarize: Optional[Callable[[list[dict]], dict]] = None
-    # (num_steps, make_optimizer) -> [Stage, ...]; None: one stage training
-    # every parameter on `objective` with config.optim for num_steps
+    # (num_steps, make_optimizer, *, data_on_device) -> [Stage, ...]; None: one
+    # stage training every parameter on `objective` with config.optim
     stages: Optional[Callable] = None
+    # (rng, sample) -> variables of the trained tree; None: model.init(rng,
+    # sample, train=False). A layer-wise task adds its decision heads here.
+    init: Optional[Callable] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +54,7 @@ class TaskSpec:
 
 _TASKS: dict[str, TaskSpec] = {}
 # built-in tasks living in other modules, imported when first asked for
-_TASK_MODULES = {"ssl": "neurojax.train.ssl"}
+_TASK_MODULES = {"ssl": "neurojax.train.ssl", "layerwise": "neurojax.train.layerwise"}
 
 
 def register_task(name: str, *, build: Callable[..., Task], validate: Callable,

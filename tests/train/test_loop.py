@@ -221,7 +221,7 @@ def _two_stage_task(config, info, mesh, data_dir):
 
     task = supervised_task(config, info, mesh, data_dir)
 
-    def stages(num_steps, make_tx):
+    def stages(num_steps, make_tx, **_):
         first = num_steps // 2
         return [Stage("hidden", first, task.objective, make_tx(first), trainable=("dense_0",)),
                 Stage("head", num_steps - first, task.objective,

@@ -1,0 +1,473 @@
+"""Layer-wise training as a program of stages (Oland 2024, Efficient Deep
+Learning, ch. 6).
+
+Deep layer-wise learning (DLL, Algorithm 3) trains a k-layer network one
+block at a time: for block i (bottom-up) it trains (block i, a fresh
+decision head) on the output of the frozen *feednet* (blocks below i), then
+moves on; the last stage trains the last block with the network's own top.
+Here every stage is a :class:`neurojax.train.program.Stage` whose trainable
+part is the window's blocks and its head, so each stage is one compiled
+``lax.scan`` over its steps and the loop walks the stages (resumption,
+logging, seed replicas and evaluation are the loop's).
+
+The model protocol. A model trains layer-wise when its ``__call__`` takes
+``start`` and ``stop`` block indices (``x`` is then the output of block
+``start - 1``, or the input when ``start == 0``; the result is the output
+of block ``stop - 1``, or the logits when ``stop is None``) and it has a
+``num_blocks`` attribute: the blocks below the top (parameter-free layers
+such as pooling belong to the parameter layer before them, Sec. 6.2). The
+top (e.g. global pooling and the classifier) is block ``num_blocks``.
+
+Windows (:func:`stage_windows`):
+
+* ``'dll'``: one block per stage, bottom-up (Algorithm 3).
+* ``'segment'``: deep segment-wise learning (Sec. 6.5): ``window``
+  consecutive blocks per stage, the window moving by ``step`` blocks
+  (overlap ``window - step``; Fig. 6.2 uses ``step = 1``). Overlapping
+  blocks continue from their current weights (the thesis does not say; this
+  is the reading that keeps what was learnt).
+* ``'partition'``: deep partition-wise learning (Sec. 6.9): disjoint
+  windows of ``window`` blocks; the thesis scales learning rate and weight
+  decay of partition i by 0.5^i (``lr_factor = wd_factor = 0.5``).
+
+A window ending at ``num_blocks`` trains the model's own top as its head;
+every other window gets a decision head (``neurojax.models.heads``) whose
+parameters live under ``params['layerwise_heads']['head_{stop}']`` beside
+the model's own, so the assembled tree is the ordinary model's (plus the
+heads, which ``model.apply`` ignores) and the loop's evaluation, the probes
+and the spectrum monitor apply to it unchanged.
+
+The feednet keeps no activations, gradients or optimiser state: the stage
+differentiates only its trainable part, so nothing below ``start`` is kept
+for a backward pass. Its output is either computed once per example at the
+stage's start and held on the device (``cache_features``; the stage's
+training split is then the features, see ``Stage.inputs``) or recomputed
+in every step's forward pass (in evaluation mode, under ``stop_gradient``),
+which is what augmentation or data that do not fit on the device need.
+BatchNorm layers of the feednet use their running statistics.
+
+Backward dropout (Sec. 6.8, the Table 6.2 method): the identity in the
+forward pass; dropout with rate ``p`` on the gradient that flows from the
+head into the trained block (:func:`backward_dropout`). Head gradients are
+untouched. The thesis does not say whether the kept entries are rescaled;
+here they are, by ``1 / (1 - p)``, as in ordinary dropout, so the expected
+gradient is unchanged.
+
+Per-stage schedules (Sec. 6.8): stage i's optimiser has learning rate
+``lr * lr_factor**i`` and weight decay ``weight_decay * wd_factor**i``
+(the thesis's from-scratch schedule is 0.8 and 1.15).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Callable, Optional, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from neurojax._checks import check_choice, check_int, check_real
+from neurojax.train.program import Stage
+from neurojax.train.state import PyTree
+from neurojax.train.step import Objective
+
+HEADS = "layerwise_heads"
+METHODS = ("dll", "segment", "partition")
+CACHE_DTYPES = ("float32", "bfloat16")
+
+
+def head_name(stop: int) -> str:
+    """The parameter entry of the head reading block ``stop - 1``'s output."""
+    return f"head_{stop}"
+
+
+def stage_windows(num_blocks: int, method: str = "dll", *, window: int = 1,
+                  step: Optional[int] = None) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]``: the blocks each stage trains, bottom-up.
+
+    ``'dll'``: ``(i, i + 1)`` for every block. ``'segment'``: windows of
+    ``window`` blocks moving by ``step`` (default 1), the last one ending
+    at ``num_blocks``. ``'partition'``: disjoint windows of ``window``
+    blocks (the last may be shorter). A window of ``num_blocks`` or more is
+    one stage: end-to-end training.
+    """
+    check_int("num_blocks", num_blocks)
+    check_choice("method", method, METHODS)
+    if method == "dll":
+        window, step = 1, 1
+    check_int("window", window)
+    window = min(window, num_blocks)
+    if method == "partition":
+        return [(s, min(s + window, num_blocks)) for s in range(0, num_blocks, window)]
+    step = 1 if step is None else step
+    if check_int("step", step) > window:
+        raise ValueError(f"step must be <= window ({window}), or blocks between windows are "
+                         f"never trained; got {step}")
+    starts = list(range(0, num_blocks - window + 1, step))
+    if starts[-1] + window < num_blocks:
+        starts.append(num_blocks - window)
+    return [(s, s + window) for s in starts]
+
+
+# ------------------------------------------------------------ backward dropout
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def backward_dropout(x: jax.Array, key: jax.Array, rate: float) -> jax.Array:
+    """The identity on ``x``; its gradient is dropped out with probability
+    ``rate`` per entry and the kept entries scaled by ``1 / (1 - rate)``
+    (Oland 2024, Sec. 6.8: "gradient noise" at the block/head interface)."""
+    return x
+
+
+def _backward_dropout_fwd(x, key, rate):
+    return x, key
+
+
+def _backward_dropout_bwd(rate, key, g):
+    if rate == 0.0:
+        return g, None
+    keep = jax.random.bernoulli(key, 1.0 - rate, g.shape)
+    return jnp.where(keep, g / (1.0 - rate), jnp.zeros((), g.dtype)), None
+
+
+backward_dropout.defvjp(_backward_dropout_fwd, _backward_dropout_bwd)
+
+
+# ------------------------------------------------------------------ forward
+
+def _model_num_blocks(model: nn.Module) -> int:
+    num = getattr(model, "num_blocks", None)
+    if not isinstance(num, int) or num < 1:
+        raise ValueError(f"model {type(model).__name__} does not train layer-wise: it needs a "
+                         f"num_blocks attribute and __call__(x, train, start=, stop=) "
+                         f"(see neurojax.train.layerwise)")
+    return num
+
+
+def _apply(model, params, model_state, x, *, train, rng=None, **blocks):
+    """``model`` on blocks ``[start, stop)``; returns ``(output, model_state)``."""
+    variables = {"params": params, **model_state}
+    mutable = list(model_state) if train and model_state else False
+    out = model.apply(variables, x, train=train, rngs={"dropout": rng} if train else None,
+                      mutable=mutable, **blocks)
+    return out if mutable else (out, model_state)
+
+
+def feednet(model: nn.Module, params: PyTree, model_state: PyTree, x: jax.Array,
+            start: int) -> jax.Array:
+    """Output of the frozen blocks ``[0, start)`` (evaluation mode, no
+    gradient); ``x`` itself when ``start == 0``."""
+    if start == 0:
+        return x
+    out, _ = _apply(model, params, model_state, x, train=False, start=0, stop=start)
+    return jax.lax.stop_gradient(out)
+
+
+def window_forward(model: nn.Module, head: Optional[nn.Module], params: PyTree,
+                   model_state: PyTree, z: jax.Array, start: int, stop: int, *,
+                   train: bool, rng: Optional[jax.Array] = None,
+                   grad_dropout: float = 0.0) -> tuple[jax.Array, PyTree]:
+    """Logits of the window ``[start, stop)`` and its read-out on the
+    feednet's output ``z``: the window's blocks, then the decision head
+    (``head_{stop}``) or, when ``stop`` is the model's top block, the
+    model's own top. Returns ``(logits, model_state)``."""
+    top = stop == _model_num_blocks(model)
+    out, model_state = _apply(model, params, model_state, z, train=train, rng=rng,
+                              start=start, stop=stop)
+    if train and grad_dropout > 0.0:
+        out = backward_dropout(out, jax.random.fold_in(rng, 1), grad_dropout)
+    if top:
+        return _apply(model, params, model_state, out, train=train, rng=rng, start=stop,
+                      stop=None)
+    return head.apply({"params": params[HEADS][head_name(stop)]}, out), model_state
+
+
+def stage_objective(model: nn.Module, head: Optional[nn.Module], loss_fn: Callable,
+                    start: int, stop: int, *, recompute_feednet: bool,
+                    grad_dropout: float = 0.0, input_key: str = "image",
+                    **loss_hyper) -> Objective:
+    """The objective of the stage training blocks ``[start, stop)`` with
+    their read-out; ``batch[input_key]`` is the raw input when
+    ``recompute_feednet``, else the feednet's cached output."""
+    def objective(params, model_state, batch, rng):
+        z = batch[input_key]
+        if recompute_feednet:
+            z = feednet(model, params, model_state, z, start)
+        logits, model_state = window_forward(model, head, params, model_state, z, start,
+                                             stop, train=True, rng=rng,
+                                             grad_dropout=grad_dropout)
+        loss, aux = loss_fn(logits, batch, **loss_hyper)
+        return loss, (aux, dict(model_state))
+    return objective
+
+
+def readout(model: nn.Module, head: Optional[nn.Module], stop: int) -> Callable:
+    """``forward(variables, x) -> logits`` of the network read out after
+    block ``stop - 1`` (evaluation mode): the peak-layer read-out of Sec. 6.1."""
+    def forward(variables, x):
+        params = variables["params"]
+        model_state = {k: v for k, v in variables.items() if k != "params"}
+        z = feednet(model, params, model_state, x, 0)
+        logits, _ = window_forward(model, head, params, model_state, z, 0, stop, train=False)
+        return logits
+    return forward
+
+
+def cached_features(model: nn.Module, params: PyTree, model_state: PyTree, images: jax.Array,
+                    start: int, *, chunk: int = 512, dtype: str = "float32") -> jax.Array:
+    """The feednet's output for every example, computed ``chunk`` examples
+    at a time (``jax.lax.map``) and stored as ``dtype``."""
+    check_choice("dtype", dtype, CACHE_DTYPES)
+    check_int("chunk", chunk)
+
+    n = images.shape[0]
+    chunk = min(chunk, n)
+    pad = -n % chunk
+    padded = jnp.concatenate([images, jnp.zeros((pad,) + images.shape[1:], images.dtype)])
+    chunks = padded.reshape((-1, chunk) + images.shape[1:])
+    out = jax.lax.map(
+        lambda x: feednet(model, params, model_state, x, start).astype(dtype), chunks)
+    return out.reshape((-1,) + out.shape[2:])[:n]
+
+
+# ------------------------------------------------------------------- program
+
+@dataclasses.dataclass(frozen=True)
+class LayerwiseSpec:
+    """What a layer-wise program needs beyond the model and the loss.
+
+    Attributes:
+        method: 'dll', 'segment' or 'partition' (:func:`stage_windows`).
+        window, step: blocks per stage and the window's stride ('segment',
+            'partition').
+        head: 'layer' or 'block' (``neurojax.models.heads``).
+        head_channels: the decision block's down-convolution widths.
+        lr_factor, wd_factor: stage i's learning rate and weight decay are
+            multiplied by ``lr_factor**i`` and ``wd_factor**i``.
+        grad_dropout: backward-dropout rate at the block/head interface.
+        cache_features: hold the feednet's output on the device (needs the
+            training split there and no augmentation) instead of recomputing
+            it every step.
+        cache_dtype: 'float32' or 'bfloat16' for the cached features.
+    """
+    method: str = "dll"
+    window: int = 1
+    step: Optional[int] = None
+    head: str = "layer"
+    head_channels: Sequence[int] = (128,)
+    lr_factor: float = 1.0
+    wd_factor: float = 1.0
+    grad_dropout: float = 0.0
+    cache_features: bool = True
+    cache_dtype: str = "float32"
+
+    def __post_init__(self):
+        check_choice("layerwise.method", self.method, METHODS)
+        check_choice("layerwise.head", self.head, ("layer", "block"))
+        check_real("layerwise.lr_factor", self.lr_factor, low=0.0, low_open=True)
+        check_real("layerwise.wd_factor", self.wd_factor, low=0.0, low_open=True)
+        check_real("layerwise.grad_dropout", self.grad_dropout, low=0.0, high=1.0,
+                   high_open=True)
+        check_choice("layerwise.cache_dtype", self.cache_dtype, CACHE_DTYPES)
+
+
+def split_steps(num_steps: int, num_stages: int) -> list[int]:
+    """``num_steps`` over ``num_stages`` as evenly as possible (earlier stages
+    take the remainder), so a layer-wise program matches an end-to-end run's
+    total steps."""
+    check_int("num_steps", num_steps, minimum=num_stages)
+    base, extra = divmod(num_steps, num_stages)
+    return [base + (i < extra) for i in range(num_stages)]
+
+
+def init_heads(model: nn.Module, head: nn.Module, key: jax.Array, variables: PyTree,
+               sample: jax.Array, windows: Sequence[tuple[int, int]]) -> dict:
+    """Fresh decision heads for every window that does not end at the top,
+    each initialised on the shape of its block's output."""
+    params = variables["params"]
+    model_state = {k: v for k, v in variables.items() if k != "params"}
+    num_blocks = _model_num_blocks(model)
+    heads = {}
+    for i, (_, stop) in enumerate(windows):
+        if stop == num_blocks or head_name(stop) in heads:
+            continue
+        shape = jax.eval_shape(lambda x, s=stop: feednet(model, params, model_state, x, s),
+                               sample)
+        heads[head_name(stop)] = head.init(jax.random.fold_in(key, i),
+                                           jnp.zeros(shape.shape, shape.dtype))["params"]
+    return heads
+
+
+def trainable_prefixes(model: nn.Module, params: PyTree, start: int, stop: int,
+                       block_params: Callable[[int], Sequence[str]]) -> tuple[str, ...]:
+    """The '/'-joined parameter prefixes of blocks ``[start, stop)``, the top
+    when ``stop`` is the top block, and the window's head otherwise."""
+    num_blocks = _model_num_blocks(model)
+    prefixes = [p for b in range(start, stop) for p in block_params(b)]
+    if stop == num_blocks:
+        prefixes += list(block_params(num_blocks))
+    else:
+        prefixes.append(f"{HEADS}/{head_name(stop)}")
+    present = [p for p in prefixes if p.split("/")[0] in params]
+    if not present:
+        raise ValueError(f"blocks [{start}, {stop}) of {type(model).__name__} have no "
+                         f"parameters")
+    return tuple(present)
+
+
+def layerwise_stages(model: nn.Module, head: Optional[nn.Module], loss_fn: Callable,
+                     spec: LayerwiseSpec, num_steps: int,
+                     make_tx: Callable[[int, int], optax.GradientTransformation],
+                     params: PyTree, *, data_on_device: bool,
+                     loss_hyper: Optional[dict] = None) -> list[Stage]:
+    """The stages of a layer-wise program over ``num_steps`` in all.
+
+    ``make_tx(i, steps)`` builds stage i's optimiser (with the per-stage
+    factors applied by the caller); ``params`` is the initial parameter tree
+    (heads included), used to name each stage's trainable part.
+    """
+    num_blocks = _model_num_blocks(model)
+    windows = stage_windows(num_blocks, spec.method, window=spec.window, step=spec.step)
+    cache = spec.cache_features and data_on_device
+    stages = []
+    for i, ((start, stop), steps) in enumerate(zip(windows, split_steps(num_steps,
+                                                                        len(windows)))):
+        objective = stage_objective(model, head, loss_fn, start, stop,
+                                    recompute_feednet=not cache,
+                                    grad_dropout=spec.grad_dropout, **(loss_hyper or {}))
+        inputs = None
+        if cache and start > 0:
+            inputs = functools.partial(_cached_inputs, model, start, spec.cache_dtype)
+        stages.append(Stage(f"blocks_{start}_{stop}", steps, objective, make_tx(i, steps),
+                            trainable=trainable_prefixes(model, params, start, stop,
+                                                         model.block_params),
+                            inputs=inputs))
+    return stages
+
+
+def _cached_inputs(model, start, dtype, params, model_state, arrays):
+    return {**arrays, "image": cached_features(model, params, model_state, arrays["image"],
+                                               start, dtype=dtype)}
+
+
+def without_heads(params: PyTree) -> PyTree:
+    """The ordinary model's parameter tree (the decision heads removed)."""
+    return {k: v for k, v in params.items() if k != HEADS}
+
+
+# ---------------------------------------------------------------------- task
+
+def spec_from_config(config) -> LayerwiseSpec:
+    """The :class:`LayerwiseSpec` of ``config.layerwise`` (every field optional)."""
+    block = config.get("layerwise") or {}
+    fields = {f.name for f in dataclasses.fields(LayerwiseSpec)}
+    unknown = sorted(set(block) - fields)
+    if unknown:
+        raise ValueError(f"config.layerwise has unknown fields {unknown}; known: {sorted(fields)}")
+    values = dict(block)
+    if "head_channels" in values:
+        values["head_channels"] = tuple(values["head_channels"])
+    return LayerwiseSpec(**values)
+
+
+def _validate_layerwise(config) -> None:
+    from neurojax.train.task import get_task
+    get_task("supervised").validate(config)
+    spec_from_config(config)
+
+
+def _scaled_optim(optim, i: int, spec: LayerwiseSpec):
+    """``config.optim`` with stage i's learning rate and weight decay."""
+    scaled = optim.copy_and_resolve_references() if hasattr(
+        optim, "copy_and_resolve_references") else dict(optim)
+    scaled["lr"] = float(optim["lr"]) * spec.lr_factor ** i
+    if "weight_decay" in optim:
+        scaled["weight_decay"] = float(optim["weight_decay"]) * spec.wd_factor ** i
+    return scaled
+
+
+def layerwise_task(config, info, mesh, data_dir):
+    """``config.task = 'layerwise'``: the supervised task's model and loss,
+    trained as the stages of ``config.layerwise``; each evaluation reads the
+    network out after the current stage's window (its head, or the model's
+    top in the last stage), logged with ``stage`` and ``readout_block``."""
+    from neurojax import losses
+    from neurojax.models.heads import decision_head
+    from neurojax.optim import make_optimizer
+    from neurojax.train.evaluation import evaluate
+    from neurojax.train.program import stage_bounds
+    from neurojax.train.task import (Task, eval_batches_per_process, eval_loader_fn,
+                                     supervised_task)
+    from neurojax import data as nj_data
+    from neurojax.train.step import make_eval_step
+
+    spec = spec_from_config(config)
+    base = supervised_task(config, info, mesh, data_dir)
+    model = base.model
+    num_blocks = _model_num_blocks(model)
+    windows = stage_windows(num_blocks, spec.method, window=spec.window, step=spec.step)
+    head = decision_head(spec.head, info.num_classes, channels=spec.head_channels,
+                         dtype=getattr(model, "dtype", None))
+    loss_fn = losses.get_loss(config.loss.name)
+    loss_hyper = {k: v for k, v in config.loss.items() if k != "name"}
+
+    def init(rng, sample):
+        model_rng, head_rng = jax.random.split(rng)
+        variables = model.init(model_rng, sample, train=False)
+        heads = init_heads(model, head, head_rng, variables, sample, windows)
+        if heads:
+            variables = {**variables, "params": {**variables["params"], HEADS: heads}}
+        return variables
+
+    sample = jnp.zeros((1,) + tuple(info.image_shape), jnp.float32)
+    params_shape = jax.eval_shape(init, jax.random.PRNGKey(0), sample)["params"]
+    bounds: list[tuple[int, int]] = []
+
+    def stages(num_steps, make_tx, *, data_on_device):
+        del make_tx  # each stage scales config.optim itself
+        program = layerwise_stages(
+            model, head, loss_fn, spec, num_steps,
+            lambda i, steps: make_optimizer(_scaled_optim(config.optim, i, spec), steps),
+            params_shape, data_on_device=data_on_device, loss_hyper=loss_hyper)
+        bounds[:] = stage_bounds(program)
+        return program
+
+    ds_cfg = config.dataset
+    eval_split = ds_cfg.get("eval_split", "test")
+    batch_size = ds_cfg.get("eval_batch_size", ds_cfg.batch_size)
+    loader = eval_loader_fn(config, eval_split, batch_size, data_dir)
+    num_batches = eval_batches_per_process(
+        len(nj_data.data_source(ds_cfg.name, eval_split, data_dir)), batch_size)
+    eval_steps: dict[int, Callable] = {}
+
+    def evaluate_fn(state) -> dict:
+        step = int(jax.device_get(state.step))
+        # the stage that ran the last step (steps (first, end] of stage i)
+        i = next((j for j, (_, end) in enumerate(bounds) if step <= end), len(windows) - 1)
+        stop = windows[i][1]
+        if stop not in eval_steps:
+            eval_steps[stop] = make_eval_step(
+                model, functools.partial(loss_fn, **loss_hyper), mesh=mesh,
+                forward=readout(model, head, stop))
+        metrics = evaluate(eval_steps[stop], state, loader(), batch_size, mesh,
+                           num_batches=num_batches)
+        return {**metrics, "stage": i, "readout_block": stop}
+
+    return Task(model=model, objective=base.objective, evaluate=evaluate_fn, stages=stages,
+                init=init)
+
+
+def _layerwise_model(config, info):
+    from neurojax.train.task import build_model
+    return build_model(config, info.num_classes)
+
+
+def _register() -> None:
+    from neurojax.train.task import register_task
+    register_task("layerwise", build=layerwise_task, validate=_validate_layerwise,
+                  model=_layerwise_model)
+
+
+_register()
