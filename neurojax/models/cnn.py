@@ -10,11 +10,12 @@ from typing import Any, Optional, Sequence
 import flax.linen as nn
 import jax
 
+from neurojax._checks import check_bool
 from neurojax.models._common import (Activation, check_positive_int, check_widths,
                                      flatten, float32_output, freeze_sequences,
                                      resolve_activation, set_compute_dtype)
-from neurojax.models.conv import Conv
 from neurojax.models.layers import Act, MaxPool
+from neurojax.models.rule_layers import check_rule, conv_layer, dense_layer, head_rule
 
 
 class SmallCNN(nn.Module):
@@ -38,6 +39,8 @@ class SmallCNN(nn.Module):
             views).
         dtype: computation dtype (``None``, 'float32', 'bfloat16', 'float16');
             parameters, BatchNorm statistics and the output stay float32.
+        rule, rule_head: the learning rule of every conv and dense layer
+            and whether ``head`` uses it, as for ``neurojax.models.MLP``.
     """
     widths: Sequence[int] = (32, 64)
     hidden: Optional[int] = 128
@@ -47,6 +50,8 @@ class SmallCNN(nn.Module):
     batch_norm: bool = False
     global_pool: bool = False
     dtype: Any = None
+    rule: Any = "backprop"
+    rule_head: bool = True
 
     def __post_init__(self) -> None:
         freeze_sequences(self, "widths")
@@ -56,6 +61,8 @@ class SmallCNN(nn.Module):
         check_positive_int("kernel_size", self.kernel_size)
         resolve_activation(self.activation)
         set_compute_dtype(self)
+        check_rule("rule", self.rule)
+        check_bool("rule_head", self.rule_head)
         super().__post_init__()
 
     @nn.compact
@@ -65,8 +72,8 @@ class SmallCNN(nn.Module):
         act = resolve_activation(self.activation)
         k = (self.kernel_size, self.kernel_size)
         for i, width in enumerate(self.widths):
-            x = Conv(width, kernel_size=k, use_bias=not self.batch_norm, dtype=self.dtype,
-                     name=f"conv_{i}")(x)
+            x = conv_layer(self.rule, width, kernel_size=k, use_bias=not self.batch_norm,
+                           dtype=self.dtype, name=f"conv_{i}")(x)
             if self.batch_norm:
                 x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                                  dtype=self.dtype, force_float32_reductions=True,
@@ -75,8 +82,9 @@ class SmallCNN(nn.Module):
             x = MaxPool(name=f"pool_{i}")(x)
         x = x.mean(axis=(1, 2)) if self.global_pool else flatten(x)
         if self.hidden is not None:
-            x = nn.Dense(self.hidden, dtype=self.dtype, name="hidden")(x)
+            x = dense_layer(self.rule, self.hidden, dtype=self.dtype, name="hidden")(x)
             x = Act(act, name="hidden_act")(x)
         if self.num_classes is None:
             return float32_output(x)
-        return float32_output(nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x))
+        return float32_output(dense_layer(head_rule(self.rule, self.rule_head),
+                                          self.num_classes, dtype=self.dtype, name="head")(x))

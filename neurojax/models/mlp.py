@@ -11,10 +11,12 @@ from typing import Any, Callable, Optional, Sequence
 import flax.linen as nn
 import jax
 
+from neurojax._checks import check_bool
 from neurojax.models._common import (Activation, check_positive_int, check_widths,
                                      flatten, float32_output, freeze_sequences,
                                      resolve_activation, set_compute_dtype)
 from neurojax.models.layers import Act
+from neurojax.models.rule_layers import check_rule, dense_layer, head_rule
 
 
 class MLP(nn.Module):
@@ -33,12 +35,19 @@ class MLP(nn.Module):
         dtype: computation dtype, ``None`` (inferred from inputs and params),
             'float32', 'bfloat16' or 'float16' (name or dtype); parameters
             stay float32 and the output is float32 (``float32_output``).
+        rule: 'backprop' (default: the model as before) or a learning rule
+            from ``neurojax.rules.get_rule(name)``: every dense layer then
+            sends its error to its input through the rule's feedback weights;
+            all else keeps exact gradients (``neurojax.models.rule_layers``).
+        rule_head: whether ``head`` uses the rule too (default True).
     """
     widths: Sequence[int] = (256, 256)
     num_outputs: Optional[int] = 10
     activation: Activation = "relu"
     use_bias: bool = True
     dtype: Any = None
+    rule: Any = "backprop"
+    rule_head: bool = True
 
     def __post_init__(self) -> None:
         freeze_sequences(self, "widths")
@@ -46,6 +55,8 @@ class MLP(nn.Module):
         check_positive_int("num_outputs", self.num_outputs, allow_none=True)
         resolve_activation(self.activation)
         set_compute_dtype(self)
+        check_rule("rule", self.rule)
+        check_bool("rule_head", self.rule_head)
         super().__post_init__()
 
     @nn.compact
@@ -55,13 +66,14 @@ class MLP(nn.Module):
         act = resolve_activation(self.activation)
         x = flatten(x)
         for i, width in enumerate(self.widths):
-            x = nn.Dense(width, use_bias=self.use_bias, dtype=self.dtype,
-                         name=f"dense_{i}")(x)
+            x = dense_layer(self.rule, width, use_bias=self.use_bias, dtype=self.dtype,
+                            name=f"dense_{i}")(x)
             x = Act(act, name=f"act_{i}")(x)
         if self.num_outputs is None:
             return float32_output(x)
-        return float32_output(nn.Dense(self.num_outputs, use_bias=self.use_bias,
-                                       dtype=self.dtype, name="head")(x))
+        return float32_output(dense_layer(head_rule(self.rule, self.rule_head),
+                                          self.num_outputs, use_bias=self.use_bias,
+                                          dtype=self.dtype, name="head")(x))
 
 
 class DeepLinear(nn.Module):
@@ -77,12 +89,15 @@ class DeepLinear(nn.Module):
         kernel_init: weight initializer; the learning dynamics depend strongly
             on its scale (small init gives the stage-like transitions).
         dtype: computation dtype, as for ``MLP``.
+        rule, rule_head: as for ``MLP``.
     """
     widths: Sequence[int] = (64, 64)
     num_outputs: Optional[int] = 10
     use_bias: bool = False
     kernel_init: Callable[..., Any] = nn.initializers.lecun_normal()
     dtype: Any = None
+    rule: Any = "backprop"
+    rule_head: bool = True
 
     def __post_init__(self) -> None:
         freeze_sequences(self, "widths")
@@ -91,6 +106,8 @@ class DeepLinear(nn.Module):
         if self.num_outputs is None and len(self.widths) == 0:
             raise ValueError("widths must not be empty when num_outputs is None")
         set_compute_dtype(self)
+        check_rule("rule", self.rule)
+        check_bool("rule_head", self.rule_head)
         super().__post_init__()
 
     @nn.compact
@@ -98,10 +115,12 @@ class DeepLinear(nn.Module):
         """Forward pass; ``train`` is ignored."""
         del train
         x = flatten(x)
-        dense = lambda n, name: nn.Dense(n, use_bias=self.use_bias, dtype=self.dtype,
-                                         kernel_init=self.kernel_init, name=name)
+        dense = lambda rule, n, name: dense_layer(  # noqa: E731
+            rule, n, use_bias=self.use_bias, dtype=self.dtype,
+            kernel_init=self.kernel_init, name=name)
         for i, width in enumerate(self.widths):
-            x = dense(width, f"dense_{i}")(x)
+            x = dense(self.rule, width, f"dense_{i}")(x)
         if self.num_outputs is None:
             return float32_output(x)
-        return float32_output(dense(self.num_outputs, "head")(x))
+        return float32_output(dense(head_rule(self.rule, self.rule_head),
+                                    self.num_outputs, "head")(x))

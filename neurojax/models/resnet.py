@@ -17,6 +17,11 @@ Layer names: ``stem`` (its output is the input of stage 1), ``stage{s}_block{b}`
 (1-based; stage s is conv{s+1}_x of Table 1), inside a block ``conv1``, ``bn1``,
 ..., ``proj_conv`` / ``proj_bn`` for a projection shortcut, then ``gap`` and
 ``head``.
+
+``rule`` (``neurojax.rules.get_rule(name)``; default 'backprop') makes every
+convolution (stem, blocks, projection shortcuts) and ``head`` learn with a
+rule's feedback weights; BatchNorm, ReLU, the residual additions, pooling
+and the loss keep exact gradients (``neurojax.models.rule_layers``).
 """
 import functools
 from typing import Any, Optional, Sequence, Type, Union
@@ -24,11 +29,13 @@ from typing import Any, Optional, Sequence, Type, Union
 import flax.linen as nn
 import jax
 
+from neurojax._checks import check_bool
 from neurojax.models._common import (check_positive_float, check_positive_int,
                                      check_widths, float32_output, freeze_sequences,
                                      scale_width, set_compute_dtype)
-from neurojax.models.conv import Conv
 from neurojax.models.layers import GlobalAvgPool
+from neurojax.models.rule_layers import (check_rule, conv_layer, dense_layer, head_rule,
+                                         is_backprop)
 
 STEMS = ("cifar", "imagenet")
 
@@ -49,17 +56,19 @@ class BasicBlock(nn.Module):
     strides: tuple[int, int] = (1, 1)
     zero_init_residual: bool = False
     dtype: Any = None
+    rule: Any = "backprop"
 
     expansion = 1
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        conv = functools.partial(Conv, use_bias=False, dtype=self.dtype)
+        conv = functools.partial(conv_layer, self.rule, use_bias=False, dtype=self.dtype)
         y = conv(self.features, (3, 3), self.strides, name="conv1")(x)
         y = nn.relu(_batch_norm(train, self.dtype, "bn1")(y))
         y = conv(self.features, (3, 3), name="conv2")(y)
         y = _batch_norm(train, self.dtype, "bn2", self.zero_init_residual)(y)
-        return nn.relu(y + _shortcut(x, self.features, self.strides, train, self.dtype))
+        return nn.relu(y + _shortcut(x, self.features, self.strides, train, self.dtype,
+                                     self.rule))
 
 
 class BottleneckBlock(nn.Module):
@@ -69,24 +78,25 @@ class BottleneckBlock(nn.Module):
     strides: tuple[int, int] = (1, 1)
     zero_init_residual: bool = False
     dtype: Any = None
+    rule: Any = "backprop"
 
     expansion = 4
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         out = self.features * self.expansion
-        conv = functools.partial(Conv, use_bias=False, dtype=self.dtype)
+        conv = functools.partial(conv_layer, self.rule, use_bias=False, dtype=self.dtype)
         y = conv(self.features, (1, 1), name="conv1")(x)
         y = nn.relu(_batch_norm(train, self.dtype, "bn1")(y))
         y = conv(self.features, (3, 3), self.strides, name="conv2")(y)
         y = nn.relu(_batch_norm(train, self.dtype, "bn2")(y))
         y = conv(out, (1, 1), name="conv3")(y)
         y = _batch_norm(train, self.dtype, "bn3", self.zero_init_residual)(y)
-        return nn.relu(y + _shortcut(x, out, self.strides, train, self.dtype))
+        return nn.relu(y + _shortcut(x, out, self.strides, train, self.dtype, self.rule))
 
 
 def _shortcut(x: jax.Array, features: int, strides: tuple[int, int], train: bool,
-              dtype: Any) -> jax.Array:
+              dtype: Any, rule: Any = "backprop") -> jax.Array:
     """Identity, or 1x1 projection + BN when the shape changes (option B).
 
     Called from inside a block's compact ``__call__``, so the submodules it
@@ -94,8 +104,8 @@ def _shortcut(x: jax.Array, features: int, strides: tuple[int, int], train: bool
     """
     if x.shape[-1] == features and tuple(strides) == (1, 1):
         return x
-    x = Conv(features, (1, 1), strides, use_bias=False, dtype=dtype,
-             name="proj_conv")(x)
+    x = conv_layer(rule, features, (1, 1), strides, use_bias=False, dtype=dtype,
+                   name="proj_conv")(x)
     return _batch_norm(train, dtype, "proj_bn")(x)
 
 
@@ -121,15 +131,17 @@ class Stem(nn.Module):
     features: int
     kind: str = "cifar"
     dtype: Any = None
+    rule: Any = "backprop"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         if self.kind == "imagenet":
-            x = Conv(self.features, (7, 7), (2, 2), padding=[(3, 3), (3, 3)],
-                     use_bias=False, dtype=self.dtype, name="conv")(x)
+            x = conv_layer(self.rule, self.features, (7, 7), (2, 2),
+                           padding=[(3, 3), (3, 3)], use_bias=False, dtype=self.dtype,
+                           name="conv")(x)
         else:
-            x = Conv(self.features, (3, 3), use_bias=False, dtype=self.dtype,
-                     name="conv")(x)
+            x = conv_layer(self.rule, self.features, (3, 3), use_bias=False,
+                           dtype=self.dtype, name="conv")(x)
         x = nn.relu(_batch_norm(train, self.dtype, "bn")(x))
         if self.kind == "imagenet":
             x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
@@ -154,6 +166,10 @@ class ResNet(nn.Module):
             (Goyal et al. 2017, Sec. 5.1); off by default as in the paper.
         dtype: computation dtype (``None``, 'float32', 'bfloat16', 'float16');
             parameters, BatchNorm statistics and the output stay float32.
+        rule, rule_head: the learning rule of every convolution and of
+            ``head``, and whether ``head`` uses it, as for
+            ``neurojax.models.MLP``; a custom ``block_cls`` needs a ``rule``
+            field for a rule other than 'backprop'.
     """
     stage_sizes: Sequence[int] = (2, 2, 2, 2)
     block_cls: Union[str, Type[nn.Module]] = BasicBlock
@@ -162,6 +178,8 @@ class ResNet(nn.Module):
     width: float = 1.0
     zero_init_residual: bool = False
     dtype: Any = None
+    rule: Any = "backprop"
+    rule_head: bool = True
 
     def __post_init__(self) -> None:
         freeze_sequences(self, "stage_sizes")
@@ -172,6 +190,8 @@ class ResNet(nn.Module):
             raise ValueError(f"stem must be one of {STEMS}, got {self.stem!r}")
         check_positive_float("width", self.width)
         set_compute_dtype(self)
+        check_rule("rule", self.rule)
+        check_bool("rule_head", self.rule_head)
         super().__post_init__()
 
     @nn.compact
@@ -180,20 +200,24 @@ class ResNet(nn.Module):
         batch statistics and updates ``batch_stats`` (pass
         ``mutable=['batch_stats']`` to ``apply``)."""
         block_cls = _resolve_block(self.block_cls)
-        x = Stem(scale_width(64, self.width), self.stem, self.dtype, name="stem")(
-            x, train)
+        # Blocks get a rule only when there is one, so custom block classes
+        # without a ``rule`` field keep working with backprop.
+        block_rule = {} if is_backprop(self.rule) else {"rule": self.rule}
+        x = Stem(scale_width(64, self.width), self.stem, self.dtype, self.rule,
+                 name="stem")(x, train)
         for s, num_blocks in enumerate(self.stage_sizes):
             features = scale_width(64 * 2 ** s, self.width)
             for b in range(num_blocks):
                 strides = (2, 2) if s > 0 and b == 0 else (1, 1)
                 x = block_cls(features=features, strides=strides,
                               zero_init_residual=self.zero_init_residual,
-                              dtype=self.dtype,
+                              dtype=self.dtype, **block_rule,
                               name=f"stage{s + 1}_block{b + 1}")(x, train)
         x = GlobalAvgPool(name="gap")(x)
         if self.num_classes is None:
             return float32_output(x)
-        return float32_output(nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x))
+        return float32_output(dense_layer(head_rule(self.rule, self.rule_head),
+                                          self.num_classes, dtype=self.dtype, name="head")(x))
 
 
 def ResNet18(**kwargs: Any) -> ResNet:

@@ -13,11 +13,12 @@ from typing import Any, Optional, Sequence, Union
 import flax.linen as nn
 import jax
 
+from neurojax._checks import check_bool
 from neurojax.models._common import (check_positive_float, check_positive_int,
                                      check_widths, float32_output, freeze_sequences,
                                      scale_width, set_compute_dtype)
-from neurojax.models.conv import Conv
 from neurojax.models.layers import Act, GlobalAvgPool, MaxPool
+from neurojax.models.rule_layers import check_rule, conv_layer, dense_layer, head_rule
 
 # Table 1 of Simonyan & Zisserman; "M" is a 2x2 max-pool.
 VGG_CONFIGS: dict[int, tuple[Union[int, str], ...]] = {
@@ -48,6 +49,8 @@ class VGG(nn.Module):
             empty (default) is the single linear classifier of the CIFAR variant.
         dtype: computation dtype (``None``, 'float32', 'bfloat16', 'float16');
             parameters, BatchNorm statistics and the output stay float32.
+        rule, rule_head: the learning rule of every conv and dense layer
+            and whether ``head`` uses it, as for ``neurojax.models.MLP``.
     """
     depth: int = 11
     width_factor: float = 1.0
@@ -55,6 +58,8 @@ class VGG(nn.Module):
     use_batchnorm: bool = True
     classifier_widths: Sequence[int] = ()
     dtype: Any = None
+    rule: Any = "backprop"
+    rule_head: bool = True
 
     def __post_init__(self) -> None:
         freeze_sequences(self, "classifier_widths")
@@ -65,6 +70,8 @@ class VGG(nn.Module):
         check_positive_int("num_classes", self.num_classes, allow_none=True)
         check_widths("classifier_widths", self.classifier_widths)
         set_compute_dtype(self)
+        check_rule("rule", self.rule)
+        check_bool("rule_head", self.rule_head)
         super().__post_init__()
 
     @nn.compact
@@ -77,9 +84,9 @@ class VGG(nn.Module):
                 x = MaxPool(name=f"pool_{n_pool}")(x)
                 n_pool += 1
                 continue
-            x = Conv(scale_width(item, self.width_factor), kernel_size=(3, 3),
-                     use_bias=not self.use_batchnorm, dtype=self.dtype,
-                     name=f"conv_{n_conv}")(x)
+            x = conv_layer(self.rule, scale_width(item, self.width_factor),
+                           kernel_size=(3, 3), use_bias=not self.use_batchnorm,
+                           dtype=self.dtype, name=f"conv_{n_conv}")(x)
             if self.use_batchnorm:
                 x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
                                  epsilon=1e-5, dtype=self.dtype,
@@ -91,6 +98,7 @@ class VGG(nn.Module):
         if self.num_classes is None:
             return float32_output(x)
         for k, width in enumerate(self.classifier_widths):
-            x = nn.Dense(width, dtype=self.dtype, name=f"fc_{k}")(x)
+            x = dense_layer(self.rule, width, dtype=self.dtype, name=f"fc_{k}")(x)
             x = Act(nn.relu, name=f"fc_act_{k}")(x)
-        return float32_output(nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x))
+        return float32_output(dense_layer(head_rule(self.rule, self.rule_head),
+                                          self.num_classes, dtype=self.dtype, name="head")(x))

@@ -1,0 +1,82 @@
+"""B's optimiser, composed with the forward optimiser by ``optax.multi_transform``.
+
+The parameter tree is labelled leaf by leaf: ``'feedback'`` for every
+``feedback_kernel`` (B), ``'forward'`` for everything else. The forward
+optimiser (``neurojax.optim.make_optimizer``'s chain: clipping, bias/noise
+injection, weight decay, LARS/LAMB trust ratios, the learning rate) then
+sees only the forward leaves, so none of it reaches B; B's own optimiser
+sees only the feedback leaves. Norms that a transform takes over "the whole
+gradient" (clipping, noise relative to the gradient norm, trust ratios) are
+taken over the forward part only.
+
+Which optimiser B gets, by rule:
+
+* feedback alignment, sign symmetry with random magnitudes: ``optax.set_to_zero()``
+  (B frozen; its gradient is zero too);
+* Kolen-Pollack: the forward optimiser's update rule and the same weight
+  decay (e.g. ``make_optimizer(cfg)`` of the same config without its
+  gradient ``transforms``), so that ``W - B`` shrinks by ``(1 - lr wd)``
+  per step (Akrout et al. 2019, the Kolen-Pollack section);
+* the local-loss rules: any optimiser of the local loss (the Neural-Alignment
+  code uses the forward one unless told otherwise);
+* backprop and sign symmetry with a fixed scale store no B: the forward
+  optimiser is returned unchanged.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import jax
+import optax
+
+from neurojax.rules.layers import FEEDBACK_PARAM
+
+FORWARD, FEEDBACK = "forward", "feedback"
+
+
+def _leaf_name(path) -> Any:
+    last = path[-1] if path else None
+    return getattr(last, "key", getattr(last, "name", None))
+
+
+def feedback_labels(params: Any) -> Any:
+    """``params`` with each leaf replaced by 'feedback' (a ``feedback_kernel``)
+    or 'forward' (any other parameter)."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: FEEDBACK if _leaf_name(path) == FEEDBACK_PARAM else FORWARD, params)
+
+
+def feedback_mask(params: Any) -> Any:
+    """``params`` with True at the feedback weights and False elsewhere."""
+    return jax.tree.map(lambda label: label == FEEDBACK, feedback_labels(params))
+
+
+def rule_optimizer(rule: Any, forward_tx: optax.GradientTransformation,
+                   feedback_tx: Optional[optax.GradientTransformation] = None
+                   ) -> optax.GradientTransformation:
+    """``forward_tx`` on the forward weights and B's optimiser on B.
+
+    Args:
+        rule: a :class:`neurojax.rules.Rule`.
+        forward_tx: the optimiser of every parameter but B.
+        feedback_tx: B's optimiser; required for Kolen-Pollack and the
+            local-loss rules, and must be left out for rules whose B is
+            frozen (they get ``optax.set_to_zero()``) or not stored.
+
+    Returns:
+        ``optax.multi_transform({'forward': forward_tx, 'feedback': ...},
+        feedback_labels)``, or ``forward_tx`` itself when the rule stores no B.
+    """
+    if not rule.stores_feedback or rule.frozen_feedback:
+        if feedback_tx is not None:
+            what = "stores no feedback weights" if not rule.stores_feedback else "freezes B"
+            raise ValueError(f"feedback_tx must be None for rule {rule.name!r}, which "
+                             f"{what}; got {feedback_tx!r}")
+        if not rule.stores_feedback:
+            return forward_tx
+        feedback_tx = optax.set_to_zero()
+    elif feedback_tx is None:
+        raise ValueError(f"feedback_tx is required for rule {rule.name!r} (B is trained): "
+                         "pass B's optimiser")
+    return optax.multi_transform({FORWARD: forward_tx, FEEDBACK: feedback_tx},
+                                 feedback_labels)
