@@ -148,3 +148,23 @@ def float32_output(x: jax.Array) -> jax.Array:
     if not jnp.issubdtype(x.dtype, jnp.floating):
         return x
     return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
+def block_range(num_blocks: int, start: Any, stop: Any) -> tuple[int, int, bool]:
+    """``(first, end, top)`` of a layer-wise slice of a model's blocks.
+
+    A model that trains layer-wise (``neurojax.train.layerwise``) numbers its
+    blocks ``0 .. num_blocks - 1`` and calls its top (pooling and classifier)
+    block ``num_blocks``; ``__call__(x, start=s, stop=e)`` maps the output of
+    block ``s - 1`` (the input when ``s == 0``) to the output of block
+    ``e - 1``, and ``stop=None`` runs through the top (``top`` is True).
+    """
+    top = stop is None
+    end = num_blocks if top else stop
+    for name, value, low, high in (("start", start, 0, num_blocks),
+                                   ("stop", end, start if isinstance(start, int) else 0,
+                                    num_blocks)):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"{name} must be an int in [{low}, {high}] (block indices of a "
+                             f"model with {num_blocks} blocks below its top), got {value!r}")
+    return start, end, top

@@ -11,9 +11,10 @@ import flax.linen as nn
 import jax
 
 from neurojax._checks import check_bool
-from neurojax.models._common import (Activation, check_positive_int, check_widths,
-                                     flatten, float32_output, freeze_sequences,
-                                     resolve_activation, set_compute_dtype)
+from neurojax.models._common import (Activation, block_range, check_positive_int,
+                                     check_widths, flatten, float32_output,
+                                     freeze_sequences, resolve_activation,
+                                     set_compute_dtype)
 from neurojax.models.layers import Act, MaxPool
 from neurojax.models.rule_layers import check_rule, conv_layer, dense_layer, head_rule
 
@@ -65,25 +66,47 @@ class SmallCNN(nn.Module):
         check_bool("rule_head", self.rule_head)
         super().__post_init__()
 
+    @property
+    def num_blocks(self) -> int:
+        """Blocks below the top: one per conv stage (conv, BatchNorm,
+        activation, pool), then the hidden dense layer (with the flatten or
+        global pool before it) if there is one."""
+        return len(self.widths) + (self.hidden is not None)
+
+    def block_params(self, block: int) -> tuple[str, ...]:
+        """Parameter entries of ``block`` (``num_blocks``: the top, ``head``)."""
+        if block < len(self.widths):
+            return (f"conv_{block}",) + ((f"bn_{block}",) if self.batch_norm else ())
+        return ("hidden",) if block < self.num_blocks else ("head",)
+
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = False, *, start: int = 0,
+                 stop: Optional[int] = None) -> jax.Array:
         """Forward pass on NHWC images; with ``batch_norm``, ``train=True``
-        normalises with batch statistics and updates ``batch_stats``."""
+        normalises with batch statistics and updates ``batch_stats``.
+        ``start``/``stop``: run only blocks ``[start, stop)`` (``stop=None``:
+        through the head), for layer-wise training (``block_range``)."""
+        start, end, top = block_range(self.num_blocks, start, stop)
         act = resolve_activation(self.activation)
         k = (self.kernel_size, self.kernel_size)
-        for i, width in enumerate(self.widths):
-            x = conv_layer(self.rule, width, kernel_size=k, use_bias=not self.batch_norm,
-                           dtype=self.dtype, name=f"conv_{i}")(x)
+        for i in range(start, min(end, len(self.widths))):
+            x = conv_layer(self.rule, self.widths[i], kernel_size=k,
+                           use_bias=not self.batch_norm, dtype=self.dtype, name=f"conv_{i}")(x)
             if self.batch_norm:
                 x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                                  dtype=self.dtype, force_float32_reductions=True,
                                  name=f"bn_{i}")(x)
             x = Act(act, name=f"act_{i}")(x)
             x = MaxPool(name=f"pool_{i}")(x)
-        x = x.mean(axis=(1, 2)) if self.global_pool else flatten(x)
-        if self.hidden is not None:
+        if end <= len(self.widths) and not top:
+            return x  # a conv stage's feature map
+        if start <= len(self.widths):  # the hidden block or the top starts from the map
+            x = x.mean(axis=(1, 2)) if self.global_pool else flatten(x)
+        if self.hidden is not None and start <= len(self.widths) < end:
             x = dense_layer(self.rule, self.hidden, dtype=self.dtype, name="hidden")(x)
             x = Act(act, name="hidden_act")(x)
+        if not top:
+            return x
         if self.num_classes is None:
             return float32_output(x)
         return float32_output(dense_layer(head_rule(self.rule, self.rule_head),

@@ -12,9 +12,10 @@ import flax.linen as nn
 import jax
 
 from neurojax._checks import check_bool
-from neurojax.models._common import (Activation, check_positive_int, check_widths,
-                                     flatten, float32_output, freeze_sequences,
-                                     resolve_activation, set_compute_dtype)
+from neurojax.models._common import (Activation, block_range, check_positive_int,
+                                     check_widths, flatten, float32_output,
+                                     freeze_sequences, resolve_activation,
+                                     set_compute_dtype)
 from neurojax.models.layers import Act
 from neurojax.models.rule_layers import check_rule, dense_layer, head_rule
 
@@ -59,16 +60,32 @@ class MLP(nn.Module):
         check_bool("rule_head", self.rule_head)
         super().__post_init__()
 
+    @property
+    def num_blocks(self) -> int:
+        """Blocks below the top: one per hidden layer (``dense_i`` + ``act_i``)."""
+        return len(self.widths)
+
+    def block_params(self, block: int) -> tuple[str, ...]:
+        """Parameter entries of ``block`` (``num_blocks``: the top, ``head``)."""
+        return (f"dense_{block}",) if block < self.num_blocks else ("head",)
+
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        """Forward pass; ``train`` is accepted for a uniform API and ignored."""
+    def __call__(self, x: jax.Array, train: bool = False, *, start: int = 0,
+                 stop: Optional[int] = None) -> jax.Array:
+        """Forward pass; ``train`` is accepted for a uniform API and ignored.
+        ``start``/``stop``: run only blocks ``[start, stop)`` (``stop=None``:
+        through the head), for layer-wise training (``block_range``)."""
         del train
+        start, end, top = block_range(self.num_blocks, start, stop)
         act = resolve_activation(self.activation)
-        x = flatten(x)
-        for i, width in enumerate(self.widths):
-            x = dense_layer(self.rule, width, use_bias=self.use_bias, dtype=self.dtype,
-                            name=f"dense_{i}")(x)
+        if start == 0:
+            x = flatten(x)
+        for i in range(start, end):
+            x = dense_layer(self.rule, self.widths[i], use_bias=self.use_bias,
+                            dtype=self.dtype, name=f"dense_{i}")(x)
             x = Act(act, name=f"act_{i}")(x)
+        if not top:
+            return x
         if self.num_outputs is None:
             return float32_output(x)
         return float32_output(dense_layer(head_rule(self.rule, self.rule_head),

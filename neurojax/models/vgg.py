@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax
 
 from neurojax._checks import check_bool
-from neurojax.models._common import (check_positive_float, check_positive_int,
+from neurojax.models._common import (block_range, check_positive_float, check_positive_int,
                                      check_widths, float32_output, freeze_sequences,
                                      scale_width, set_compute_dtype)
 from neurojax.models.layers import Act, GlobalAvgPool, MaxPool
@@ -74,31 +74,64 @@ class VGG(nn.Module):
         check_bool("rule_head", self.rule_head)
         super().__post_init__()
 
-    @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        """Forward pass on NHWC images; ``train`` selects batch statistics in
-        BatchNorm (and requires ``mutable=['batch_stats']``)."""
-        n_conv = n_pool = 0
+    def _conv_plan(self) -> list[tuple[int, Optional[int]]]:
+        """``(channels, index of the pool after it or None)`` per conv."""
+        plan, n_pool = [], 0
         for item in VGG_CONFIGS[self.depth]:
             if item == "M":
-                x = MaxPool(name=f"pool_{n_pool}")(x)
+                plan[-1] = (plan[-1][0], n_pool)
                 n_pool += 1
-                continue
-            x = conv_layer(self.rule, scale_width(item, self.width_factor),
-                           kernel_size=(3, 3), use_bias=not self.use_batchnorm,
-                           dtype=self.dtype, name=f"conv_{n_conv}")(x)
+            else:
+                plan.append((scale_width(item, self.width_factor), None))
+        return plan
+
+    @property
+    def num_blocks(self) -> int:
+        """Blocks below the top: one per conv (with its BatchNorm, ReLU and
+        the pool after it), then one per hidden classifier layer."""
+        return len(self._conv_plan()) + len(self.classifier_widths)
+
+    def block_params(self, block: int) -> tuple[str, ...]:
+        """Parameter entries of ``block`` (``num_blocks``: the top, ``head``)."""
+        n_conv = len(self._conv_plan())
+        if block < n_conv:
+            return (f"conv_{block}",) + ((f"bn_{block}",) if self.use_batchnorm else ())
+        return (f"fc_{block - n_conv}",) if block < self.num_blocks else ("head",)
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False, *, start: int = 0,
+                 stop: Optional[int] = None) -> jax.Array:
+        """Forward pass on NHWC images; ``train`` selects batch statistics in
+        BatchNorm (and requires ``mutable=['batch_stats']``). ``start``/``stop``:
+        run only blocks ``[start, stop)`` (``stop=None``: through the head), for
+        layer-wise training (``block_range``)."""
+        start, end, top = block_range(self.num_blocks, start, stop)
+        plan = self._conv_plan()
+        for c in range(start, min(end, len(plan))):
+            width, pool = plan[c]
+            x = conv_layer(self.rule, width, kernel_size=(3, 3),
+                           use_bias=not self.use_batchnorm, dtype=self.dtype,
+                           name=f"conv_{c}")(x)
             if self.use_batchnorm:
                 x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
                                  epsilon=1e-5, dtype=self.dtype,
                                  force_float32_reductions=True,
-                                 name=f"bn_{n_conv}")(x)
-            x = Act(nn.relu, name=f"act_{n_conv}")(x)
-            n_conv += 1
-        x = GlobalAvgPool(name="gap")(x)
+                                 name=f"bn_{c}")(x)
+            x = Act(nn.relu, name=f"act_{c}")(x)
+            if pool is not None:
+                x = MaxPool(name=f"pool_{pool}")(x)
+        if end <= len(plan) and not top:
+            return x  # a conv block's feature map
+        if start <= len(plan):
+            x = GlobalAvgPool(name="gap")(x)
         if self.num_classes is None:
             return float32_output(x)
-        for k, width in enumerate(self.classifier_widths):
-            x = dense_layer(self.rule, width, dtype=self.dtype, name=f"fc_{k}")(x)
+        for k in range(max(start - len(plan), 0), min(end - len(plan),
+                                                      len(self.classifier_widths))):
+            x = dense_layer(self.rule, self.classifier_widths[k], dtype=self.dtype,
+                            name=f"fc_{k}")(x)
             x = Act(nn.relu, name=f"fc_act_{k}")(x)
+        if not top:
+            return x
         return float32_output(dense_layer(head_rule(self.rule, self.rule_head),
                                           self.num_classes, dtype=self.dtype, name="head")(x))

@@ -16,3 +16,10 @@ __all__ = [
     "feedback_mask", "get_rule", "local_feedback_grad", "local_loss", "null",
     "reconstruct", "rule_optimizer", "self_alignment", "sparse",
 ]
+
+# Platonic projections (closed-form, gradient-free fits that return MLP parameter trees).
+from neurojax.rules.platonic import (eq72_weights, fit_platonic, platonic_pca_projection,
+                                     sorted_pca_indices, sorted_pca_weights)
+
+__all__ += ["eq72_weights", "fit_platonic", "platonic_pca_projection", "sorted_pca_indices",
+            "sorted_pca_weights"]
