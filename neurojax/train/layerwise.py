@@ -251,6 +251,12 @@ class LayerwiseSpec:
             training split there and no augmentation) instead of recomputing
             it every step.
         cache_dtype: 'float32' or 'bfloat16' for the cached features.
+        validation_split: a split (e.g. 'train[90%:]', with the dataset's
+            ``train_split`` 'train[:90%]') on which every evaluation also reads
+            the network out; the final evaluation then names the peak stage
+            chosen on it (Sec. 6.1's peak layer, which the thesis picks on the
+            test split). '' (default): the peak is chosen on the evaluation
+            split, and the final record says so.
     """
     method: str = "dll"
     window: int = 1
@@ -262,6 +268,7 @@ class LayerwiseSpec:
     grad_dropout: float = 0.0
     cache_features: bool = True
     cache_dtype: str = "float32"
+    validation_split: str = ""
 
     def __post_init__(self):
         check_choice("layerwise.method", self.method, METHODS)
@@ -453,10 +460,38 @@ def layerwise_task(config, info, mesh, data_dir):
                 forward=readout(model, head, stop))
         metrics = evaluate(eval_steps[stop], state, loader(), batch_size, mesh,
                            num_batches=num_batches)
+        if spec.validation_split:
+            held_out = evaluate(eval_steps[stop], state, validation_loader(), batch_size, mesh,
+                                num_batches=validation_batches)
+            metrics.update({f"validation_{k}": v for k, v in held_out.items()})
         return {**metrics, "stage": i, "readout_block": stop}
 
+    if spec.validation_split:
+        validation_loader = eval_loader_fn(config, spec.validation_split, batch_size, data_dir)
+        validation_batches = eval_batches_per_process(
+            len(nj_data.data_source(ds_cfg.name, spec.validation_split, data_dir)), batch_size)
+
     return Task(model=model, objective=base.objective, evaluate=evaluate_fn, stages=stages,
-                init=init)
+                init=init, summarize=peak_readout)
+
+
+def peak_readout(records: Sequence[dict]) -> dict:
+    """The peak-layer read-out (Sec. 6.1) from the eval records of a run: the
+    stage whose last evaluation has the best ``validation_accuracy`` (or
+    ``accuracy`` when there is no validation split, which the thesis does
+    and which overstates the peak), with its evaluation-split accuracy."""
+    last = {}
+    for r in records:
+        if "stage" in r:
+            last[int(r["stage"])] = r
+    if not last:
+        return {}
+    key = "validation_accuracy" if all("validation_accuracy" in r for r in last.values()) \
+        else "accuracy"
+    stage = max(sorted(last), key=lambda i: last[i][key])
+    return {"peak_stage": stage, "peak_readout_block": last[stage]["readout_block"],
+            "peak_accuracy": last[stage]["accuracy"],
+            "peak_selected_on": "validation" if key != "accuracy" else "evaluation split"}
 
 
 def _layerwise_model(config, info):

@@ -283,13 +283,34 @@ def test_stage_trains_only_its_window(data_dir, tmp_path):
 
     def keep(step, state, metrics):
         seen[step] = jax.device_get(state.params)
-    config = _config(data_dir)
-    train_and_evaluate(config, str(tmp_path / "w"), hooks=[keep], progress=False)
+    config = _config(data_dir, validation_split="train[90%:]")
+    config.dataset.train_split = "train[:90%]"
+    result = train_and_evaluate(config, str(tmp_path / "w"), hooks=[keep], progress=False)
+    records = [json.loads(l) for l in open(tmp_path / "w" / "metrics.jsonl")]
+    evals = [r for r in records if r["split"] == "eval"]
+    assert all("validation_accuracy" in r for r in evals)
+    best = max(evals, key=lambda r: r["validation_accuracy"])
+    assert result.eval_metrics["peak_stage"] == best["stage"]
+    assert result.eval_metrics["peak_accuracy"] == best["accuracy"]
+    assert result.eval_metrics["peak_selected_on"] == "validation"
     # stage 1 (steps 11-20) moves dense_1 and head_2 only
     for name in ("dense_0", "head"):
         chex.assert_trees_all_equal(seen[10][name], seen[20][name])
     chex.assert_trees_all_equal(seen[10][lw.HEADS]["head_1"], seen[20][lw.HEADS]["head_1"])
     assert not np.allclose(seen[10]["dense_1"]["kernel"], seen[20]["dense_1"]["kernel"])
+
+
+def test_peak_readout_picks_the_last_record_of_the_best_stage():
+    records = [{"stage": 0, "readout_block": 1, "accuracy": 0.5, "validation_accuracy": 0.9},
+               {"stage": 0, "readout_block": 1, "accuracy": 0.6, "validation_accuracy": 0.7},
+               {"stage": 1, "readout_block": 2, "accuracy": 0.4, "validation_accuracy": 0.8}]
+    assert lw.peak_readout(records) == {"peak_stage": 1, "peak_readout_block": 2,
+                                        "peak_accuracy": 0.4,
+                                        "peak_selected_on": "validation"}
+    no_validation = [{k: v for k, v in r.items() if k != "validation_accuracy"}
+                     for r in records]
+    assert lw.peak_readout(no_validation)["peak_stage"] == 0
+    assert lw.peak_readout(no_validation)["peak_selected_on"] == "evaluation split"
 
 
 def test_bad_layerwise_fields_fail_before_training(data_dir, tmp_path):
