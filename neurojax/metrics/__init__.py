@@ -17,10 +17,16 @@ from neurojax.metrics.features import (CovarianceState, FeaturesStep, StreamingC
                                        covariance_matrix, covariance_update,
                                        gather_features, make_features_step,
                                        streaming_covariance)
+from neurojax.metrics.layer_learning import (PureVoronoiMap, layer_selection_entropy,
+                                             least_squares_distance, least_squares_distances,
+                                             pure_voronoi_map, selection_entropy)
 from neurojax.metrics.probes import (DEFAULT_KNN_K, DEFAULT_KNN_TEMPERATURE,
                                      DEFAULT_RIDGE_REGULARIZERS, LinearProbeResult,
                                      RidgeProbeResult, knn_probe, linear_probe, ridge_probe,
                                      time_to_accuracy)
+from neurojax.metrics.redundancy import (k_filter_arrays, k_filter_indices, k_filter_mask,
+                                         k_redundancy, k_redundancy_fractions,
+                                         same_label_neighbours)
 from neurojax.metrics.spectrum import (DEFAULT_FIT_RANGE, FASTSSL_PLOT_FIT_RANGE,
                                        RANKME_EPS, REPTRIX_FIT_RANGE, PowerLawFit,
                                        accumulation_dtype, alpha, effective_rank,
@@ -40,4 +46,8 @@ __all__ = [
     "covariance_update", "effective_rank", "eigenspectrum",
     "eigenspectrum_from_covariance", "participation_ratio", "spectrum_metrics",
     "streaming_covariance", "tail_ratio",
+    "PureVoronoiMap", "layer_selection_entropy", "least_squares_distance",
+    "least_squares_distances", "pure_voronoi_map", "selection_entropy",
+    "k_filter_arrays", "k_filter_indices", "k_filter_mask", "k_redundancy",
+    "k_redundancy_fractions", "same_label_neighbours",
 ]
