@@ -1,8 +1,9 @@
 """Executes the notebooks in colabs/ top to bottom and fails on any cell error.
 
 Each notebook runs in a fresh kernel (nbclient) whose working directory is a
-temporary directory, with ``ALPHA_REQ_WORKDIR`` pointing the alpha-ReQ
-notebook's run and figures there, on CPU with the offline data only.
+temporary directory, with ``ALPHA_REQ_WORKDIR`` (``AMPLIFICATION_WORKDIR``)
+pointing the alpha-ReQ (gradient amplification) notebook's runs and figures
+there, on CPU with the offline data only.
 """
 import json
 import os
@@ -77,3 +78,23 @@ def test_a_failing_cell_is_reported(tmp_path):
     nbformat.write(nb, path)
     with pytest.raises(nbclient.exceptions.CellExecutionError, match="ZeroDivisionError"):
         _execute(path, tmp_path, {})
+
+
+def test_amplification_notebook_runs_top_to_bottom(tmp_path):
+    workdir = tmp_path / "runs"
+    env = {"AMPLIFICATION_WORKDIR": str(workdir), "JAX_PLATFORMS": "cpu"}
+    nb = _execute(COLABS / "amplification.ipynb", tmp_path, env)
+    assert _errors(nb) == []
+    # three finished runs, read back from their checkpoints and metrics
+    for pair in ("softmax", "exp_ga", "pow3_ga"):
+        assert any((workdir / pair / "checkpoints").iterdir())
+    summary = json.loads((workdir / "summary.json").read_text())
+    assert all(s["num_outputs"] == 256 * 10 for s in summary.values())
+    # softmax deltas are bounded by construction; exp-GA's y > 0 bounds its below by -16
+    assert -1 <= summary["softmax"]["delta_min"] <= summary["softmax"]["delta_max"] <= 1
+    assert summary["exp_ga"]["delta_min"] > -16
+    for pair in ("exp_ga", "pow3_ga"):
+        ratios = summary[pair]["hidden_rms_ratio_vs_softmax"]
+        assert len(ratios) == 5 and all(r > 0 for r in ratios)
+    assert (workdir / "deltas.png").stat().st_size > 0
+    assert (workdir / "gradient_rms.png").stat().st_size > 0
