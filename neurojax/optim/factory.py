@@ -102,9 +102,15 @@ def make_schedule(cfg: Mapping[str, Any], total_steps: int) -> optax.Schedule:
         return optax.warmup_cosine_decay_schedule(
             0.0 if warmup else lr, lr, warmup, max(total_steps, warmup + 1),
             end_value=lr * float(cfg.get("final_lr_fraction", 0.0)))
-    # "step": decay by 10x at the listed fractions of training
-    boundaries = {int(f * total_steps): 0.1 for f in cfg.get("decay_at", (0.5, 0.75))}
-    return optax.piecewise_constant_schedule(lr, boundaries)
+    # "step": decay by 10x at the listed fractions of training, after a linear
+    # warm-up from 0 when warmup_steps > 0 (boundaries stay fractions of all steps)
+    at = [int(f * total_steps) for f in cfg.get("decay_at", (0.5, 0.75))]
+    if warmup:
+        return optax.join_schedules(
+            [optax.linear_schedule(0.0, lr, warmup),
+             optax.piecewise_constant_schedule(lr, {max(b - warmup, 0): 0.1 for b in at})],
+            [warmup])
+    return optax.piecewise_constant_schedule(lr, {b: 0.1 for b in at})
 
 
 def parse_transform_entry(entry) -> tuple[str, dict]:
@@ -120,7 +126,10 @@ def _transform_from_entry(entry) -> optax.GradientTransformation:
     return GRADIENT_TRANSFORMS[name](**kwargs)
 
 
-def make_optimizer(cfg: Mapping[str, Any], total_steps: int) -> optax.GradientTransformation:
+def make_optimizer(cfg: Mapping[str, Any], total_steps: int, *,
+                   combine: Callable[[Callable[[Mapping[str, Any]], optax.GradientTransformation]],
+                                     optax.GradientTransformation] | None = None
+                   ) -> optax.GradientTransformation:
     """Builds the single ``optax.chain`` described by an optim config block.
 
     Fields: ``name`` (sgd|adam|adamw|lars|lamb|rmsprop), ``lr``, ``schedule``
@@ -132,10 +141,28 @@ def make_optimizer(cfg: Mapping[str, Any], total_steps: int) -> optax.GradientTr
     ``accumulate_steps`` (default 1): apply the chain to the mean gradient of
     that many consecutive training steps (``optax.MultiSteps``; the schedule
     then runs over ``ceil(total_steps / accumulate_steps)`` updates).
+
+    ``combine(build)``, if given, returns the optimiser to accumulate instead
+    of ``cfg``'s chain, where ``build(block)`` is the (not accumulated) chain
+    of any optim block over the same number of updates; e.g. a learning rule
+    puts its feedback weights on their own chain with
+    ``optax.multi_transform`` (``neurojax.train.credit``), and MultiSteps then
+    wraps the whole combination.
     """
     validate_optim_config(cfg)
     accumulate = int(cfg.get("accumulate_steps", 1))
-    lr = make_schedule(cfg, -(-total_steps // accumulate))
+    updates = -(-total_steps // accumulate)
+    tx = (_chain(cfg, updates) if combine is None
+          else combine(lambda block: _chain(block, updates)))
+    if accumulate > 1:
+        tx = optax.MultiSteps(tx, every_k_schedule=accumulate).gradient_transformation()
+    return tx
+
+
+def _chain(cfg: Mapping[str, Any], num_updates: int) -> optax.GradientTransformation:
+    """The ``optax.chain`` of one optim block whose schedule spans ``num_updates``."""
+    validate_optim_config(cfg)
+    lr = make_schedule(cfg, num_updates)
     name = cfg["name"]
     wd = float(cfg.get("weight_decay", 0.0))
     momentum = float(cfg.get("momentum", 0.0))
@@ -165,7 +192,4 @@ def make_optimizer(cfg: Mapping[str, Any], total_steps: int) -> optax.GradientTr
         if wd:
             parts.append(optax.add_decayed_weights(wd))
         parts.append(optax.rmsprop(lr, momentum=momentum, eps=eps))
-    tx = optax.chain(*parts)
-    if accumulate > 1:
-        tx = optax.MultiSteps(tx, every_k_schedule=accumulate).gradient_transformation()
-    return tx
+    return optax.chain(*parts)

@@ -24,7 +24,7 @@ Which optimiser B gets, by rule:
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import jax
 import optax
@@ -49,6 +49,15 @@ def feedback_labels(params: Any) -> Any:
 def feedback_mask(params: Any) -> Any:
     """``params`` with True at the feedback weights and False elsewhere."""
     return jax.tree.map(lambda label: label == FEEDBACK, feedback_labels(params))
+
+
+def forward_params(params: Any) -> Any:
+    """``params`` without its ``feedback_kernel`` entries: the parameter tree of
+    the same model with ``rule='backprop'`` (its backprop twin)."""
+    if isinstance(params, Mapping):
+        return type(params)({k: forward_params(v) for k, v in params.items()
+                             if k != FEEDBACK_PARAM})
+    return params
 
 
 def rule_optimizer(rule: Any, forward_tx: optax.GradientTransformation,

@@ -202,6 +202,13 @@ def _required(feedback: Optional[jax.Array], rule: Rule) -> jax.Array:
     return feedback
 
 
+def rule_metaparameters(name: str) -> dict[str, Any]:
+    """The metaparameters of rule ``name`` and their defaults (``None``: derived
+    from the layer, e.g. sign symmetry's ``1/sqrt(fan_in)``), as a new dict."""
+    check_choice("rule.name", name, RULE_NAMES)
+    return dict(_METAPARAMETERS[name])
+
+
 def get_rule(spec: Union[str, Rule, Mapping[str, Any]] = "backprop", **overrides: Any) -> Rule:
     """A :class:`Rule` from a name, a Rule, or a mapping with a 'name' key
     (a config's ``config.rule``), with ``overrides`` applied."""

@@ -18,6 +18,7 @@ import flax.linen as nn
 
 from neurojax import data as nj_data
 from neurojax import losses, models
+from neurojax.train import credit
 from neurojax.train.evaluation import eval_batches_per_process, evaluate
 from neurojax.train.state import TrainState
 from neurojax.train.step import Objective, make_eval_step, model_objective
@@ -87,9 +88,14 @@ def eval_loader_fn(config, split: str, batch_size: int, data_dir) -> Callable:
     return make
 
 
-def build_model(config, num_classes: int) -> nn.Module:
-    """The config's model, its output size defaulting to the dataset's classes."""
+def build_model(config, num_classes: int, *, backprop: bool = False) -> nn.Module:
+    """The config's model, its output size defaulting to the dataset's classes,
+    learning with ``config.rule`` when the config has one (``backprop=True``:
+    its backprop twin, the same model with rule='backprop')."""
     kwargs = {k: v for k, v in config.model.items() if k != "name"}
+    rule = None if backprop else credit.config_rule(config)
+    if rule is not None:
+        kwargs["rule"] = credit.model_rule(rule)
     for field in ("num_classes", "num_outputs"):
         if field in models.model_kwargs(config.model.name):
             kwargs.setdefault(field, num_classes)
@@ -113,17 +119,27 @@ def supervised_task(config, info, mesh, data_dir) -> Task:
     num_batches = eval_batches_per_process(
         len(nj_data.data_source(ds_cfg.name, eval_split, data_dir)), batch_size)
 
-    def evaluate_fn(state: TrainState) -> dict:
-        return evaluate(eval_step, state, loader(), batch_size, mesh, num_batches=num_batches)
+    objective = model_objective(model, loss_fn, **loss_hyper)
+    rule = credit.config_rule(config)
+    align = None
+    if rule is not None:  # config.rule: B's optimiser and the alignment metrics
+        twin = model_objective(build_model(config, info.num_classes, backprop=True), loss_fn,
+                               **loss_hyper)
+        align = credit.alignment_evaluator(config, rule, objective, twin, data_dir)
 
-    return Task(model=model, objective=model_objective(model, loss_fn, **loss_hyper),
-                evaluate=evaluate_fn)
+    def evaluate_fn(state: TrainState) -> dict:
+        metrics = evaluate(eval_step, state, loader(), batch_size, mesh, num_batches=num_batches)
+        return metrics if align is None else {**metrics, **align(state)}
+
+    return Task(model=model, objective=objective, evaluate=evaluate_fn,
+                stages=None if rule is None else credit.rule_stages(config, rule, objective))
 
 
 def _validate_supervised(config) -> None:
     if config.loss.get("name") not in losses.LOSSES:
         raise ValueError(f"config.loss.name must be one of {sorted(losses.LOSSES)}, "
                          f"got {config.loss.get('name')!r}")
+    credit.validate_rule_config(config)
 
 
 def _supervised_model(config, info) -> nn.Module:

@@ -1,0 +1,57 @@
+"""The credit-assignment configs: every rule builds and validates, the
+arguments are checked, the ResNet-20 stand-in has He et al.'s 20 weighted
+layers, and biotorch's step schedule (and the step schedule's warm-up)."""
+import jax
+import numpy as np
+import pytest
+
+from configs import credit_cifar10, credit_digits, credit_shapes
+from neurojax.optim.factory import make_schedule
+from neurojax.rules import RULE_NAMES, rule_metaparameters
+from neurojax.train import validate_config
+from neurojax.train.task import build_model
+
+
+@pytest.mark.parametrize("module", [credit_digits, credit_shapes, credit_cifar10])
+@pytest.mark.parametrize("rule", RULE_NAMES)
+def test_every_rule_builds_and_validates(module, rule):
+    for arg in (rule, f"{rule},runlocal"):
+        config = module.get_config(arg)
+        validate_config(config)
+        assert config.rule.name == rule
+        expected = {k: v for k, v in rule_metaparameters(rule).items() if v is not None}
+        assert {k: config.rule[k] for k in expected} == expected
+
+
+@pytest.mark.parametrize("arg", ["nope", "runlocal,runlocal", "feedback_alignment,backprop"])
+def test_bad_arguments_are_named(arg):
+    with pytest.raises(ValueError, match="config argument"):
+        credit_digits.get_config(arg)
+
+
+def test_resnet20_stand_in_has_20_weighted_layers():
+    config = credit_cifar10.get_config("backprop")
+    params = build_model(config, 10).init(jax.random.PRNGKey(0), np.zeros((1, 32, 32, 3)),
+                                          train=False)["params"]
+    paths = ["/".join(str(getattr(k, "key", k)) for k in path)
+             for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]
+             if getattr(path[-1], "key", None) == "kernel"]
+    assert len([p for p in paths if "proj_conv" not in p]) == 20  # 19 convs + the head
+    assert params["stem"]["conv"]["kernel"].shape == (3, 3, 3, 16)
+    assert params["stage3_block3"]["conv2"]["kernel"].shape == (3, 3, 64, 64)
+
+
+def test_biotorch_schedule_drops_at_its_epochs():
+    config = credit_cifar10.get_config()
+    steps_per_epoch = 50_000 // 128
+    sched = make_schedule(config.optim, 250 * steps_per_epoch)
+    for epoch, lr in [(0, 0.1), (99, 0.1), (101, 0.01), (151, 1e-3), (201, 1e-4)]:
+        np.testing.assert_allclose(float(sched(epoch * steps_per_epoch)), lr, rtol=1e-5)
+
+
+def test_step_schedule_warms_up_then_drops_at_fractions_of_all_steps():
+    cfg = dict(lr=0.1, schedule="step", warmup_steps=50, decay_at=(30 / 90, 60 / 90, 80 / 90))
+    sched = make_schedule(cfg, 900)
+    np.testing.assert_allclose([float(sched(s)) for s in (0, 25, 50, 299, 300, 600, 800, 899)],
+                               [0.0, 0.05, 0.1, 0.1, 0.01, 1e-3, 1e-4, 1e-4], rtol=1e-5,
+                               atol=1e-9)
