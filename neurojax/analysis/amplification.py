@@ -52,8 +52,8 @@ CLI::
     python -m neurojax.analysis.amplification --outdir DIR [--quick]
 
 writes ``DIR/amplification_{digits,shapes}.json`` and ``.png``
-(``amplification_quick_*`` with ``--quick``: tiny sizes, numbers not
-meaningful). The runs' workdirs are temporary.
+(``amplification_quick_*`` with ``--quick``: tiny sizes, three digits and two
+shapes pairs, numbers not meaningful). The runs' workdirs are temporary.
 """
 from __future__ import annotations
 
@@ -89,8 +89,10 @@ SHAPES_PAIRS = ("softmax", "exp_ga", "pow3_ga", "linear")
 SIZES = {
     "full": {"digits_seeds": 20, "digits_epochs": 100, "shapes_seeds": 2, "shapes_epochs": 6,
              "shapes_fraction": 0.25},
+    # a smoke test of every code path with fewer pairs (a run's fixed cost is ~10 s)
     "quick": {"digits_seeds": 3, "digits_epochs": 3, "shapes_seeds": 2, "shapes_epochs": 2,
-              "shapes_fraction": 0.05},
+              "shapes_fraction": 0.05, "digits_pairs": ("softmax", "exp_ga", "pow3_ga"),
+              "shapes_pairs": ("softmax", "exp_ga")},
 }
 DELTA_EPOCHS = (1, 4)       # epochs after which the delta histograms are taken
 DELTA_BATCH = 128           # the fixed training batch of the deltas and s
@@ -427,13 +429,15 @@ def run_experiment(size: str, rundir: str, *, data_dir: str = "", parts=("digits
     if "digits" in parts:
         start = time.time()
         base = digits_config(seeds=s["digits_seeds"], epochs=s["digits_epochs"], data_dir=data_dir)
-        runs = run_part(base, list(PAIRS), DIGITS_LR, rundir, record_rms=False, progress=progress)
+        runs = run_part(base, s.get("digits_pairs", tuple(PAIRS)), DIGITS_LR, rundir,
+                        record_rms=False, progress=progress)
         out["digits"] = _part_result(base, runs, time.time() - start)
     if "shapes" in parts:
         start = time.time()
         base = shapes_config(seeds=s["shapes_seeds"], epochs=s["shapes_epochs"],
                              fraction=s["shapes_fraction"], data_dir=data_dir)
-        runs = run_part(base, SHAPES_PAIRS, SHAPES_LR, rundir, record_rms=True, progress=progress)
+        runs = run_part(base, s.get("shapes_pairs", SHAPES_PAIRS), SHAPES_LR, rundir,
+                        record_rms=True, progress=progress)
         out["shapes"] = _part_result(base, runs, time.time() - start)
         out["shapes"]["diagnostics"] = diagnostics(runs)
     return out
