@@ -8,6 +8,7 @@ there, on CPU with the offline data only.
 import json
 import os
 import pathlib
+import re
 
 import pytest
 
@@ -69,6 +70,19 @@ def test_alpha_req_notebook_runs_top_to_bottom(tmp_path):
     images = [o for cell in nb.cells for o in cell.get("outputs", [])
               if "image/png" in o.get("data", {})]
     assert len(images) == 2
+
+
+def test_platonic_notebook_runs_top_to_bottom(tmp_path):
+    nb = _execute(COLABS / "platonic.ipynb", tmp_path, {"JAX_PLATFORMS": "cpu"})
+    assert _errors(nb) == []
+    text = "".join(o.get("text", "") for cell in nb.cells for o in cell.get("outputs", []))
+    # the closed-form fit and backprop both separate the spirals on held-out points
+    pp_test = float(re.search(r"Platonic: .* test (\d\.\d+)", text).group(1))
+    bp_test = float(re.search(r"backprop: .* test (\d\.\d+)", text).group(1))
+    assert pp_test > 0.9 and bp_test > 0.6
+    images = [o for cell in nb.cells for o in cell.get("outputs", [])
+              if "image/png" in o.get("data", {})]
+    assert len(images) == 1   # the two decision-region panels
 
 
 def test_a_failing_cell_is_reported(tmp_path):
