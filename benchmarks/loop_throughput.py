@@ -18,7 +18,9 @@ compare within a run only):
 2. SSL on ``shapes_small`` (``configs/ssl_shapes.py:small``): steps per
    second with the old and the new path.
 3. ResNet-18 (CIFAR stem) on ``shapes`` (32x32) at batch 64, where the step
-   dominates: the new path must cost nothing (>= 0.97x the old one).
+   dominates: the new path must cost nothing (>= 0.97x the old one). Both
+   run one step per call: XLA:CPU runs convolutions inside a scan far
+   slower (``neurojax.train.program``).
 
     python benchmarks/loop_throughput.py                   # ~15 min on 2 cores
     python benchmarks/loop_throughput.py --rows=quickstart --repeats=1
@@ -233,7 +235,7 @@ def main(argv):
         results["resnet18_shapes"] = before_after(
             f"3. ResNet-18 on shapes (32x32), batch 64, {n} steps",
             "configs/supervised_shapes.py:resnet18", common,
-            [f"--config.train.steps_per_call={n // 2}"],
+            ["--config.train.steps_per_call=1"],  # on CPU: see neurojax.train.program
             _ROW_REPEATS.value)
     if _JSON.value:
         with open(_JSON.value, "w") as f:

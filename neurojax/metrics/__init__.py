@@ -33,6 +33,8 @@ from neurojax.metrics.spectrum import (DEFAULT_FIT_RANGE, FASTSSL_PLOT_FIT_RANGE
                                        eigenspectrum, eigenspectrum_from_covariance,
                                        participation_ratio, spectrum_metrics,
                                        tail_ratio)
+from neurojax.metrics.credit_assignment import (alignment_metrics, angle, gradient_angles,
+                                                layer_paths, weight_angles)
 
 __all__ = [
     "DEFAULT_KNN_K", "DEFAULT_KNN_TEMPERATURE", "DEFAULT_RIDGE_REGULARIZERS",
@@ -50,4 +52,5 @@ __all__ = [
     "least_squares_distances", "pure_voronoi_map", "selection_entropy",
     "k_filter_arrays", "k_filter_indices", "k_filter_mask", "k_redundancy",
     "k_redundancy_fractions", "same_label_neighbours",
+    "alignment_metrics", "angle", "gradient_angles", "layer_paths", "weight_angles",
 ]

@@ -78,7 +78,7 @@ def test_documented_command_runs_at_runlocal(path, dataset, tmp_path, shared_dat
     args[at] = args[at].split(":")[0] + ":runlocal"
     args[args.index("--workdir") + 1] = str(tmp_path / "run")
     args += [f"--config.dataset.data_dir={shared_data_dir}"] if dataset in OFFLINE else []
-    cmd = [sys.executable, *(args if dataset in OFFLINE else ["-c", MOCK_RUN, *args[3:]])]
+    cmd = [sys.executable, *(args if dataset in OFFLINE else ["-c", MOCK_RUN, *args[2:]])]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     records = [json.loads(l) for l in open(tmp_path / "run" / "metrics.jsonl")]

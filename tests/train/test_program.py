@@ -91,6 +91,22 @@ def test_k_steps_in_one_call_equal_k_single_steps():
     np.testing.assert_allclose(metrics["loss"], losses, rtol=1e-5)
     assert int(scanned.step) == 12
 
+    # one step per call is the step alone: no loop (XLA:CPU runs convolutions
+    # in loop bodies far slower), and it equals the first single step
+    # (host batches: the device path's permutation has loops of its own)
+    first_batch = {k: np.asarray(v)[np.asarray(indices[:1])] for k, v in data.items()}
+    first_batch = shard_batch(first_batch, mesh, axis=1)
+    one = program.make_call(stage, 1, mesh, donate=False)
+    loops = lambda lowered: lowered.as_text().count("stablehlo.while")  # noqa: E731
+    bare = loops(single.lower(state0, jax.tree.map(lambda x: x[0], first_batch)))
+    assert loops(one.lower(state0, first_batch)) == bare  # the rng's loops only
+    two = {k: np.asarray(v)[np.asarray(indices[:2])] for k, v in data.items()}
+    assert loops(program.make_call(stage, 2, mesh, donate=False).lower(
+        state0, shard_batch(two, mesh, axis=1))) > bare
+    first, m1 = one(state0, first_batch)
+    chex.assert_shape(m1["loss"], (1,))
+    np.testing.assert_allclose(m1["loss"][0], losses[0], rtol=1e-6)
+
     # the same with host batches stacked along a leading axis
     host = program.make_call(stage, 12, mesh, donate=False)
     stacked = {k: np.asarray(v)[np.asarray(indices)] for k, v in data.items()}
