@@ -44,7 +44,8 @@ def main(argv):
           f"process {jax.process_index() + 1}/{jax.process_count()}", flush=True)
     result = train_and_evaluate(config, workdir, progress=jax.process_index() == 0)
     summary = {"steps": result.num_steps, "seconds": round(result.seconds, 1),
-               **{f"eval_{k}": round(v, 4) for k, v in result.eval_metrics.items()}}
+               **{f"eval_{k}": round(v, 4) if isinstance(v, float) else v
+                  for k, v in result.eval_metrics.items()}}
     print(json.dumps(summary))
 
 

@@ -270,12 +270,8 @@ def test_dll_in_the_loop_resumes_inside_a_stage(data_dir, tmp_path):
         train_and_evaluate(config, str(tmp_path / "killed"), hooks=[hook], progress=False)
     resumed = train_and_evaluate(config, str(tmp_path / "killed"), progress=False)
     chex.assert_trees_all_equal(params, jax.device_get(resumed.state.params))
-
-    # the feednet features are cached: recomputing them gives the same run
-    recomputed = train_and_evaluate(_config(data_dir, cache_features=False),
-                                    str(tmp_path / "recomputed"), progress=False)
-    chex.assert_trees_all_close(params, jax.device_get(recomputed.state.params),
-                                rtol=1e-5, atol=1e-6)
+    # (cached and recomputed feednet features train the same: tested on the
+    # stage objective above, without a loop run)
 
 
 def test_stage_trains_only_its_window(data_dir, tmp_path):
