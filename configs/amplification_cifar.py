@@ -128,7 +128,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.optim.transforms = (("record_gradient_rms", {}),)
 
     config.train = ml_collections.ConfigDict()
-    config.train.steps_per_call = 8 if runlocal else 50  # steps per compiled call (a lax.scan)
+    # steps per compiled call (a lax.scan); one on CPU, where XLA runs
+    # convolutions inside a scan far slower (neurojax.train.program)
+    config.train.steps_per_call = 1 if runlocal else 50
     config.train.num_replicas = 1  # seeds seed, seed + 1, ... as one vmapped program
     config.train.num_steps = 8 if runlocal else 0
     config.train.num_epochs = epochs
