@@ -69,9 +69,13 @@ import jax.numpy as jnp
 import optax
 
 from neurojax._checks import check_choice, check_int, check_real
-from neurojax.train.program import Stage
+from neurojax.models.heads import decision_head
+from neurojax.optim import make_optimizer
+from neurojax.train.program import Stage, stage_bounds
 from neurojax.train.state import PyTree
-from neurojax.train.step import Objective
+from neurojax.train.step import Objective, make_eval_step, model_objective
+from neurojax.train.task import (Task, build_model, config_loss, get_task, register_task,
+                                 split_evaluator)
 
 HEADS = "layerwise_heads"
 METHODS = ("dll", "segment", "partition")
@@ -380,7 +384,6 @@ def spec_from_config(config) -> LayerwiseSpec:
 
 
 def _validate_layerwise(config) -> None:
-    from neurojax.train.task import get_task
     get_task("supervised").validate(config)
     spec_from_config(config)
 
@@ -400,25 +403,13 @@ def layerwise_task(config, info, mesh, data_dir):
     trained as the stages of ``config.layerwise``; each evaluation reads the
     network out after the current stage's window (its head, or the model's
     top in the last stage), logged with ``stage`` and ``readout_block``."""
-    from neurojax import losses
-    from neurojax.models.heads import decision_head
-    from neurojax.optim import make_optimizer
-    from neurojax.train.evaluation import evaluate
-    from neurojax.train.program import stage_bounds
-    from neurojax.train.task import (Task, eval_batches_per_process, eval_loader_fn,
-                                     supervised_task)
-    from neurojax import data as nj_data
-    from neurojax.train.step import make_eval_step
-
     spec = spec_from_config(config)
-    base = supervised_task(config, info, mesh, data_dir)
-    model = base.model
+    model = build_model(config, info.num_classes)
     num_blocks = _model_num_blocks(model)
     windows = stage_windows(num_blocks, spec.method, window=spec.window, step=spec.step)
     head = decision_head(spec.head, info.num_classes, channels=spec.head_channels,
                          dtype=getattr(model, "dtype", None))
-    loss_fn = losses.get_loss(config.loss.name)
-    loss_hyper = {k: v for k, v in config.loss.items() if k != "name"}
+    loss_fn, loss_hyper = config_loss(config)
 
     def init(rng, sample):
         model_rng, head_rng = jax.random.split(rng)
@@ -441,12 +432,9 @@ def layerwise_task(config, info, mesh, data_dir):
         bounds[:] = stage_bounds(program)
         return program
 
-    ds_cfg = config.dataset
-    eval_split = ds_cfg.get("eval_split", "test")
-    batch_size = ds_cfg.get("eval_batch_size", ds_cfg.batch_size)
-    loader = eval_loader_fn(config, eval_split, batch_size, data_dir)
-    num_batches = eval_batches_per_process(
-        len(nj_data.data_source(ds_cfg.name, eval_split, data_dir)), batch_size)
+    run_eval = split_evaluator(config, config.dataset.get("eval_split", "test"), data_dir, mesh)
+    run_validation = (split_evaluator(config, spec.validation_split, data_dir, mesh)
+                      if spec.validation_split else None)
     eval_steps: dict[int, Callable] = {}
 
     def evaluate_fn(state) -> dict:
@@ -458,20 +446,14 @@ def layerwise_task(config, info, mesh, data_dir):
             eval_steps[stop] = make_eval_step(
                 model, functools.partial(loss_fn, **loss_hyper), mesh=mesh,
                 forward=readout(model, head, stop))
-        metrics = evaluate(eval_steps[stop], state, loader(), batch_size, mesh,
-                           num_batches=num_batches)
-        if spec.validation_split:
-            held_out = evaluate(eval_steps[stop], state, validation_loader(), batch_size, mesh,
-                                num_batches=validation_batches)
+        metrics = run_eval(eval_steps[stop], state)
+        if run_validation is not None:
+            held_out = run_validation(eval_steps[stop], state)
             metrics.update({f"validation_{k}": v for k, v in held_out.items()})
         return {**metrics, "stage": i, "readout_block": stop}
 
-    if spec.validation_split:
-        validation_loader = eval_loader_fn(config, spec.validation_split, batch_size, data_dir)
-        validation_batches = eval_batches_per_process(
-            len(nj_data.data_source(ds_cfg.name, spec.validation_split, data_dir)), batch_size)
-
-    return Task(model=model, objective=base.objective, evaluate=evaluate_fn, stages=stages,
+    return Task(model=model, objective=model_objective(model, loss_fn, **loss_hyper),
+                evaluate=evaluate_fn, stages=stages,
                 init=init, summarize=peak_readout)
 
 
@@ -495,14 +477,8 @@ def peak_readout(records: Sequence[dict]) -> dict:
 
 
 def _layerwise_model(config, info):
-    from neurojax.train.task import build_model
     return build_model(config, info.num_classes)
 
 
-def _register() -> None:
-    from neurojax.train.task import register_task
-    register_task("layerwise", build=layerwise_task, validate=_validate_layerwise,
-                  model=_layerwise_model)
-
-
-_register()
+register_task("layerwise", build=layerwise_task, validate=_validate_layerwise,
+              model=_layerwise_model)

@@ -88,6 +88,25 @@ def eval_loader_fn(config, split: str, batch_size: int, data_dir) -> Callable:
     return make
 
 
+def split_evaluator(config, split: str, data_dir, mesh) -> Callable:
+    """``run(eval_step, state) -> means`` over one pass of ``split`` at the
+    config's eval batch size (exact means, ``evaluate``)."""
+    batch_size = config.dataset.get("eval_batch_size", config.dataset.batch_size)
+    loader = eval_loader_fn(config, split, batch_size, data_dir)
+    num_batches = eval_batches_per_process(
+        len(nj_data.data_source(config.dataset.name, split, data_dir)), batch_size)
+
+    def run(eval_step, state: TrainState) -> dict:
+        return evaluate(eval_step, state, loader(), batch_size, mesh, num_batches=num_batches)
+    return run
+
+
+def config_loss(config) -> tuple[Callable, dict]:
+    """``(loss_fn, hyperparameters)`` of ``config.loss``."""
+    return (losses.get_loss(config.loss.name),
+            {k: v for k, v in config.loss.items() if k != "name"})
+
+
 def build_model(config, num_classes: int, *, backprop: bool = False) -> nn.Module:
     """The config's model, its output size defaulting to the dataset's classes,
     learning with ``config.rule`` when the config has one (``backprop=True``:
@@ -109,15 +128,9 @@ def supervised_task(config, info, mesh, data_dir) -> Task:
     """Supervised training with ``config.loss`` and exact eval-set means (the
     eval loss with the same hyperparameters as the training loss)."""
     model = build_model(config, info.num_classes)
-    loss_fn = losses.get_loss(config.loss.name)
-    loss_hyper = {k: v for k, v in config.loss.items() if k != "name"}
+    loss_fn, loss_hyper = config_loss(config)
     eval_step = make_eval_step(model, functools.partial(loss_fn, **loss_hyper), mesh=mesh)
-    ds_cfg = config.dataset
-    eval_split = ds_cfg.get("eval_split", "test")
-    batch_size = ds_cfg.get("eval_batch_size", ds_cfg.batch_size)
-    loader = eval_loader_fn(config, eval_split, batch_size, data_dir)
-    num_batches = eval_batches_per_process(
-        len(nj_data.data_source(ds_cfg.name, eval_split, data_dir)), batch_size)
+    run_eval = split_evaluator(config, config.dataset.get("eval_split", "test"), data_dir, mesh)
 
     objective = model_objective(model, loss_fn, **loss_hyper)
     rule = credit.config_rule(config)
@@ -128,7 +141,7 @@ def supervised_task(config, info, mesh, data_dir) -> Task:
         align = credit.alignment_evaluator(config, rule, objective, twin, data_dir)
 
     def evaluate_fn(state: TrainState) -> dict:
-        metrics = evaluate(eval_step, state, loader(), batch_size, mesh, num_batches=num_batches)
+        metrics = run_eval(eval_step, state)
         return metrics if align is None else {**metrics, **align(state)}
 
     return Task(model=model, objective=objective, evaluate=evaluate_fn,
