@@ -192,21 +192,23 @@ def quickstart(repeats: int) -> dict:
     return out
 
 
-def before_after(title: str, config: str, overrides, new_overrides, repeats: int) -> dict:
-    old, new = [], []
+def before_after(title: str, config: str, overrides, variants: dict, repeats: int) -> dict:
+    """Old path against each new-path variant (name -> overrides), interleaved per repeat."""
+    runs = {"old": [], **{name: [] for name in variants}}
     for _ in range(repeats):
-        old.append(launch(config, [*overrides, *OLD_PATH]))
-        new.append(launch(config, [*overrides, *new_overrides]))
-    out = {"old_steps_per_sec": median([r["steps_per_sec"] for r in old]),
-           "new_steps_per_sec": median([r["steps_per_sec"] for r in new]),
-           "old_compile_seconds": median([r["compile_seconds"] for r in old]),
-           "new_compile_seconds": median([r["compile_seconds"] for r in new])}
-    out["ratio"] = out["new_steps_per_sec"] / out["old_steps_per_sec"]
+        runs["old"].append(launch(config, [*overrides, *OLD_PATH]))
+        for name, extra in variants.items():
+            runs[name].append(launch(config, [*overrides, *extra]))
+    out = {}
+    for name, rs in runs.items():
+        out[f"{name}_steps_per_sec"] = median([r["steps_per_sec"] for r in rs])
+        out[f"{name}_compile_seconds"] = median([r["compile_seconds"] for r in rs])
     print(f"\n{title} (steps/s of training time, median of {repeats})")
     print(f"   old path (grain, 1 step per call) {out['old_steps_per_sec']:.3f}")
-    print(f"   new path ({' '.join(new_overrides) or 'config defaults'}) "
-          f"{out['new_steps_per_sec']:.3f}")
-    print(f"   new / old {out['ratio']:.2f}x")
+    for name, extra in variants.items():
+        out[f"{name}_ratio"] = out[f"{name}_steps_per_sec"] / out["old_steps_per_sec"]
+        print(f"   {name} ({' '.join(extra) or 'config defaults'}) "
+              f"{out[f'{name}_steps_per_sec']:.3f}  = {out[f'{name}_ratio']:.2f}x old")
     return out
 
 
@@ -225,7 +227,9 @@ def main(argv):
                   "--config.probe.probes=('ridge',)"]
         results["ssl_shapes_small"] = before_after(
             f"2. SSL Barlow Twins on shapes_small, batch 256, {n} steps",
-            "configs/ssl_shapes.py:small", common, [f"--config.train.steps_per_call={n // 4}"],
+            "configs/ssl_shapes.py:small", common,
+            {"new": ["--config.train.steps_per_call=1"],  # the config's default
+             f"new_k{n // 4}": [f"--config.train.steps_per_call={n // 4}"]},
             _ROW_REPEATS.value)
     if "resnet18" in _ROWS.value:
         n = _RESNET_STEPS.value
@@ -235,7 +239,7 @@ def main(argv):
         results["resnet18_shapes"] = before_after(
             f"3. ResNet-18 on shapes (32x32), batch 64, {n} steps",
             "configs/supervised_shapes.py:resnet18", common,
-            ["--config.train.steps_per_call=1"],  # on CPU: see neurojax.train.program
+            {"new": ["--config.train.steps_per_call=1"]},  # on CPU: see neurojax.train.program
             _ROW_REPEATS.value)
     if _JSON.value:
         with open(_JSON.value, "w") as f:

@@ -30,9 +30,12 @@ def test_there_are_configs():
 OFFLINE = ("digits", "shapes", "shapes_small")
 # runlocal variants whose model alone takes minutes to compile on 2 cores
 # (credit_shapes and amplification_cifar: their code paths run at runlocal in
-# credit_digits and the amplification tests; kept out to hold the suite under
-# 15 minutes on 2 cores)
-HEAVY = ("bias_variance_cifar10.py", "credit_shapes.py", "amplification_cifar.py")
+# credit_digits and the amplification tests; layerwise_shapes: in
+# tests/train/test_layerwise.py's loop runs; ssl_shapes: in ssl_digits and
+# tests/train/test_ssl.py's CNN runs. Kept out to hold the suite under 15
+# minutes on 2 cores)
+HEAVY = ("bias_variance_cifar10.py", "credit_shapes.py", "amplification_cifar.py",
+         "layerwise_shapes.py", "ssl_shapes.py")
 # a script that runs launch.run's main under tfds' mock data (random examples
 # of the real feature spec, no download), for configs of datasets not here
 MOCK_RUN = """

@@ -145,14 +145,11 @@ def _params(result):
 
 @pytest.mark.parametrize("on_device", ["on", "off"])
 def test_k_steps_per_call_match_single_steps_and_resume_exactly(data_dir, tmp_path, on_device):
-    single = train_and_evaluate(small_config(data_dir, steps_per_call=1), str(tmp_path / "k1"),
-                                progress=False)
+    single_config = small_config(data_dir, steps_per_call=1)
+    single_config.dataset.on_device = on_device
+    single = train_and_evaluate(single_config, str(tmp_path / "k1"), progress=False)
     config = small_config(data_dir, steps_per_call=5)
     config.dataset.on_device = on_device
-    if on_device == "off":
-        single_off = small_config(data_dir, steps_per_call=1)
-        single_off.dataset.on_device = "off"
-        single = train_and_evaluate(single_off, str(tmp_path / "k1off"), progress=False)
     full = train_and_evaluate(config, str(tmp_path / "full"), progress=False)
     chex.assert_trees_all_close(_params(full), _params(single), rtol=1e-4, atol=1e-5)
 
