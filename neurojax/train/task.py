@@ -15,11 +15,15 @@ import importlib
 from typing import Callable, Optional
 
 import flax.linen as nn
+import jax
+import optax
 
 from neurojax import data as nj_data
 from neurojax import losses, models
+from neurojax.optim import pruning
 from neurojax.train import credit
 from neurojax.train.evaluation import eval_batches_per_process, evaluate
+from neurojax.train.program import Stage
 from neurojax.train.state import TrainState
 from neurojax.train.step import Objective, make_eval_step, model_objective
 
@@ -144,8 +148,55 @@ def supervised_task(config, info, mesh, data_dir) -> Task:
         metrics = run_eval(eval_step, state)
         return metrics if align is None else {**metrics, **align(state)}
 
-    return Task(model=model, objective=objective, evaluate=evaluate_fn,
+    task = Task(model=model, objective=objective, evaluate=evaluate_fn,
                 stages=None if rule is None else credit.rule_stages(config, rule, objective))
+    return task if not config.get("prune") else pruned_task(config, task, data_dir)
+
+
+def pruned_task(config, task: Task, data_dir) -> Task:
+    """``task`` pruned at initialisation as ``config.prune`` says
+    (``neurojax.optim.pruning``; Tanaka et al. 2020): its ``init`` computes
+    the masks from the initial parameters (SNIP/GraSP on
+    ``examples_per_class`` x classes training examples, drawn with
+    ``config.seed``) and zeroes the pruned entries; every stage's optimiser
+    is followed by ``mask_updates``, which keeps them zero (and reads the
+    masks from the pruned parameters, so seed replicas keep their own)."""
+    cfg = config.prune
+    pruning.validate_prune_config(cfg)
+    prunable = cfg.get("prunable", pruning.DEFAULT_PRUNABLE)
+    kwargs = {k: cfg[k] for k in ("iterations", "schedule", "temperature", "dtype") if k in cfg}
+    batch = None
+    if cfg.method in ("snip", "grasp"):
+        info = nj_data.dataset_info(config.dataset.name, data_dir=data_dir)
+        size = cfg.get("examples_per_class", pruning.EXAMPLES_PER_CLASS) * info.num_classes
+        batch = next(iter(nj_data.load(config.dataset.name, config.dataset.get(
+            "train_split", "train"), batch_size=size, data_dir=data_dir, seed=config.seed,
+            shuffle=True, num_epochs=1, drop_remainder=False)))
+        batch = {k: v for k, v in batch.items() if k in ("image", "label")}
+    loss_fn, loss_hyper = config_loss(config)
+    model = task.model
+
+    def init(rng, sample):
+        variables = (task.init(rng, sample) if task.init is not None
+                     else model.init(rng, sample, train=False))
+        params, rest = variables["params"], {k: v for k, v in variables.items()
+                                             if k != "params"}
+        masks = pruning.pruning_masks(
+            cfg.method, params, compression=cfg.compression, prunable=prunable,
+            apply_fn=lambda v, x: model.apply(v, x, train=False), model_state=rest,
+            input_shape=sample.shape[1:], batch=batch,
+            loss=lambda out, b: loss_fn(out, b, **loss_hyper)[0],
+            key=jax.random.fold_in(rng, 0x5EED), **kwargs)
+        return {**variables, "params": pruning.apply_masks(params, masks)}
+
+    def stages(num_steps, make_optimizer, *, data_on_device):
+        inner = (task.stages(num_steps, make_optimizer, data_on_device=data_on_device)
+                 if task.stages is not None
+                 else [Stage("train", num_steps, task.objective, make_optimizer(num_steps))])
+        return [dataclasses.replace(s, tx=optax.chain(s.tx, pruning.mask_updates(prunable=prunable)))
+                for s in inner]
+
+    return dataclasses.replace(task, init=init, stages=stages)
 
 
 def _validate_supervised(config) -> None:
@@ -153,6 +204,8 @@ def _validate_supervised(config) -> None:
         raise ValueError(f"config.loss.name must be one of {sorted(losses.LOSSES)}, "
                          f"got {config.loss.get('name')!r}")
     credit.validate_rule_config(config)
+    if config.get("prune"):
+        pruning.validate_prune_config(config.prune)
 
 
 def _supervised_model(config, info) -> nn.Module:
