@@ -53,6 +53,16 @@ untouched. The thesis does not say whether the kept entries are rescaled;
 here they are, by ``1 / (1 - p)``, as in ordinary dropout, so the expected
 gradient is unchanged.
 
+Random Robin (Sec. 6.6, Algorithm 4): ``rounds`` passes over the windows,
+each window visited once per round (in a fresh random order every round
+with ``random_order``, drawn from the config's seed; bottom-up otherwise,
+the "sequential round robin" of DPL, Sec. 6.9). Every window keeps its own
+optimiser state from one visit to the next (an optimiser slot of
+``neurojax.train.program``: the extra memory Algorithm 4 accepts), and
+its schedule runs over the window's steps in all its visits. The feednet
+is recomputed at each visit, so upper blocks see the lower ones change.
+``rounds = 1`` without ``random_order`` is Algorithm 3.
+
 Per-stage schedules (Sec. 6.8): stage i's optimiser has learning rate
 ``lr * lr_factor**i`` and weight decay ``weight_decay * wd_factor**i``
 (the thesis's from-scratch schedule is 0.8 and 1.15).
@@ -66,9 +76,10 @@ from typing import Callable, Optional, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from neurojax._checks import check_choice, check_int, check_real
+from neurojax._checks import check_bool, check_choice, check_int, check_real
 from neurojax.models.heads import decision_head
 from neurojax.optim import make_optimizer
 from neurojax.train.program import Stage, stage_bounds
@@ -251,6 +262,10 @@ class LayerwiseSpec:
         lr_factor, wd_factor: stage i's learning rate and weight decay are
             multiplied by ``lr_factor**i`` and ``wd_factor**i``.
         grad_dropout: backward-dropout rate at the block/head interface.
+        rounds: passes over the windows (Random Robin, Algorithm 4's
+            N_rounds); each pass splits its steps evenly over the windows.
+        random_order: visit the windows in a random order each round
+            (Algorithm 4's IsRandom; seeded by ``config.seed``).
         cache_features: hold the feednet's output on the device (needs the
             training split there and no augmentation) instead of recomputing
             it every step.
@@ -270,6 +285,8 @@ class LayerwiseSpec:
     lr_factor: float = 1.0
     wd_factor: float = 1.0
     grad_dropout: float = 0.0
+    rounds: int = 1
+    random_order: bool = False
     cache_features: bool = True
     cache_dtype: str = "float32"
     validation_split: str = ""
@@ -282,6 +299,29 @@ class LayerwiseSpec:
         check_real("layerwise.grad_dropout", self.grad_dropout, low=0.0, high=1.0,
                    high_open=True)
         check_choice("layerwise.cache_dtype", self.cache_dtype, CACHE_DTYPES)
+        check_int("layerwise.rounds", self.rounds)
+        check_bool("layerwise.random_order", self.random_order)
+
+    @property
+    def persistent(self) -> bool:
+        """Whether windows are visited more than once or out of order, so
+        each keeps a persistent optimiser state (Random Robin)."""
+        return self.rounds > 1 or self.random_order
+
+
+def stage_visits(num_windows: int, rounds: int = 1, random_order: bool = False,
+                 seed: int = 0) -> list[tuple[int, int]]:
+    """``[(round, window index), ...]`` in the order the stages run: every
+    window once per round, bottom-up or (``random_order``) in a permutation
+    drawn per round from ``seed`` (Algorithm 4)."""
+    check_int("num_windows", num_windows)
+    check_int("rounds", rounds)
+    rng = np.random.default_rng(seed)
+    visits = []
+    for r in range(rounds):
+        order = rng.permutation(num_windows) if random_order else range(num_windows)
+        visits += [(r, int(w)) for w in order]
+    return visits
 
 
 def split_steps(num_steps: int, num_stages: int) -> list[int]:
@@ -332,29 +372,38 @@ def layerwise_stages(model: nn.Module, head: Optional[nn.Module], loss_fn: Calla
                      spec: LayerwiseSpec, num_steps: int,
                      make_tx: Callable[[int, int], optax.GradientTransformation],
                      params: PyTree, *, data_on_device: bool,
-                     loss_hyper: Optional[dict] = None) -> list[Stage]:
-    """The stages of a layer-wise program over ``num_steps`` in all.
+                     loss_hyper: Optional[dict] = None, seed: int = 0) -> list[Stage]:
+    """The stages of a layer-wise program over ``num_steps`` in all, one per
+    visit of :func:`stage_visits` (``seed`` orders Random Robin's rounds).
 
-    ``make_tx(i, steps)`` builds stage i's optimiser (with the per-stage
-    factors applied by the caller); ``params`` is the initial parameter tree
-    (heads included), used to name each stage's trainable part.
+    ``make_tx(i, steps)`` builds window i's optimiser for its ``steps`` in
+    all (with the per-window factors applied by the caller); ``params`` is
+    the initial parameter tree (heads included), used to name each stage's
+    trainable part.
     """
     num_blocks = _model_num_blocks(model)
     windows = stage_windows(num_blocks, spec.method, window=spec.window, step=spec.step)
+    visits = stage_visits(len(windows), spec.rounds, spec.random_order, seed)
+    steps = split_steps(num_steps, len(visits))
+    window_steps = [sum(n for (_, w), n in zip(visits, steps) if w == i)
+                    for i in range(len(windows))]
+    txs = [make_tx(i, n) for i, n in enumerate(window_steps)]
     cache = spec.cache_features and data_on_device
     stages = []
-    for i, ((start, stop), steps) in enumerate(zip(windows, split_steps(num_steps,
-                                                                        len(windows)))):
+    for (r, i), n in zip(visits, steps):
+        start, stop = windows[i]
         objective = stage_objective(model, head, loss_fn, start, stop,
                                     recompute_feednet=not cache,
                                     grad_dropout=spec.grad_dropout, **(loss_hyper or {}))
         inputs = None
         if cache and start > 0:
             inputs = functools.partial(_cached_inputs, model, start, spec.cache_dtype)
-        stages.append(Stage(f"blocks_{start}_{stop}", steps, objective, make_tx(i, steps),
+        name = f"blocks_{start}_{stop}" + (f"_round{r}" if spec.rounds > 1 else "")
+        stages.append(Stage(name, n, objective, txs[i],
                             trainable=trainable_prefixes(model, params, start, stop,
                                                          model.block_params),
-                            inputs=inputs))
+                            inputs=inputs,
+                            opt_slot=f"window_{i}" if spec.persistent else None))
     return stages
 
 
@@ -407,6 +456,8 @@ def layerwise_task(config, info, mesh, data_dir):
     model = build_model(config, info.num_classes)
     num_blocks = _model_num_blocks(model)
     windows = stage_windows(num_blocks, spec.method, window=spec.window, step=spec.step)
+    seed = int(config.get("seed", 0))
+    visits = stage_visits(len(windows), spec.rounds, spec.random_order, seed)
     head = decision_head(spec.head, info.num_classes, channels=spec.head_channels,
                          dtype=getattr(model, "dtype", None))
     loss_fn, loss_hyper = config_loss(config)
@@ -428,7 +479,7 @@ def layerwise_task(config, info, mesh, data_dir):
         program = layerwise_stages(
             model, head, loss_fn, spec, num_steps,
             lambda i, steps: make_optimizer(_scaled_optim(config.optim, i, spec), steps),
-            params_shape, data_on_device=data_on_device, loss_hyper=loss_hyper)
+            params_shape, data_on_device=data_on_device, loss_hyper=loss_hyper, seed=seed)
         bounds[:] = stage_bounds(program)
         return program
 
@@ -440,8 +491,8 @@ def layerwise_task(config, info, mesh, data_dir):
     def evaluate_fn(state) -> dict:
         step = int(jax.device_get(state.step))
         # the stage that ran the last step (steps (first, end] of stage i)
-        i = next((j for j, (_, end) in enumerate(bounds) if step <= end), len(windows) - 1)
-        stop = windows[i][1]
+        i = next((j for j, (_, end) in enumerate(bounds) if step <= end), len(visits) - 1)
+        stop = windows[visits[i][1]][1]
         if stop not in eval_steps:
             eval_steps[stop] = make_eval_step(
                 model, functools.partial(loss_fn, **loss_hyper), mesh=mesh,
@@ -458,21 +509,22 @@ def layerwise_task(config, info, mesh, data_dir):
 
 
 def peak_readout(records: Sequence[dict]) -> dict:
-    """The peak-layer read-out (Sec. 6.1) from the eval records of a run: the
-    stage whose last evaluation has the best ``validation_accuracy`` (or
-    ``accuracy`` when there is no validation split, which the thesis does
-    and which overstates the peak), with its evaluation-split accuracy."""
+    """The peak-layer read-out (Sec. 6.1) from the eval records of a run: of
+    each read-out block's latest evaluation (after Random Robin's last
+    round), the one with the best ``validation_accuracy`` (or ``accuracy``
+    when there is no validation split, which the thesis does and which
+    overstates the peak), with its stage and evaluation-split accuracy."""
     last = {}
     for r in records:
         if "stage" in r:
-            last[int(r["stage"])] = r
+            last[int(r["readout_block"])] = r
     if not last:
         return {}
     key = "validation_accuracy" if all("validation_accuracy" in r for r in last.values()) \
         else "accuracy"
-    stage = max(sorted(last), key=lambda i: last[i][key])
-    return {"peak_stage": stage, "peak_readout_block": last[stage]["readout_block"],
-            "peak_accuracy": last[stage]["accuracy"],
+    block = max(sorted(last), key=lambda b: last[b][key])
+    return {"peak_stage": int(last[block]["stage"]), "peak_readout_block": block,
+            "peak_accuracy": last[block]["accuracy"],
             "peak_selected_on": "validation" if key != "accuracy" else "evaluation split"}
 
 

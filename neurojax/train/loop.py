@@ -70,7 +70,7 @@ from neurojax.train.feed import HostFeed
 from neurojax.train.metrics_log import MetricsWriter, read_metrics
 from neurojax.train import worker_sync
 from neurojax.train.program import (DeviceData, Stage, WorkerSync, enter_stage, init_workers,
-                                    make_call, plan_calls, stage_data, stage_opt_state,
+                                    initial_opt_state, make_call, plan_calls, stage_data,
                                     worker_shards)
 from neurojax.train.spectrum_monitor import SpectrumMonitor
 from neurojax.train.state import TrainState, create_train_state
@@ -245,7 +245,7 @@ def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
         params = variables.pop("params")
         state = create_train_state(params, optax.identity(), model_state=variables,
                                    rng=state_rng)
-        return state.replace(opt_state=stage_opt_state(stages[0], params))
+        return state.replace(opt_state=initial_opt_state(stages, params))
 
     init = jax.vmap(init_state) if num_replicas > 1 else init_state
     state = replicate(jax.jit(init)(init_keys, state_keys), mesh)

@@ -7,6 +7,14 @@ parameters are carried frozen, with no gradient computed for them and no
 optimiser state. End-to-end supervised or SSL training is a one-stage
 program; layer-wise training is one stage per block.
 
+A stage may name an *optimiser slot* (``Stage.opt_slot``): stages with the
+same slot share one optimiser state that persists from one visit to the
+next (its schedule counts every step of every visit), as Random Robin needs
+(Oland 2024, Algorithm 4: "S = per-layer training states"). A program uses
+slots in every stage or in none; with slots, ``TrainState.opt_state`` is
+``{slot: state}`` for all slots at once (:func:`initial_opt_state`), so its
+structure is the same in every stage and a checkpoint restores anywhere.
+
 A stage runs as *calls*: ``k`` steps compiled into one ``jax.lax.scan``
 (:func:`make_call`), with the batches either gathered on the device from a
 split held there (``neurojax.data.on_device``; the data order is then a pure
@@ -85,6 +93,9 @@ class Stage:
             feednet's features (``neurojax.train.layerwise``); ``None``: the
             split itself. It must depend on the frozen part only, so that a
             resumed stage sees the same data.
+        opt_slot: the name of the optimiser state this stage updates and
+            keeps for the next stage of the same slot (see the module
+            docstring); ``None``: a fresh state for this stage alone.
     """
     name: str
     num_steps: int
@@ -93,6 +104,7 @@ class Stage:
     trainable: Optional[tuple[str, ...]] = None
     workers: Optional[WorkerSync] = None
     inputs: Optional[Callable[[PyTree, PyTree, dict], dict]] = None
+    opt_slot: Optional[str] = None
 
     def __post_init__(self):
         if not isinstance(self.num_steps, int) or isinstance(self.num_steps, bool) \
@@ -103,6 +115,13 @@ class Stage:
                 isinstance(p, str) and p for p in self.trainable)):
             raise ValueError(f"Stage {self.name!r}: trainable must be a tuple of non-empty "
                              f"path prefixes or None, got {self.trainable!r}")
+        if self.opt_slot is not None and (not isinstance(self.opt_slot, str)
+                                          or not self.opt_slot):
+            raise ValueError(f"Stage {self.name!r}: opt_slot must be a non-empty str or None, "
+                             f"got {self.opt_slot!r}")
+        if self.opt_slot is not None and self.workers is not None:
+            raise ValueError(f"Stage {self.name!r}: a worker-sync stage cannot share an "
+                             f"optimiser slot (its optimiser states are per worker)")
 
 
 def _selected(path: str, prefixes: Sequence[str]) -> bool:
@@ -140,9 +159,38 @@ def stage_opt_state(stage: Stage, params: PyTree) -> optax.OptState:
     return stage.tx.init(partition(params, stage.trainable)[0])
 
 
+def check_slots(stages: Sequence[Stage]) -> dict[str, Stage]:
+    """The first stage of every optimiser slot; ``ValueError`` when only some
+    stages have a slot or two stages of a slot train different parts."""
+    slotted = [stage.opt_slot is not None for stage in stages]
+    if any(slotted) and not all(slotted):
+        raise ValueError("a program gives an optimiser slot (Stage.opt_slot) to every stage "
+                         f"or to none; got {[stage.opt_slot for stage in stages]}")
+    first: dict[str, Stage] = {}
+    for stage in stages if any(slotted) else ():
+        seen = first.setdefault(stage.opt_slot, stage)
+        if seen.trainable != stage.trainable:
+            raise ValueError(f"stages {seen.name!r} and {stage.name!r} share the optimiser "
+                             f"slot {stage.opt_slot!r} but train different parameters "
+                             f"({seen.trainable} vs {stage.trainable})")
+    return first
+
+
+def initial_opt_state(stages: Sequence[Stage], params: PyTree) -> optax.OptState:
+    """The optimiser state a program starts with: the first stage's (fresh),
+    or, with optimiser slots, ``{slot: fresh state}`` for every slot."""
+    slots = check_slots(stages)
+    if slots:
+        return {slot: stage_opt_state(stage, params) for slot, stage in slots.items()}
+    return stage_opt_state(stages[0], params)
+
+
 def enter_stage(state: TrainState, stage: Stage) -> TrainState:
     """``state`` with the optimiser state of ``stage`` (fresh); with a leading
-    replica axis too (the optimiser state is built per replica)."""
+    replica axis too (the optimiser state is built per replica). A stage with
+    an optimiser slot keeps the state as it is (its slot persists)."""
+    if stage.opt_slot is not None:
+        return state
     if jnp.ndim(state.step) == 0:
         return state.replace(opt_state=stage_opt_state(stage, state.params))
     return state.replace(opt_state=jax.vmap(lambda p: stage_opt_state(stage, p))(state.params))
@@ -206,6 +254,8 @@ def make_call(stage: Stage, num_steps: int, mesh: Mesh, *,
         raise ValueError(f"stage {stage.name!r} computes its inputs on the device: it needs "
                          f"the training split there (config.dataset.on_device)")
     step = train_step_fn(stage.objective, stage.tx, trainable=stage.trainable)
+    if stage.opt_slot is not None:
+        step = _slot_step(step, stage.opt_slot)
     replicated = NamedSharding(mesh, P())
     batch_sharding = NamedSharding(mesh, P(DATA_AXIS))
 
@@ -246,6 +296,17 @@ def make_call(stage: Stage, num_steps: int, mesh: Mesh, *,
     return jax.jit(host, in_shardings=(replicated, NamedSharding(mesh, P(None, DATA_AXIS))),
                    out_shardings=(replicated, replicated),
                    donate_argnums=(0,) if donate else ())
+
+
+def _slot_step(step: Callable, slot: str) -> Callable:
+    """``step`` on the optimiser state of ``slot`` inside ``{slot: state}``."""
+    def slotted(state: TrainState, batch: dict):
+        if not isinstance(state.opt_state, dict) or slot not in state.opt_state:
+            raise ValueError(f"the state's optimiser state has no slot {slot!r}: start the "
+                             f"program from initial_opt_state(stages, params)")
+        new, metrics = step(state.replace(opt_state=state.opt_state[slot]), batch)
+        return new.replace(opt_state={**state.opt_state, slot: new.opt_state}), metrics
+    return slotted
 
 
 def stage_data(stage: Stage, state: TrainState, device_data: DeviceData, *,
@@ -357,12 +418,17 @@ def run_program(stages: Sequence[Stage], state: TrainState, mesh: Mesh, *,
     """Runs a whole program from ``state`` (at any step) to its end, with data
     on the device, for use from Python (the config-driven loop adds logging,
     evaluation and checkpoints around the same calls). A state inside a
-    stage must hold that stage's optimiser state; ``donate=True`` lets the
+    stage must hold that stage's optimiser state (a program with optimiser
+    slots starts from :func:`initial_opt_state` at step 0); ``donate=True`` lets the
     calls reuse its buffers (``state`` is unusable afterwards). Returns the final state and, per call, ``{'stage', 'start', 'metrics'}``
     (device arrays)."""
     calls: dict[tuple[int, int], Callable] = {}
     history = []
     start = int(jax.device_get(state.step).reshape(-1)[0])
+    if start == 0 and check_slots(stages):
+        state = state.replace(opt_state=(
+            jax.vmap(lambda p: initial_opt_state(stages, p))(state.params) if replicas
+            else initial_opt_state(stages, state.params)))
     data, data_stage = device_data, None
     for i, first, n, enters in plan_calls(stages, start, steps_per_call):
         if enters:  # the stage's fresh optimiser state (idempotent at step 0)

@@ -1,4 +1,6 @@
 """Training programs: partition, call plans, k steps in one call, two stages by hand."""
+import dataclasses
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -156,6 +158,54 @@ def test_two_stage_program_matches_a_hand_computation():
     resumed, _ = program.run_program(stages, mid, mesh, device_data=data,
                                      data_key=jax.random.PRNGKey(1), steps_per_call=2)
     chex.assert_trees_all_close(resumed.params, final.params, rtol=1e-6)
+
+
+def test_optimiser_slots_persist_between_visits_as_by_hand():
+    """Random Robin's persistent states (Oland, Algorithm 4): a (momentum
+    SGD, slot 'a') for 2 steps, b (slot 'b') for 2, a again for 3 steps
+    continuing its velocity, not restarting it."""
+    mesh = make_mesh()
+    tx_a, tx_b = optax.sgd(0.1, momentum=0.9), optax.sgd(0.05, momentum=0.5)
+    stages = [program.Stage("a0", 2, _toy_objective, tx_a, trainable=("a",), opt_slot="a"),
+              program.Stage("b0", 2, _toy_objective, tx_b, trainable=("b",), opt_slot="b"),
+              program.Stage("a1", 3, _toy_objective, tx_a, trainable=("a",), opt_slot="a")]
+    params = {"a": {"v": jnp.float32(0.0)}, "b": {"v": jnp.float32(0.5)}}
+    state = create_train_state(params, optax.identity(), rng=jax.random.PRNGKey(0))
+    data = program.DeviceData({"x": jnp.zeros((4, 1))}, batch_size=2)
+    final, _ = program.run_program(stages, state, mesh, device_data=data,
+                                   data_key=jax.random.PRNGKey(1), steps_per_call=2)
+
+    a, b, va, vb = 0.0, 0.5, 0.0, 0.0  # by hand; the slots' velocities persist
+    for steps, which in ((2, "a"), (2, "b"), (3, "a")):
+        for _ in range(steps):
+            if which == "a":
+                va = 0.9 * va + 2 * (a - 1) - 4 * (b - 2 * a)
+                a -= 0.1 * va
+            else:
+                vb = 0.5 * vb + 2 * (b - 2 * a)
+                b -= 0.05 * vb
+    np.testing.assert_allclose(float(final.params["a"]["v"]), a, rtol=1e-6)
+    np.testing.assert_allclose(float(final.params["b"]["v"]), b, rtol=1e-6)
+    assert set(final.opt_state) == {"a", "b"}
+    np.testing.assert_allclose(float(jax.tree.leaves(final.opt_state["a"])[0]), va, rtol=1e-6)
+    np.testing.assert_allclose(float(jax.tree.leaves(final.opt_state["b"])[0]), vb, rtol=1e-6)
+
+    # a fresh state per stage (no slots) restarts a's velocity: a differs
+    fresh, _ = program.run_program([dataclasses.replace(s, opt_slot=None) for s in stages],
+                                   program.enter_stage(state, dataclasses.replace(
+                                       stages[0], opt_slot=None)),
+                                   mesh, device_data=data, data_key=jax.random.PRNGKey(1),
+                                   steps_per_call=2)
+    assert abs(float(fresh.params["a"]["v"]) - a) > 1e-3
+
+    with pytest.raises(ValueError, match="every stage or to none"):
+        program.initial_opt_state([stages[0], dataclasses.replace(stages[1], opt_slot=None)],
+                                  params)
+    with pytest.raises(ValueError, match="share the optimiser slot 'a'"):
+        program.initial_opt_state([stages[0], dataclasses.replace(stages[1], opt_slot="a")],
+                                  params)
+    with pytest.raises(ValueError, match="opt_slot"):
+        program.Stage("s", 1, None, optax.sgd(1.0), opt_slot="")
 
 
 def test_replica_axis_equals_separate_runs():
