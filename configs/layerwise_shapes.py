@@ -24,6 +24,9 @@ Variants (``:name``):
   (Fig. 6.2).
 - ``partition``: two partitions of 2 blocks, learning rate and weight decay
   x 0.5 for the second (Sec. 6.9).
+- ``random_robin``: Random Robin (Algorithm 4): 4 rounds over the DLL
+  windows in a random order per round, each window's optimiser state kept
+  between its visits; the same steps in all as the default.
 - ``vgg13_cifar10`` / ``vgg13_cifar100`` (GPU): Table 6.2's from-scratch
   set-up, VGG-13 with BatchNorm, AdamW, batch 128, per-layer learning rate
   x 0.8^i and weight decay x 1.15^i, backward dropout 0.5 at the block/head
@@ -40,7 +43,7 @@ import ml_collections
 
 from configs import supervised_shapes
 
-_ARGS = ("", "block", "segment", "partition", "vgg13_cifar10", "vgg13_cifar100", "runlocal")
+_ARGS = ("", "block", "segment", "partition", "random_robin", "vgg13_cifar10", "vgg13_cifar100", "runlocal")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -61,6 +64,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.layerwise.lr_factor = 1.0  # stage i: lr x lr_factor^i
     config.layerwise.wd_factor = 1.0  # stage i: weight decay x wd_factor^i
     config.layerwise.grad_dropout = 0.0  # backward dropout at the block/head interface
+    config.layerwise.rounds = 1  # passes over the windows (Random Robin)
+    config.layerwise.random_order = False  # a random window order per round
     config.layerwise.cache_features = True  # hold the feednet's output on the device
     config.layerwise.cache_dtype = "float32"
 
@@ -68,6 +73,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.layerwise.head = "block"
     if arg == "segment":
         config.layerwise.method, config.layerwise.window = "segment", 2
+    if arg == "random_robin":
+        config.layerwise.rounds, config.layerwise.random_order = 4, True
     if arg == "partition":
         config.layerwise.method, config.layerwise.window = "partition", 2
         config.layerwise.lr_factor = config.layerwise.wd_factor = 0.5
