@@ -38,7 +38,11 @@ its components from alpha [Z | beta d * Y]; the weights change only P, the
 target is still formed from the unweighted alpha [Z | beta Y]. The text uses
 lambda_EMA = 0.2, the caption of Table 7.3 says 0.02; neither is a default.
 
-Solvers (``solver``), each with one call per layer and many right-hand sides:
+Solvers (``solver``), each with one factorisation per representation and many
+right-hand sides: the kept hidden representation's factorisation serves its
+own LSD, the decision-layer errors (``ema``) and the next layer's solve, so a
+layer with N_tries = 1 costs one SVD (N_tries + 1 with more candidates, the
+best one's factorisation being redone once):
 
 * ``'pinv'``: the SVD of Z~, singular values s <= max(atol, rtol s_max)
   dropped. Default tolerance: ``rtol = eps(dtype)``, ``atol = 0``: a cut at
@@ -49,9 +53,9 @@ Solvers (``solver``), each with one call per layer and many right-hand sides:
   float32: 2.1e-4 with the default, 8.0e-4 with no cut, 4.1e-4 with the
   chapter's atol = 1e-5, 1.9e-3 with PyTorch's rtol = max(m, n) eps and 0.13
   with jnp.linalg.pinv's 10 max(m, n) eps; float64 with the default: 1.9e-4.
-* ``'lstsq'``: ``jnp.linalg.lstsq`` with ``rcond = rtol`` (no ``atol``). JAX's
-  lstsq is SVD-based, so unlike PyTorch's CPU lstsq (QR) it equals ``'pinv'``
-  up to the tie at the cut (s >= vs s >).
+* ``'lstsq'``: ``jnp.linalg.lstsq``'s rule with ``rcond = rtol`` (no
+  ``atol``): JAX's lstsq is SVD-based, so unlike PyTorch's CPU lstsq (QR) it
+  equals ``'pinv'`` up to the tie at the cut (s >= vs s >).
 * ``'ridge'``: W~ = (Z~^T Z~ + lambda I)^{-1} Z~^T T through ``jnp.linalg.solve``
   (LU), as the chapter's ``torch.linalg.solve`` (Sec 7.6.2). The bias row is
   penalised too (the chapter solves with the ones column inside Z~). A
@@ -66,6 +70,7 @@ computes the fitted network (this module does not import the models).
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, Optional, Union
 
@@ -107,17 +112,33 @@ def _with_bias(z: Array) -> Array:
     return jnp.concatenate([jnp.ones((z.shape[0], 1), z.dtype), z], axis=1)
 
 
-def _solve(z: Array, b: Array, solver: str, rtol: Array, atol: Array, ridge: Array) -> Array:
-    if solver == "pinv":
+def _factor(z: Array, solver: str, rtol: Array, atol: Array, ridge: Array) -> tuple:
+    """The solver's factorisation of ``z``, for :func:`_apply` to any number of
+    right-hand sides: the SVD with the cut singular values' inverses zeroed
+    ('pinv': s <= max(atol, rtol s_max); 'lstsq': s < rtol s_max, the rule of
+    ``jnp.linalg.lstsq``, which is SVD-based), or the LU of the ridge Gram
+    matrix (as ``jnp.linalg.solve`` factors it)."""
+    if solver in ("pinv", "lstsq"):
         u, s, vt = jnp.linalg.svd(z, full_matrices=False)
-        keep = (s > jnp.maximum(atol, rtol * s[0])) & (s > 0)
-        s_inv = jnp.where(keep, 1.0 / jnp.where(keep, s, 1.0), 0.0)
+        keep = ((s > jnp.maximum(atol, rtol * s[0])) if solver == "pinv"
+                else (s >= rtol * s[0])) & (s > 0)
+        return u, jnp.where(keep, 1.0 / jnp.where(keep, s, 1.0), 0.0), vt
+    gram = z.T @ z + ridge * jnp.eye(z.shape[1], dtype=z.dtype)
+    return jax.scipy.linalg.lu_factor(gram), z
+
+
+def _apply(factor: tuple, b: Array) -> Array:
+    """W with Z W ~ B from :func:`_factor`'s factorisation of Z."""
+    if len(factor) == 3:
+        u, s_inv, vt = factor
         hi = jax.lax.Precision.HIGHEST
         return jnp.matmul(vt.T, s_inv[:, None] * jnp.matmul(u.T, b, precision=hi), precision=hi)
-    if solver == "lstsq":
-        return jnp.linalg.lstsq(z, b, rcond=rtol)[0]
-    gram = z.T @ z + ridge * jnp.eye(z.shape[1], dtype=z.dtype)
-    return jnp.linalg.solve(gram, z.T @ b)
+    lu, z = factor
+    return jax.scipy.linalg.lu_solve(lu, z.T @ b)
+
+
+def _solve(z: Array, b: Array, solver: str, rtol: Array, atol: Array, ridge: Array) -> Array:
+    return _apply(_factor(z, solver, rtol, atol, ridge), b)
 
 
 def _check_solver(solver: str, rtol: Optional[float], atol: Optional[float],
@@ -308,25 +329,32 @@ def _dense(z: Array, w: Array) -> Array:
 
 
 def _decision(h, y, solver, rtol, atol, ridge):
-    """The decision layer on h and each sample's squared error ||y_j - yhat_j||^2."""
-    w = _solve(_with_bias(h), y, solver, rtol, atol, ridge)
-    return w, jnp.sum((y - _dense(h, w)) ** 2, axis=1)
+    """The factorisation of H~ = [1 | h], the decision layer on it and each
+    sample's squared error ||y_j - yhat_j||^2."""
+    factor = _factor(_with_bias(h), solver, rtol, atol, ridge)
+    w = _apply(factor, y)
+    return factor, w, jnp.sum((y - _dense(h, w)) ** 2, axis=1)
 
 
-@functools.partial(jax.jit, static_argnums=(6, 7, 8, 9, 10))
-def _random_layer(key, z, y, alpha, beta, tol, method, width, n_tries, act, solver):
+@functools.partial(jax.jit, static_argnums=(2,))
+def _input_factor(z, tol, solver):
+    return _factor(_with_bias(z), solver, *tol)
+
+
+def _random_layer(key, z, z_factor, y, alpha, beta, tol, method, width, n_tries, act, solver):
     """N_tries candidate hidden layers from one solve; keep the lowest LSD.
 
     Each candidate is computed alone (its draw, its weights, its LSD) in a
     sequential ``lax.map``, so candidate t is bit-identical whatever n_tries
     (nested tries), and each LSD solve is an unbatched LAPACK call (batched
-    ones can deadlock on CPU with jaxlib 0.10.2).
+    ones can deadlock on CPU with jaxlib 0.10.2). Returns the kept layer's
+    weights, draw, the candidates' LSDs, its index, its representation and
+    the decision layer's factorisation and errors on it.
     """
-    rtol, atol, ridge = tol
     n, k = z.shape[1], y.shape[1]
     if method == "random":
         zt = _with_bias(z)
-        s_aug = _solve(zt, jnp.concatenate([zt, beta * y], axis=1), solver, rtol, atol, ridge)
+        s_aug = _apply(z_factor, jnp.concatenate([zt, beta * y], axis=1))
 
         def candidate(t):
             p = jax.random.normal(jax.random.fold_in(key, t), (n + 1 + k, width), z.dtype)
@@ -336,37 +364,44 @@ def _random_layer(key, z, y, alpha, beta, tol, method, width, n_tries, act, solv
             w = jax.random.normal(jax.random.fold_in(key, t), (n + 1, width), z.dtype)
             return w, None
 
-    def lsd(t):
-        w, _ = candidate(t)
-        return jnp.mean(_decision(act(_dense(z, w)), y, solver, rtol, atol, ridge)[1])
+    def evaluate(t):
+        w, p = candidate(t)
+        h = act(_dense(z, w))
+        return w, p, h, _decision(h, y, solver, *tol)
 
-    lsds = jax.lax.map(lsd, jnp.arange(n_tries))
+    if n_tries == 1:  # the only candidate's factorisation is the kept one's
+        w, p, h, (factor, _, err) = evaluate(0)
+        return w, p, jnp.mean(err)[None], jnp.zeros((), jnp.int32), h, factor, err
+    lsds = jax.lax.map(lambda t: jnp.mean(evaluate(t)[3][2]), jnp.arange(n_tries))
     best = jnp.argmin(jnp.where(jnp.isnan(lsds), jnp.inf, lsds))
-    w, p = candidate(best)
-    return w, p, lsds, best
+    w, p, h, (factor, _, err) = evaluate(best)
+    return w, p, lsds, best, h, factor, err
 
 
-@functools.partial(jax.jit, static_argnums=(7, 8, 9, 10, 11, 12))
-def _hidden_layer(key, z, y, d, alpha, beta, tol, method, width, n_tries, act, solver, center):
-    """One hidden layer by ``method``: (W~, P, candidate LSDs, kept index, Z_i,
-    per-sample errors of the decision layer on Z_i). One compiled program."""
-    p = lsds = best = None
+@functools.partial(jax.jit, static_argnums=(8, 9, 10, 11, 12, 13))
+def _hidden_layer(key, z, z_factor, y, d, alpha, beta, tol, method, width, n_tries, act,
+                  solver, center):
+    """One hidden layer by ``method`` from its input z and z~'s factorisation:
+    (W~, P, candidate LSDs, kept index, Z_i, Z~_i's factorisation, per-sample
+    errors of the decision layer on Z_i). One compiled program."""
     if method in _RANDOM:
-        w, p, lsds, best = _random_layer(key, z, y, alpha, beta, tol, method, width, n_tries,
-                                         act, solver)
-    elif method == "pca":
+        return _random_layer(key, z, z_factor, y, alpha, beta, tol, method, width, n_tries,
+                             act, solver)
+    p = None
+    if method == "pca":
         p, t = _pca_projection(z, y, d, alpha, beta, width, center)
-        w = _solve(_with_bias(z), t, solver, *tol)
+        w = _apply(z_factor, t)
     else:  # sorted_pca
         kernel, bias = sorted_pca_weights(z, width, center=center)
         w = jnp.concatenate([bias[None], kernel], axis=0)
     h = act(_dense(z, w))
-    return w, p, lsds, best, h, _decision(h, y, solver, *tol)[1]
+    factor, _, err = _decision(h, y, solver, *tol)
+    return w, p, None, None, h, factor, err
 
 
-@functools.partial(jax.jit, static_argnums=(2,))
-def _output_layer(z, y, solver, tol):
-    w = _solve(_with_bias(z), y, solver, *tol)
+@jax.jit
+def _output_layer(z, z_factor, y):
+    w = _apply(z_factor, y)
     return w, _dense(z, w)
 
 
@@ -455,7 +490,10 @@ def fit_platonic(key: Optional[Array], x: Array, y: Array, widths: Sequence[int]
         (1/m ||Y - Yhat||_F^2), 'train_mse' (the mean over all m k entries)
         and 'finite' (a bool array: all parameters finite).
 
-    Runs under ``jax.jit`` with everything but ``key``, ``x``, ``y`` static.
+    The fit is one compiled program (recompiled for new widths, methods,
+    n_tries, activation, solver, centring or shapes; alpha, beta, ema and the
+    tolerances are traced). It also runs under an outer ``jax.jit`` with
+    everything but ``key``, ``x``, ``y`` static.
     """
     x = jnp.asarray(x)
     if x.ndim < 2:
@@ -480,27 +518,43 @@ def fit_platonic(key: Optional[Array], x: Array, y: Array, widths: Sequence[int]
     if key is None and any(name in _RANDOM for name in methods):
         raise ValueError(f"key is needed for the random methods {_RANDOM}, got None")
 
-    z = x.reshape(x.shape[0], -1).astype(dtype)
-    y = _as_matrix(y).astype(dtype)
-    m = z.shape[0]
-    k = y.shape[1]
+    m, n = x.shape[0], math.prod(x.shape[1:])
+    k = y.shape[1] if y.ndim == 2 else 1
     for i, name in enumerate(methods):
-        fan_in = z.shape[1] if i == 0 else widths[i - 1]
+        fan_in = n if i == 0 else widths[i - 1]
         if name == "sorted_pca" and widths[i] > m:
             raise ValueError(f"widths[{i}] must be <= m = {m} for Sorted PCA, got {widths[i]}")
         if name == "pca" and widths[i] > min(fan_in + k, m):
             raise ValueError(f"widths[{i}] must be <= n + k = {fan_in + k} (its input width plus "
                              f"the {k} targets; and <= m = {m}) for Platonic PCA, "
                              f"got {widths[i]}")
-    tol_arr = tuple(jnp.asarray(t, dtype) for t in tol)
-    d = jnp.ones((m,), dtype)
+    return _fit(key, x, y, alpha, beta, ema, tol, widths=widths, methods=methods,
+                n_tries=n_tries, act=act, solver=solver, center=center, dtype=dtype)
+
+
+@functools.partial(jax.jit, static_argnames=("widths", "methods", "n_tries", "act", "solver",
+                                             "center", "dtype"))
+def _fit(key, x, y, alpha, beta, ema, tol, *, widths, methods, n_tries, act, solver, center,
+         dtype):
+    """The whole fit as one compiled program (per-layer programs cost a
+    dispatch each, which dominated a small network's fit)."""
+    z = x.reshape(x.shape[0], -1).astype(dtype)
+    y = _as_matrix(y).astype(dtype)
+    tol = tuple(jnp.asarray(t, dtype) for t in tol)
+    m = z.shape[0]
+    # the input's factorisation: the first layer's solve (random, pca) or the
+    # output layer's when there is no hidden layer; Sorted PCA and ELM need none
+    needs_input_factor = not widths or methods[0] in ("random", "pca")
+    d = jnp.ones((m,), z.dtype)
     params: dict[str, dict[str, Array]] = {}
     info: dict[str, Any] = {k: [] for k in ("lsd", "candidate_lsd", "selected", "projection")}
     info["sample_weights"] = [] if ema is not None else None
+    factor = _input_factor(z, tol, solver) if needs_input_factor else None
     for i, (name, width) in enumerate(zip(methods, widths)):
         layer_key = jax.random.fold_in(key, i) if name in _RANDOM else None
-        w, p, lsds, best, z, err = _hidden_layer(layer_key, z, y, d, alpha, beta, tol_arr, name,
-                                                 width, n_tries, act, solver, center)
+        w, p, lsds, best, z, factor, err = _hidden_layer(
+            layer_key, z, factor, y, d, alpha, beta, tol, name, width, n_tries, act,
+            solver, center)
         params[f"dense_{i}"] = {"kernel": w[1:], "bias": w[0]}
         if ema is not None:
             d = ema * d + (1.0 - ema) * err
@@ -509,10 +563,10 @@ def fit_platonic(key: Optional[Array], x: Array, y: Array, widths: Sequence[int]
         info["candidate_lsd"].append(lsds)
         info["selected"].append(best)
         info["projection"].append(p)
-    w, outputs = _output_layer(z, y, solver, tol_arr)
+    w, outputs = _output_layer(z, factor, y)
     params["head"] = {"kernel": w[1:], "bias": w[0]}
     resid = y - outputs
-    info["lsd"] = jnp.stack(info["lsd"]) if widths else jnp.zeros((0,), dtype)
+    info["lsd"] = jnp.stack(info["lsd"]) if widths else jnp.zeros((0,), z.dtype)
     info["train_lsd"] = jnp.sum(resid ** 2) / m
     info["train_mse"] = jnp.mean(resid ** 2)
     info["outputs"] = outputs

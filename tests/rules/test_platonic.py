@@ -159,6 +159,10 @@ def test_solve_linear_tolerances_and_lstsq_solver():
                                        truncated(keep), rtol=1e-6, err_msg=str(kwargs))
         np.testing.assert_allclose(np.asarray(pp.solve_linear(z, b, solver="lstsq", rtol=1e-6)),
                                    truncated(3), rtol=1e-6)
+        for rcond in (1e-6, 1e-4, 0.05):  # the factorised lstsq is jnp.linalg.lstsq's rule
+            np.testing.assert_allclose(
+                np.asarray(pp.solve_linear(z, b, solver="lstsq", rtol=rcond)),
+                np.asarray(jnp.linalg.lstsq(z, b, rcond=rcond)[0]), rtol=1e-10, atol=1e-12)
     assert pp.default_tolerance(jnp.float32) == (float(np.finfo(np.float32).eps), 0.0)
 
 
