@@ -77,11 +77,14 @@ def feedback_linear(rule: Any, op: LinearOp, x: jax.Array, kernel: jax.Array,
 
 
 def _feedback_linear_fwd(rule, op, x, kernel, feedback, key):
-    return op(x, kernel), (x, kernel, feedback, key)
+    y = op(x, kernel)
+    # a local loss on the layer's own input reuses its forward projection W x
+    keep = rule.mode == "local" and rule.noise_std is None
+    return y, (x, kernel, feedback, key, y if keep else None)
 
 
 def _feedback_linear_bwd(rule, op, residuals, dy):
-    x, kernel, feedback, key = residuals
+    x, kernel, feedback, key, projection = residuals
     _, vjp = jax.vjp(op, x, feedback)
     dx, dw = vjp(dy)
     mode = rule.mode
@@ -94,7 +97,8 @@ def _feedback_linear_bwd(rule, op, residuals, dy):
             df = df + (2.0 * alpha) * feedback
     elif mode == "local":
         df = local_feedback_grad(rule.local_name, rule.coefficients,
-                                 _local_input(rule, x, key), kernel, feedback, op)
+                                 _local_input(rule, x, key), kernel, feedback, op,
+                                 projection=projection)
     else:
         raise ValueError(f"rule.mode must be one of {MODES}, got {mode!r}")
     return dx, dw.astype(kernel.dtype), df.astype(feedback.dtype), None

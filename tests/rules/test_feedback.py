@@ -22,7 +22,7 @@ from jax import lax
 from neurojax.models import conv as conv_lib
 from neurojax.models.conv import conv2d
 from neurojax.rules import (Rule, apply_rule, conv_op, dense_op, feedback_conv,
-                            feedback_dense, get_rule)
+                            feedback_dense, get_rule, local_loss)
 
 DN = ("NHWC", "HWIO", "NHWC")
 RULES_WITH_B = ("feedback_alignment", "kolen_pollack", "weight_mirror",
@@ -186,9 +186,28 @@ def test_conv_local_rule_matches_the_reference_convolution():
     _, _, db = jax.jit(lambda x, w, b: _grads(lambda x, w, b: feedback_conv(
         rule, conv2d, x, w, b, (2, 2), "SAME"), x, w, b))(x, w, b)
     ref_op = lambda x, k: lax.conv_general_dilated(x, k, (2, 2), "SAME", dimension_numbers=DN)
-    expected = local_feedback_grad(rule.local_name, rule.coefficients, x, w, b, ref_op)
+    expected = jax.grad(lambda b: local_loss(rule.local_name, rule.coefficients, x, w, b,
+                                             ref_op))(b)  # autodiff of the loss itself
     np.testing.assert_allclose(db, expected, rtol=1e-4, atol=1e-5)
     assert float(jnp.linalg.norm(expected)) > 1e-2
+    # the closed form (local_feedback_grad) on lax's convolution, with and
+    # without the forward projection handed in
+    for projection in (None, ref_op(x, w)):
+        np.testing.assert_allclose(
+            local_feedback_grad(rule.local_name, rule.coefficients, x, w, b, ref_op,
+                                projection=projection), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["weight_mirror", "symmetric_alignment",
+                                  "activation_alignment", "information_alignment"])
+def test_closed_form_local_gradient_equals_autodiff_of_the_local_loss_on_a_conv(name):
+    from neurojax.rules import local_feedback_grad
+    x, w, b = _conv_inputs(4, 11)
+    coefficients = {"alpha": 0.7, "beta": 1.3, "gamma": 0.4}
+    op = lambda x, k: lax.conv_general_dilated(x, k, (2, 2), "SAME", dimension_numbers=DN)
+    expected = jax.grad(lambda b: local_loss(name, coefficients, x, w, b, op))(b)
+    got = local_feedback_grad(name, coefficients, x, w, b, op)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
 
 
 # ------------------------------------------------------------ sign symmetry
