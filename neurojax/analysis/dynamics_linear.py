@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from neurojax.analysis._dynamics_digits import check_record
 from neurojax.analysis.outputs import jsonable, save_figure
 from neurojax.metrics import deep_linear as dl
 from neurojax.metrics import rich_lazy as rl
@@ -48,13 +49,6 @@ PART = "linear"
 N_I, N_H, N_O, N = 4, 3, 3, 8
 LAMBDAS = (-2.0, 0.0, 2.0)
 BETA_STAR = np.array([0.0, 1.0])
-
-
-def _check(name: str, measured: float, predicted: float) -> dict:
-    measured, predicted = float(measured), float(predicted)
-    err = abs(measured - predicted)
-    return {"name": name, "measured": measured, "predicted": predicted,
-            "rel_error": err / abs(predicted) if predicted != 0 else err}
 
 
 def _task():
@@ -108,11 +102,11 @@ def deep_linear_part(quick: bool):
                "kernel_distance_exact": rl.kernel_distance(k_exact[:1], k_exact),
                "kernel_distance_gd": rl.kernel_distance(k_exact[:1], k_gd)}
         out["runs"][f"{lam:g}"] = res
-        checks.append(_check(f"lambda={lam:g}: ||W2W1 - Sigma_yx||_F at t=1, GD lr={lr} vs "
+        checks.append(check_record(f"lambda={lam:g}: ||W2W1 - Sigma_yx||_F at t=1, GD lr={lr} vs "
                              "exact Riccati solution",
                              np.linalg.norm(gd_fn[i_check] - s),
                              np.linalg.norm(ex_fn[i_check + 1] - s)))
-        checks.append(_check(f"lambda={lam:g}: ||NTK||_F at t=1, GD vs closed form",
+        checks.append(check_record(f"lambda={lam:g}: ||NTK||_F at t=1, GD vs closed form",
                              np.linalg.norm(k_gd[i_check]), np.linalg.norm(k_exact[i_check + 1])))
     # lambda = 0, task-aligned small start: Saxe's logistic
     u0 = np.full(N_H, 1e-3)
@@ -127,7 +121,7 @@ def deep_linear_part(quick: bool):
     for a in range(N_H):      # at the mode's half-way time t = ln(s/u0 - 1) / (2s)
         t_half = np.log(sv[a] / u0[a] - 1) / (2 * sv[a])
         i = int(np.argmin(np.abs(times - t_half)))
-        checks.append(_check(f"lambda=0 aligned: mode {a + 1} strength at t={times[i]:.2f}, "
+        checks.append(check_record(f"lambda=0 aligned: mode {a + 1} strength at t={times[i]:.2f}, "
                              "GD vs Saxe logistic", modes[i, a], saxe[i, a]))
     # balance drift vs lr
     w1, w2 = dl.lambda_balanced_init(jax.random.PRNGKey(2), N_I, N_H, N_O, 1.0, scale=0.5)
@@ -143,8 +137,8 @@ def deep_linear_part(quick: bool):
     slope_time = np.polyfit(np.log(lrs), np.log(fixed_time), 1)[0]
     out["drift"] = {"lrs": lrs, "after_10_steps": fixed_steps, "at_t_2": fixed_time,
                     "slope_after_10_steps": slope_steps, "slope_at_t_2": slope_time}
-    checks.append(_check("balance drift after 10 GD steps: log-log slope in lr", slope_steps, 2.0))
-    checks.append(_check("balance drift at fixed time t=2: log-log slope in lr", slope_time, 1.0))
+    checks.append(check_record("balance drift after 10 GD steps: log-log slope in lr", slope_steps, 2.0))
+    checks.append(check_record("balance drift at fixed time t=2: log-log slope in lr", slope_time, 1.0))
     return out, checks
 
 
@@ -173,11 +167,11 @@ def single_neuron_part(quick: bool):
         r_th = np.asarray(rl.single_neuron_riccati(t, float(w0 @ BETA_STAR / a0), delta, 1.0))
         out["riccati"][f"{delta:g}"] = {"t": t, "gd": r_gd, "exact": r_th}
         i = int(np.argmin(np.abs(t - 5.0)))
-        checks.append(_check(f"single neuron delta={delta:g}: r = w.beta*/a at t=5, GD lr={lr} "
+        checks.append(check_record(f"single neuron delta={delta:g}: r = w.beta*/a at t=5, GD lr={lr} "
                              "vs Riccati solution", r_gd[i], r_th[i]))
         ga, gw = jax.grad(_neuron_loss, argnums=(0, 1))(a0, w0)
         moved = rl.conserved_delta(a[0], w[0], lr, lr) - rl.conserved_delta(a0, w0, lr, lr)
-        checks.append(_check(f"single neuron delta={delta:g}: one-step change of delta "
+        checks.append(check_record(f"single neuron delta={delta:g}: one-step change of delta "
                              "(rates lr) vs lr^2 (lr g_a^2 - lr |g_w|^2)",
                              moved, rl.delta_step_drift(ga, gw, lr, lr)))
     deltas = np.linspace(-8, 8, 9 if quick else 33)
