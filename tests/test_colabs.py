@@ -10,6 +10,8 @@ import os
 import pathlib
 import re
 
+import numpy as np
+
 import pytest
 
 nbformat = pytest.importorskip("nbformat")
@@ -83,6 +85,22 @@ def test_platonic_notebook_runs_top_to_bottom(tmp_path):
     images = [o for cell in nb.cells for o in cell.get("outputs", [])
               if "image/png" in o.get("data", {})]
     assert len(images) == 1   # the two decision-region panels
+
+
+def test_dynamics_notebook_runs_top_to_bottom(tmp_path):
+    nb = _execute(COLABS / "dynamics.ipynb", tmp_path, {"JAX_PLATFORMS": "cpu"})
+    assert _errors(nb) == []
+    text = "".join(o.get("text", "") for cell in nb.cells for o in cell.get("outputs", []))
+    # gradient descent follows the exact lambda-balanced solution ...
+    errors = [float(e) for e in re.findall(r"\(exact\)\| over t in \[0, \d+\]: (\S+)", text)]
+    assert len(errors) == 3 and max(errors) < 0.05
+    # ... and the trained LAE decoder has the closed-form singular values
+    got = re.search(r"decoder singular values: \[([^\]]+)\]", text).group(1).split()
+    want = re.search(r"sqrt\(1 - lambda/sigma\^2\): \[([^\]]+)\]", text).group(1).split()
+    np.testing.assert_allclose([float(v) for v in got], [float(v) for v in want], atol=1e-4)
+    images = [o for cell in nb.cells for o in cell.get("outputs", [])
+              if "image/png" in o.get("data", {})]
+    assert len(images) == 2
 
 
 def test_a_failing_cell_is_reported(tmp_path):
