@@ -372,7 +372,9 @@ def pruning_masks(method: str, params: PyTree, *, compression: Optional[float] =
             examples per class).
         loss: ``(outputs, batch) -> scalar`` (snip, grasp).
         key: PRNG key (random).
-        iterations: pruning rounds (default ``DEFAULT_ITERATIONS[method]``).
+        iterations: pruning rounds (default ``DEFAULT_ITERATIONS[method]``;
+            with ``counts``, ``len(counts)``: ``iterations`` and ``schedule``
+            are then not used).
         schedule, prunable: see the module docstring.
         temperature: GraSP's logit temperature.
         dtype: 'float64' (SynFlow's computation, with 64-bit types switched

@@ -167,7 +167,7 @@ def test_synflow_avoids_the_layer_collapse_of_magnitude_pruning():
     """A deep MLP whose layers have very different fan-ins: He-scaled weights of
     the wide layers are small, so global magnitude pruning empties them; SynFlow
     (100 rounds, float64) keeps every layer (Theorem 3)."""
-    model, params = _mlp((128, 128, 16, 128), 8, 4, seed=1)
+    model, params = _mlp((64, 64, 8, 64), 8, 4, seed=1)
     flags = pruning.prunable_flags(params)
     kw = dict(apply_fn=_apply(model), input_shape=(8,))
     n = pruning.num_prunable(params)
@@ -242,6 +242,8 @@ def test_prune_config_validation_names_the_field():
             pruning.validate_prune_config(bad)
 
 
+@pytest.mark.slow  # ~10 s: the digits and two compiles (configs/pruning_shapes.py:runlocal
+# runs the SynFlow path through the loop in tests/configs/test_configs.py)
 def test_loop_prunes_at_init_and_keeps_masks_per_replica(tmp_path):
     """config.prune through the training loop: two seed replicas pruned with
     SNIP (10 examples per class from the data) keep round(N / 10) kernel
