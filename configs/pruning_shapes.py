@@ -18,10 +18,10 @@ no update and stay exactly zero).
 Default (CPU): VGG-11 with BatchNorm at 1/8 width (144,856 prunable weights)
 on ``shapes_small`` (16x16 RGB, 10,000 / 2,000), Adam 2e-3 cosine, batch 64,
 20 epochs (3,120 steps), one step per call (CPU convolutions run slowly
-inside scans). Sized for 2 CPU cores at ~15 ms a step: a few minutes with
-compilation; accuracy not measured with this config (the analysis
-``python -m neurojax.analysis.dynamics --outdir DIR`` runs the same model
-for 300 steps per method and compression, over 3 seeds: see its JSON).
+inside scans). Sized for 2 CPU cores; its time and accuracy are not measured
+with this config (the analysis ``python -m neurojax.analysis.dynamics
+--outdir DIR`` trains the same model for only 300 steps per method and
+compression over 3 seeds, where the dense net reaches 27%: see its JSON).
 
 ``vgg16_cifar10`` (GPU; not run here): the paper's setting for its Fig. 6
 row (VGG-16 with BN: 93.5 dense; at 100x / 1000x SynFlow 90.1 / 80.4, SNIP
@@ -41,7 +41,7 @@ The dataset must be prepared first:
 
 ``:runlocal`` (CI): the default's model at 1/16 width on the offline digits
 (8x8, padded by SAME convolutions) with 5 SynFlow rounds and 4 training
-steps (~20 s; numbers not meaningful).
+steps (36 s on 2 loaded cores, 25 s of it compilation; numbers not meaningful).
 """
 import ml_collections
 
