@@ -62,7 +62,6 @@ Numerical conventions (and where the references differ):
 """
 from __future__ import annotations
 
-import math
 import re
 from typing import Any, Callable, NamedTuple, Optional
 
