@@ -9,7 +9,7 @@ The argument is a comma list: the method (``synflow`` (default), ``snip``,
 row) and/or ``runlocal``. The compression (``prunable / kept``, default 100)
 and everything else is overridable: ``--config.prune.compression=1000``.
 ``config.prune`` makes the supervised task prune the initial parameters
-(``neurojax.optim.pruning.pruning_masks``: SynFlow 100 iterations in float64
+(``neurojax.train.pruning.pruning_masks``: SynFlow 100 iterations in float64
 on an all-ones input with BatchNorm in evaluation mode; SNIP / GraSP one
 round on 10 examples per class; global exact top-k over the conv and dense
 kernels) and follows the optimiser with ``mask_updates`` (pruned weights get

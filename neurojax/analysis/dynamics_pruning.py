@@ -21,7 +21,7 @@ Ganguli, NeurIPS 2020), at CPU scale on the procedural shapes.
    numbers (VGG-16-BN on CIFAR-10, 160 epochs) are in ``"anchor"``;
    ``configs/pruning_shapes.py:vgg16_cifar10`` is the GPU config of that row.
 
-The masks come from ``neurojax.optim.pruning.pruning_masks`` (one compiled
+The masks come from ``neurojax.train.pruning.pruning_masks`` (one compiled
 program per method, shared by every compression and seed) and training goes
 through ``neurojax.train.step.train_step_fn`` (jit-compiled) with the optimiser followed by
 ``mask_updates`` (one compiled step for every run: the masks live in the
@@ -42,8 +42,10 @@ from neurojax import losses
 from neurojax.analysis._dynamics_digits import check_record
 from neurojax.analysis.outputs import jsonable, save_figure
 from neurojax.data.on_device import load_split_arrays
+from neurojax.metrics.saliency import synflow_objective, synflow_scores
 from neurojax.models import VGG
 from neurojax.optim import make_optimizer, pruning
+from neurojax.train.pruning import pruning_masks
 from neurojax.train.state import create_train_state
 from neurojax.train.step import model_objective, train_step_fn
 
@@ -77,9 +79,9 @@ def conservation_checks(model, variables) -> list[dict]:
         params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), variables["params"])
         state = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), rest)
         scores, big_r = jax.jit(lambda p, s: (
-            pruning.synflow_scores(fn, p, IMAGE_SHAPE, model_state=s),
-            pruning.synflow_objective(fn, jax.tree.map(jnp.abs, p), IMAGE_SHAPE,
-                                      model_state=s)))(params, state)
+            synflow_scores(fn, p, IMAGE_SHAPE, model_state=s),
+            synflow_objective(fn, jax.tree.map(jnp.abs, p), IMAGE_SHAPE,
+                              model_state=s)))(params, state)
         sums = {pruning.path_name(p): float(jnp.sum(s))
                 for p, s in jax.tree_util.tree_flatten_with_path(scores)[0]}
         big_r = float(big_r)
@@ -95,7 +97,7 @@ def mask_fns(model, batch, size):
     def make(method):
         def fn(variables, counts, key):
             rest = {k: v for k, v in variables.items() if k != "params"}
-            return pruning.pruning_masks(
+            return pruning_masks(
                 method, variables["params"], counts=counts, apply_fn=apply_fn,
                 model_state=rest, input_shape=IMAGE_SHAPE, batch=batch,
                 loss=lambda out, b: loss(out, b)[0], key=key)

@@ -1,34 +1,14 @@
-"""Pruning at initialisation: SynFlow, SNIP, GraSP, magnitude and random
-scores, global exact top-k masks and the optax transformation that trains the
-masked network.
+"""Pruning at initialisation, the mask side: prunable parameters, kept counts
+and schedules, global exact top-k masks, iterative pruning with any score,
+and the optax transformation that trains the masked network.
 
 Tanaka, Kunin, Yamins & Ganguli, "Pruning neural networks without any data by
 iteratively conserving synaptic flow" (NeurIPS 2020). Every method gives each
-prunable parameter a score; the ``k`` highest scores over the whole network
+prunable parameter a score (``neurojax.metrics.saliency``: SynFlow, SNIP,
+GraSP, magnitude, random); the ``k`` highest scores over the whole network
 are kept (a *global* mask) and the rest are set to zero for the whole of
-training. The scores (higher = keep):
-
-* **SynFlow** (Sec. 6, Algorithm 1): ``R = 1^T (prod_l |W^[l]|) 1``, the
-  network's output summed over units for an all-ones input with every
-  parameter replaced by its absolute value, and ``S = |theta * dR/dtheta|``.
-  Data-free. For a network that is homogeneous of degree one in each
-  layer's weights (no biases, ReLU, max/avg pooling, BatchNorm in eval mode
-  with zero shift and mean), Euler's theorem gives the layer-wise
-  conservation of Theorem 2 (Sec. 5): ``sum_{theta in layer l} S(theta) = R``
-  for every layer, so iterating with a slowly shrinking mask (an
-  exponential compression schedule over ``n = 100`` iterations, Sec. 6)
-  never removes a whole layer before the last weights of the others
-  (Theorem 3: no layer collapse).
-* **SNIP** (Lee et al. 2019, Eq. 6): ``S = |theta * dL/dtheta|`` on a batch
-  (the derivative of the loss with respect to a multiplicative mask at 1).
-* **GraSP** (Wang et al. 2020, Eq. 8): the paper's score is
-  ``S(-theta) = -theta * H g`` with ``g`` the loss gradient, ``H`` its
-  Hessian, the loss taken on logits divided by a temperature ``T = 200``,
-  and it *removes* the highest ``S(-theta)``. So the keep-score here is
-  ``theta * H g`` (as in the Synaptic-Flow code, which stores ``p.grad *
-  p`` after back-propagating ``g_stopped . g``); ``H g`` is the library's
-  ``neurojax.metrics.curvature.hvp``.
-* **magnitude**: ``|theta|``; **random**: i.i.d. standard normal.
+training. ``neurojax.train.pruning.pruning_masks`` picks a score by name and
+runs ``iterative_masks``.
 
 Numerical conventions (and where the references differ):
 
@@ -51,14 +31,6 @@ Numerical conventions (and where the references differ):
   the '/'-joined parameter path (``re.search``): by default the kernels of
   Dense and Conv layers (``(^|/)kernel$``), not biases or BatchNorm, as in the
   reference's defaults (``--prune-bias/--prune-batchnorm False``).
-* SynFlow is computed in float64 (the design's named convention: ``R``
-  grows like a product of layer sums and reaches ~1e24 in a VGG-16; the
-  reference's ``model.double()`` is commented out, so its published runs
-  used float32). ``pruning_masks`` switches 64-bit types on only inside its
-  own computation (``jax.enable_x64``), so it runs under a float32 program.
-  All parameters and model state (BatchNorm statistics included) are made
-  absolute, as the reference's ``linearize`` does to its ``state_dict``,
-  and the model runs in evaluation mode (BatchNorm with running statistics).
 """
 from __future__ import annotations
 
@@ -71,14 +43,12 @@ import numpy as np
 import optax
 
 from neurojax._checks import check_choice, check_int, check_real
-from neurojax.metrics.curvature import hvp
 
 METHODS = ("synflow", "snip", "grasp", "magnitude", "random")
 SCHEDULES = ("exponential", "linear")
 # The paper's iterations: SynFlow 100 (Sec. 6); the others single-shot.
 DEFAULT_ITERATIONS = {"synflow": 100, "snip": 1, "grasp": 1, "magnitude": 1, "random": 1}
 DEFAULT_PRUNABLE = r"(^|/)kernel$"
-GRASP_TEMPERATURE = 200.0  # Wang et al. 2020 / the Synaptic-Flow code's GraSP.temp
 # The paper's data for SNIP/GraSP: prune_dataset_ratio (10) x number of classes
 EXAMPLES_PER_CLASS = 10
 
@@ -148,91 +118,6 @@ def schedule_counts(num: int, compression: float, iterations: int,
     counts = np.clip(np.round(kept).astype(np.int64), keep, num)
     counts[-1] = keep
     return counts
-
-
-# ----------------------------------------------------------------------------- scores
-
-
-def magnitude_scores(params: PyTree) -> PyTree:
-    """``|theta|``."""
-    return jax.tree.map(jnp.abs, params)
-
-
-def random_scores(key: jax.Array, params: PyTree) -> PyTree:
-    """I.i.d. standard normal scores (random pruning), drawn with ``key``."""
-    leaves, treedef = jax.tree.flatten(params)
-    keys = jax.random.split(key, max(len(leaves), 1))
-    return jax.tree.unflatten(treedef, [
-        jax.random.normal(k, jnp.shape(x), jnp.result_type(x, jnp.float32))
-        for k, x in zip(keys, leaves)])
-
-
-def snip_scores(loss_fn: Callable[[PyTree], jax.Array], params: PyTree) -> PyTree:
-    """SNIP (Lee et al. 2019, Eq. 6): ``|theta * dL/dtheta|`` for
-    ``loss_fn(params) -> scalar`` on a data batch (the gradient with respect
-    to a multiplicative mask, ``dL/dm = theta * dL/dtheta`` at ``m = 1``)."""
-    grads = jax.grad(loss_fn)(params)
-    return jax.tree.map(lambda g, p: jnp.abs(g * p), grads, params)
-
-
-def grasp_scores(loss_fn: Callable[[PyTree], jax.Array], params: PyTree, *,
-                 mode: str = "fwd_rev") -> PyTree:
-    """GraSP (Wang et al. 2020, Eq. 8) as a keep-score: ``theta * (H g)``.
-
-    ``g = dL/dtheta`` (held fixed) and ``H g`` is the Hessian-vector product
-    of ``loss_fn`` (``neurojax.metrics.curvature.hvp``, ``mode`` as there).
-    The paper's score is ``S(-theta) = -theta * H g`` and it prunes the
-    highest ``S(-theta)``, i.e. keeps the highest ``theta * H g`` (what is
-    returned). Build ``loss_fn`` on logits divided by the temperature
-    (``GRASP_TEMPERATURE = 200`` in the paper's code; ``batch_loss_fn``).
-    """
-    g = jax.lax.stop_gradient(jax.grad(loss_fn)(params))
-    hg = hvp(loss_fn, params, g, mode=mode)
-    return jax.tree.map(lambda h, p: h * p, hg, params)
-
-
-def synflow_objective(apply_fn: Callable[[dict, jax.Array], jax.Array], params: PyTree,
-                      input_shape, *, model_state: Optional[dict] = None) -> jax.Array:
-    """``R = 1^T f_{|theta|}(1)``: the summed output of the network with
-    absolute parameters (and absolute model state) on one all-ones input of
-    ``input_shape`` (without the batch axis), in the parameters' dtype.
-
-    ``apply_fn(variables, x)`` must run the model in evaluation mode (e.g.
-    ``lambda v, x: model.apply(v, x, train=False)``). ``params`` are taken as
-    they are: ``synflow_scores`` passes them through ``abs``.
-    """
-    dtype = jnp.result_type(*jax.tree.leaves(params))
-    state = jax.tree.map(lambda s: jnp.abs(s).astype(dtype)
-                         if jnp.issubdtype(jnp.asarray(s).dtype, jnp.floating) else s,
-                         dict(model_state or {}))
-    x = jnp.ones((1,) + tuple(input_shape), dtype)
-    return jnp.sum(apply_fn({"params": params, **state}, x))
-
-
-def synflow_scores(apply_fn: Callable[[dict, jax.Array], jax.Array], params: PyTree,
-                   input_shape, *, model_state: Optional[dict] = None) -> PyTree:
-    """SynFlow (Tanaka et al. 2020, Sec. 6): ``S = |theta * dR/dtheta|`` with
-    ``R`` of ``synflow_objective`` at ``|theta|`` (so ``S = |theta| dR/d|theta|``).
-
-    Computed in ``params``' dtype: pass float64 parameters with
-    ``jax_enable_x64`` on (``pruning_masks(..., dtype='float64')`` does both).
-    """
-    absolute = jax.tree.map(jnp.abs, params)
-    grads = jax.grad(lambda p: synflow_objective(apply_fn, p, input_shape,
-                                                 model_state=model_state))(absolute)
-    # no signs to restore (the reference's nonlinearize): the score is
-    # |theta * dR/dtheta| = |theta| * dR/d|theta| and params are not changed
-    return jax.tree.map(lambda g, p: jnp.abs(g * p), grads, absolute)
-
-
-def batch_loss_fn(apply_fn, loss: Callable[[jax.Array, dict], jax.Array], variables_rest,
-                  batch: dict, *, temperature: float = 1.0, input_key: str = "image"):
-    """``params -> loss(apply_fn(variables, batch[input_key]) / temperature, batch)``:
-    SNIP's loss (``temperature=1``) and GraSP's (``GRASP_TEMPERATURE``)."""
-    def fn(params):
-        out = apply_fn({"params": params, **variables_rest}, batch[input_key])
-        return loss(out / temperature, batch)
-    return fn
 
 
 PRUNE_FIELDS = ("method", "compression", "iterations", "schedule", "prunable",
@@ -343,91 +228,6 @@ def iterative_masks(score_fn: Callable[[PyTree, jax.Array], PyTree], params: PyT
         return topk_masks(scores, k, flags, current=masks), None
 
     masks, _ = jax.lax.scan(body, masks0, (jnp.arange(counts.shape[0]), counts))
-    return masks
-
-
-def pruning_masks(method: str, params: PyTree, *, compression: Optional[float] = None,
-                  counts=None,
-                  apply_fn: Optional[Callable] = None, model_state: Optional[dict] = None,
-                  input_shape=None, batch: Optional[dict] = None,
-                  loss: Optional[Callable[[jax.Array, dict], jax.Array]] = None,
-                  key: Optional[jax.Array] = None, iterations: Optional[int] = None,
-                  schedule: str = "exponential", prunable: str = DEFAULT_PRUNABLE,
-                  temperature: float = GRASP_TEMPERATURE, dtype: str = "float64") -> PyTree:
-    """Masks of one pruning method at initialisation (Tanaka et al. 2020, Sec. 7).
-
-    Args:
-        method: one of ``METHODS``.
-        params: the initial parameters.
-        compression: ``prunable / kept`` (>= 1); or
-        counts: the kept count after each round (``schedule_counts``; may be
-            traced, e.g. to compile once for several compressions). Exactly
-            one of the two.
-        apply_fn: ``(variables, x) -> outputs`` in evaluation mode (synflow,
-            snip, grasp).
-        model_state: other variable collections (BatchNorm's ``batch_stats``).
-        input_shape: one input's shape, without the batch axis (synflow).
-        batch: ``{'image', 'label'}`` arrays (snip, grasp; the paper: 10
-            examples per class).
-        loss: ``(outputs, batch) -> scalar`` (snip, grasp).
-        key: PRNG key (random).
-        iterations: pruning rounds (default ``DEFAULT_ITERATIONS[method]``;
-            with ``counts``, ``len(counts)``: ``iterations`` and ``schedule``
-            are then not used).
-        schedule, prunable: see the module docstring.
-        temperature: GraSP's logit temperature.
-        dtype: 'float64' (SynFlow's computation, with 64-bit types switched
-            on inside this call only) or 'float32'; for synflow only.
-    """
-    check_choice("method", method, METHODS)
-    check_choice("dtype", dtype, ("float64", "float32"))
-    if (compression is None) == (counts is None):
-        raise ValueError("give exactly one of compression and counts")
-    if counts is None:
-        iterations = check_int("iterations", DEFAULT_ITERATIONS[method] if iterations is None
-                               else iterations)
-        counts = schedule_counts(num_prunable(params, prunable), compression, iterations,
-                                 schedule)
-    if method in ("synflow", "snip", "grasp") and not callable(apply_fn):
-        raise ValueError(f"apply_fn must be a callable (variables, x) -> outputs for "
-                         f"method={method!r}, got {apply_fn!r}")
-    if method == "synflow" and input_shape is None:
-        raise ValueError("input_shape (one input's shape, no batch axis) is required for "
-                         "method='synflow'")
-    if method in ("snip", "grasp"):
-        if not isinstance(batch, dict) or "image" not in batch:
-            raise ValueError(f"batch must be a dict with an 'image' array for "
-                             f"method={method!r}, got {type(batch).__name__}")
-        if not callable(loss):
-            raise ValueError(f"loss must be a callable (outputs, batch) -> scalar for "
-                             f"method={method!r}, got {loss!r}")
-    if method == "random" and key is None:
-        raise ValueError("key is required for method='random'")
-    check_real("temperature", temperature, low=0.0, low_open=True)
-    rest = dict(model_state or {})
-    kwargs = dict(counts=counts, prunable=prunable, key=key)
-
-    if method == "magnitude":
-        return iterative_masks(lambda p, k: magnitude_scores(p), params, **kwargs)
-    if method == "random":
-        return iterative_masks(lambda p, k: random_scores(k, p), params, **kwargs)
-    if method == "snip":
-        return iterative_masks(lambda p, k: snip_scores(
-            batch_loss_fn(apply_fn, loss, rest, batch), p), params, **kwargs)
-    if method == "grasp":
-        return iterative_masks(lambda p, k: grasp_scores(
-            batch_loss_fn(apply_fn, loss, rest, batch, temperature=temperature), p),
-            params, **kwargs)
-    if dtype == "float32":
-        return iterative_masks(lambda p, k: synflow_scores(
-            apply_fn, p, input_shape, model_state=rest), params, **kwargs)
-    with jax.enable_x64(True):
-        wide = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), params)
-        wide_state = jax.tree.map(
-            lambda s: jnp.asarray(s, jnp.float64)
-            if jnp.issubdtype(jnp.asarray(s).dtype, jnp.floating) else s, rest)
-        masks = iterative_masks(lambda p, k: synflow_scores(
-            apply_fn, p, input_shape, model_state=wide_state), wide, **kwargs)
     return masks
 
 

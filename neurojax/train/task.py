@@ -24,6 +24,7 @@ from neurojax.optim import pruning
 from neurojax.train import credit
 from neurojax.train.evaluation import eval_batches_per_process, evaluate
 from neurojax.train.program import Stage
+from neurojax.train.pruning import pruning_masks
 from neurojax.train.state import TrainState
 from neurojax.train.step import Objective, make_eval_step, model_objective
 
@@ -155,7 +156,7 @@ def supervised_task(config, info, mesh, data_dir) -> Task:
 
 def pruned_task(config, task: Task, data_dir) -> Task:
     """``task`` pruned at initialisation as ``config.prune`` says
-    (``neurojax.optim.pruning``; Tanaka et al. 2020): its ``init`` computes
+    (``neurojax.train.pruning``; Tanaka et al. 2020): its ``init`` computes
     the masks from the initial parameters (SNIP/GraSP on
     ``examples_per_class`` x classes training examples, drawn with
     ``config.seed``) and zeroes the pruned entries; every stage's optimiser
@@ -181,7 +182,7 @@ def pruned_task(config, task: Task, data_dir) -> Task:
                      else model.init(rng, sample, train=False))
         params, rest = variables["params"], {k: v for k, v in variables.items()
                                              if k != "params"}
-        masks = pruning.pruning_masks(
+        masks = pruning_masks(
             cfg.method, params, compression=cfg.compression, prunable=prunable,
             apply_fn=lambda v, x: model.apply(v, x, train=False), model_state=rest,
             input_shape=sample.shape[1:], batch=batch,
