@@ -32,10 +32,11 @@ OFFLINE = ("digits", "shapes", "shapes_small")
 # (credit_shapes and amplification_cifar: their code paths run at runlocal in
 # credit_digits and the amplification tests; layerwise_shapes: in
 # tests/train/test_layerwise.py's loop runs; ssl_shapes: in ssl_digits and
-# tests/train/test_ssl.py's CNN runs. Kept out to hold the suite under 15
-# minutes on 2 cores)
+# tests/train/test_ssl.py's CNN runs; pruning_shapes: config.prune through the
+# loop in the pruning tests. Kept out to hold the suite under 15 minutes on 2
+# cores)
 HEAVY = ("bias_variance_cifar10.py", "credit_shapes.py", "amplification_cifar.py",
-         "layerwise_shapes.py", "ssl_shapes.py")
+         "layerwise_shapes.py", "ssl_shapes.py", "pruning_shapes.py")
 # a script that runs launch.run's main under tfds' mock data (random examples
 # of the real feature spec, no download), for configs of datasets not here
 MOCK_RUN = """

@@ -72,8 +72,8 @@ def test_bad_arguments_raise_value_errors_naming_them(kwargs, match):
         pruning_masks(args.pop("method"), params, **args)
 
 
-@pytest.mark.slow  # ~10 s: the digits and two compiles (configs/pruning_shapes.py:runlocal
-# runs the SynFlow path through the loop in tests/configs/test_configs.py)
+# (~10 s: the digits and two compiles; configs/pruning_shapes.py:runlocal, the
+# SynFlow path through the loop, is in the slow set of tests/configs)
 def test_loop_prunes_at_init_and_keeps_masks_per_replica(tmp_path):
     """config.prune through the training loop: two seed replicas pruned with
     SNIP (10 examples per class from the data) keep round(N / 10) kernel
