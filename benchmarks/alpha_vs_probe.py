@@ -13,9 +13,15 @@ the training dataset's features"; on one A100 the paper measures 3 s vs 48 s
 
 Timed here, in one run, on the same features:
 
-* alpha: ``neurojax.metrics.alpha`` on the held-out features (n_test x D):
-  the centred covariance's eigenvalues (one ``eigh``; ``--method``) and the weighted
-  log-log fit over ranks 4..100 (the authors' code's range).
+* alpha: ``neurojax.metrics.alpha`` on the held-out features (n_test x D),
+  with ``--method`` (default 'auto': for min(n, D) >= 1536 the top 128
+  eigenvalues by block Krylov, never forming the covariance; else one full
+  ``eigh``) and the weighted log-log fit over ranks 4..100 (the authors'
+  code's range).
+* alpha (full eigh): the same fit on the whole spectrum (``eigh`` of the
+  D x D or n x n matrix, ``--reference_method``), timed alongside as the
+  reference, with its own ratio; both alphas are printed with their error
+  against the planted decay (random source).
 * probe: ``neurojax.metrics.linear_probe`` to the paper's protocol (thesis
   Part III, App. D, Table 4b / FastSSL): Adam 1e-3, batch 512, 200 epochs,
   coupled weight decay 1e-6, label smoothing 0.1, trained on the training
@@ -56,13 +62,14 @@ import json
 import os
 import platform
 import time
-from typing import Callable
+from typing import Callable, Optional
 
 import jax
 import numpy as np
 from absl import app, flags
 
 from neurojax.metrics import alpha, linear_probe
+from neurojax.metrics.spectrum import TRUNCATED_METHODS
 from neurojax.metrics.probes import (PAPER_PROBE_BATCH_SIZE, PAPER_PROBE_EPOCHS,
                                      PAPER_PROBE_LEARNING_RATE)
 
@@ -78,8 +85,12 @@ _BATCH = flags.DEFINE_integer("batch_size", PAPER_PROBE_BATCH_SIZE, "Probe batch
 _LR = flags.DEFINE_float("lr", PAPER_PROBE_LEARNING_RATE, "Probe Adam learning rate (paper: 1e-3).")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Warm timed calls of each (median).")
 _COLD = flags.DEFINE_integer("cold_repeats", 1, "Compile-inclusive calls of each (median).")
-_METHOD = flags.DEFINE_enum("method", "auto", ["auto", "covariance", "gram", "svd"],
-                            "Eigendecomposition route of alpha (auto: the smaller of D x D, n x n).")
+_METHOD = flags.DEFINE_enum("method", "auto",
+                            ["auto", "covariance", "gram", "svd", *TRUNCATED_METHODS],
+                            "Eigendecomposition route of alpha (auto: block Krylov top-k "
+                            "for large spectra, else the smaller of D x D, n x n).")
+_REFERENCE = flags.DEFINE_enum("reference_method", "full", ["full", "none"],
+                               "Also time alpha on the full eigh ('full') or not ('none').")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the features, labels and probe.")
 _OUT = flags.DEFINE_string("out", "", "Optional JSON file for the numbers.")
 
@@ -157,18 +168,22 @@ def _timed(fn: Callable[[], object]) -> tuple[float, object]:
 
 
 def time_both(alpha_fn: Callable, probe_fn: Callable, repeats: int,
-              cold_repeats: int) -> dict:
-    """Warm and compile-inclusive times of the two, interleaved.
+              cold_repeats: int, reference_fn: Optional[Callable] = None) -> dict:
+    """Warm and compile-inclusive times of the two (three with a reference
+    alpha), interleaved.
 
     Returns:
         ``{'alpha': {'warm': [...], 'cold': [...]}, 'probe': {...},
-        'alpha_result': ..., 'probe_result': ...}`` (seconds).
+        'alpha_result': ..., 'probe_result': ...}`` (seconds), plus
+        ``'reference'`` and ``'reference_result'`` with ``reference_fn``.
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     if cold_repeats < 0:
         raise ValueError(f"cold_repeats must be >= 0, got {cold_repeats}")
     fns = {"alpha": alpha_fn, "probe": probe_fn}
+    if reference_fn is not None:
+        fns["reference"] = reference_fn
     times = {k: {"warm": [], "cold": []} for k in fns}
     results = {}
     for _ in range(cold_repeats):
@@ -184,7 +199,7 @@ def time_both(alpha_fn: Callable, probe_fn: Callable, repeats: int,
     for _ in range(repeats):
         for k, fn in fns.items():
             times[k]["warm"].append(_timed(fn)[0])
-    return {**times, "alpha_result": results["alpha"], "probe_result": results["probe"]}
+    return {**times, **{f"{k}_result": v for k, v in results.items()}}
 
 
 def _fmt(ts: list[float]) -> str:
@@ -214,27 +229,49 @@ def main(argv):
     def alpha_fn():
         return alpha(ex, method=_METHOD.value)
 
+    full_method = "covariance" if ex.shape[1] <= ex.shape[0] else "gram"
+
+    def reference_fn():
+        return alpha(ex, method=full_method)
+
     def probe_fn():
         return linear_probe(tx, ty, ex, ey, num_classes=num_classes, epochs=_EPOCHS.value,
                             batch_size=_BATCH.value, learning_rate=_LR.value,
                             seed=_SEED.value)
 
-    out = time_both(alpha_fn, probe_fn, _REPEATS.value, _COLD.value)
+    with_reference = _REFERENCE.value == "full"
+    out = time_both(alpha_fn, probe_fn, _REPEATS.value, _COLD.value,
+                    reference_fn if with_reference else None)
     fit, probe = out["alpha_result"], out["probe_result"]
-    print(f"alpha = {float(fit.alpha):.3f} (R^2 {float(fit.r2):.3f}, ranks "
-          f"{int(fit.first_rank)}..{int(fit.last_rank)})"
-          + (f", planted {_TRUE_ALPHA.value:g}" if _SOURCE.value == "random" else "")
-          + f"; probe test accuracy {float(probe.test_accuracy):.3f}")
+    planted = _SOURCE.value == "random"
+    fits = {f"alpha ({_METHOD.value})": fit}
+    if with_reference:
+        fits[f"alpha (full eigh, {full_method})"] = out["reference_result"]
+    errors = {}
+    for name, f in fits.items():
+        errors[name] = float(f.alpha) - _TRUE_ALPHA.value if planted else float("nan")
+        print(f"{name} = {float(f.alpha):.4f} (R^2 {float(f.r2):.3f}, ranks "
+              f"{int(f.first_rank)}..{int(f.last_rank)})"
+              + (f", planted {_TRUE_ALPHA.value:g}, error {errors[name]:+.4f}"
+                 if planted else ""))
+    if with_reference:
+        print(f"alpha difference, {_METHOD.value} - full eigh: "
+              f"{float(fit.alpha) - float(out['reference_result'].alpha):+.5f}")
+    print(f"probe test accuracy {float(probe.test_accuracy):.3f}")
 
     rows = []
     for kind, label in (("warm", f"warm (median of {_REPEATS.value})"),
                         ("cold", f"compile-incl. (median of {_COLD.value})")):
         a, p = out["alpha"][kind], out["probe"][kind]
+        r = out["reference"][kind] if with_reference else []
         ratio = float(np.median(p) / np.median(a)) if a and p else float("nan")
-        rows.append((label, _fmt(a), _fmt(p), ratio))
-    print(f"\n{'timing':<28} {'alpha (s)':>20} {'probe (s)':>20} {'probe / alpha':>14}")
-    for label, a, p, ratio in rows:
-        print(f"{label:<28} {a:>20} {p:>20} {ratio:>13.1f}x")
+        ref_ratio = float(np.median(p) / np.median(r)) if r and p else float("nan")
+        rows.append((label, _fmt(a), _fmt(p), ratio, _fmt(r), ref_ratio))
+    print(f"\n{'timing':<28} {'alpha (s)':>20} {'probe (s)':>20} {'probe / alpha':>14}"
+          + (f" {'full-eigh alpha (s)':>20} {'probe / full':>13}" if with_reference else ""))
+    for label, a, p, ratio, r, ref_ratio in rows:
+        print(f"{label:<28} {a:>20} {p:>20} {ratio:>13.1f}x"
+              + (f" {r:>20} {ref_ratio:>12.1f}x" if with_reference else ""))
     print("\npaper, Table 1 (one A100):")
     for name, (a, p, r) in PAPER_TABLE_1.items():
         print(f"{name:<28} {a:>20} {p:>20} {'~' + str(r) + 'x':>14}")
@@ -245,7 +282,18 @@ def main(argv):
                   "alpha_seconds": out["alpha"], "probe_seconds": out["probe"],
                   "ratio_warm": rows[0][3], "ratio_compile_inclusive": rows[1][3],
                   "alpha": float(fit.alpha), "alpha_r2": float(fit.r2),
+                  "true_alpha": _TRUE_ALPHA.value if planted else None,
+                  "alpha_error": errors[f"alpha ({_METHOD.value})"] if planted else None,
                   "probe_test_accuracy": float(probe.test_accuracy)}
+        if with_reference:
+            ref = out["reference_result"]
+            record.update({
+                "reference_method": full_method, "reference_alpha_seconds": out["reference"],
+                "reference_ratio_warm": rows[0][5],
+                "reference_ratio_compile_inclusive": rows[1][5],
+                "reference_alpha": float(ref.alpha),
+                "reference_alpha_error": (float(ref.alpha) - _TRUE_ALPHA.value
+                                          if planted else None)})
         with open(_OUT.value, "w") as f:
             json.dump(record, f, indent=2)
         print(f"wrote {_OUT.value}")
