@@ -36,15 +36,15 @@ compilation are counted: median of ``--cold_repeats`` calls). The calls of
 the two are interleaved so that drifting load on a shared machine affects
 both alike. The ratio probe / alpha is printed for each.
 
-Measured (JAX 0.10.2, one CPU device on 2 shared cores; medians, ratios probe /
-alpha): random 10000 x 2048 features (train and held-out), planted alpha 1
-(fitted 0.997): alpha 6.1 s, probe 23.9 s (test accuracy 0.41): 4.0x warm,
-4.6x compile-inclusive, at load average ~6; 2.5x / 2.9x in a run at load ~13.
-shapes_small (10000 train / 2000 held-out, 2048-d random-CNN features): alpha
-9.7 s, probe 36.8 s: 3.8x warm, 1.3x compile-inclusive, at load ~11. The
-CPU's ``eigh`` of a 2048 x 2048 matrix is what makes alpha costly here;
-the paper's ~16x is on an A100, where the probe's 4000 small steps and the
-one ``eigh`` scale differently.
+Measured (JAX 0.10.2, one CPU device on 2 quiet cores, load average 1.4;
+medians, ratios probe / alpha): random 10000 x 2048 features (train and
+held-out), planted alpha 1: the default alpha (top-128 block Krylov) 0.46 s,
+probe 10.98 s (test accuracy 0.41): 24.0x warm, 7.9x compile-inclusive; the
+full-eigh alpha 0.77 s, 14.3x; both fit 0.9968
+(``benchmarks/results/alpha_vs_probe.json``). Earlier, with the full eigh
+only and under load: 4.0x warm at load ~6, 12.8x on a quiet machine. The
+paper's ~16x is on an A100, where the probe's 4000 small steps and the
+eigendecomposition scale differently.
 
 Features (``--source``):
 
