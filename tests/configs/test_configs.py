@@ -33,10 +33,12 @@ OFFLINE = ("digits", "shapes", "shapes_small")
 # credit_digits and the amplification tests; layerwise_shapes: in
 # tests/train/test_layerwise.py's loop runs; ssl_shapes: in ssl_digits and
 # tests/train/test_ssl.py's CNN runs; pruning_shapes: config.prune through the
-# loop in the pruning tests. Kept out to hold the suite under 15 minutes on 2
+# loop in the pruning tests; supervised_shapes: the shapes through the
+# supervised loop in the amplification experiment's test, the small CNN in
+# tests/train/test_ssl.py. Kept out to hold the suite under 15 minutes on 2
 # cores)
 HEAVY = ("bias_variance_cifar10.py", "credit_shapes.py", "amplification_cifar.py",
-         "layerwise_shapes.py", "ssl_shapes.py", "pruning_shapes.py")
+         "layerwise_shapes.py", "ssl_shapes.py", "pruning_shapes.py", "supervised_shapes.py")
 # a script that runs launch.run's main under tfds' mock data (random examples
 # of the real feature spec, no download), for configs of datasets not here
 MOCK_RUN = """

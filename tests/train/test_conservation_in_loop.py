@@ -18,6 +18,7 @@ def _series(records, symmetry, field):
     return np.array([[r[k] for k in keys] for r in records])
 
 
+@pytest.mark.slow  # ~20 s; the config route without the loop: the test below
 def test_charges_logged_by_the_loop_follow_the_sgd_laws(tmp_path):
     """SGD with weight decay through launch's loop, one record per step: the
     rescale charges ||w_in||^2 - ||w_out||^2 per hidden unit obey
@@ -47,6 +48,38 @@ def test_charges_logged_by_the_loop_follow_the_sgd_laws(tmp_path):
     law = np.asarray(sgd_charge(q[0], np.zeros_like(q[:-1]), kind="translation", lr=LR,
                                 weight_decay=WD))
     np.testing.assert_allclose(q, law, rtol=1e-4, atol=1e-6)
+
+
+def test_config_transform_records_charges_that_follow_the_sgd_law():
+    """'record_conservation' from config.optim.transforms, through
+    make_optimizer and the library's step: two steps of SGD with weight
+    decay move each rescale charge as the law says."""
+    import jax
+    import jax.numpy as jnp
+    from neurojax.losses import softmax_cross_entropy
+    from neurojax.models import get_model
+    from neurojax.optim import make_optimizer
+    from neurojax.train import create_train_state, model_objective, train_step_fn
+
+    model = get_model("mlp", widths=(8, 8), num_outputs=4)
+    x = jax.random.normal(jax.random.PRNGKey(0), (16, 6))
+    batch = {"image": x, "label": jnp.arange(16) % 4}
+    params = model.init(jax.random.PRNGKey(1), x)["params"]
+    tx = make_optimizer({"name": "sgd", "lr": LR, "schedule": "constant", "momentum": 0.0,
+                         "weight_decay": WD, "transforms": (
+                             ("record_conservation", {"layers": ("dense_0", "dense_1", "head")}),)},
+                        10)
+    step = jax.jit(train_step_fn(model_objective(model, softmax_cross_entropy), tx))
+    state = create_train_state(params, tx)
+    records = []
+    for _ in range(3):
+        state, metrics = step(state, batch)
+        records.append({k: float(v) for k, v in metrics.items()})
+    q, g = _series(records, "dense_0_to_dense_1", "charge"), _series(records, "dense_0_to_dense_1",
+                                                                      "step")
+    law = np.asarray(sgd_charge(q[0], g[:-1], kind="rescale", lr=LR, weight_decay=WD))
+    np.testing.assert_allclose(q, law, rtol=1e-5, atol=1e-7)
+    assert np.max(np.abs(q[-1] - q[0])) > 1e-6
 
 
 def test_record_conservation_checks_its_layers():

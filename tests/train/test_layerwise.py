@@ -244,7 +244,7 @@ class Interrupt(Exception):
     pass
 
 
-def test_dll_in_the_loop_resumes_inside_a_stage(data_dir, tmp_path):
+def test_dll_in_the_loop_reads_out_each_stage_and_assembles_the_model(data_dir, tmp_path):
     config = _config(data_dir)
     full = train_and_evaluate(config, str(tmp_path / "full"), progress=False)
     params = jax.device_get(full.state.params)
@@ -261,14 +261,7 @@ def test_dll_in_the_loop_resumes_inside_a_stage(data_dir, tmp_path):
     logits = model.apply({"params": lw.without_heads(params)}, test["image"])
     accuracy = np.mean(np.argmax(np.asarray(logits), -1) == np.asarray(test["label"]))
     assert evals[-1]["accuracy"] == pytest.approx(accuracy, abs=1e-6)  # 1 image: 2.8e-3
-
-    def hook(step, state, metrics):
-        if step == 15:  # inside stage 1, one call after the checkpoint at 10
-            raise Interrupt()
-    with pytest.raises(Interrupt):
-        train_and_evaluate(config, str(tmp_path / "killed"), hooks=[hook], progress=False)
-    resumed = train_and_evaluate(config, str(tmp_path / "killed"), progress=False)
-    chex.assert_trees_all_equal(params, jax.device_get(resumed.state.params))
+    # (resumption inside a stage: the Random Robin test below, in round 2)
     # (cached and recomputed feednet features train the same: tested on the
     # stage objective above, without a loop run)
 
