@@ -69,7 +69,7 @@ import numpy as np
 from absl import app, flags
 
 from neurojax.metrics import alpha, linear_probe
-from neurojax.metrics.spectrum import TRUNCATED_METHODS
+from neurojax.metrics.covariance_spectrum import TRUNCATED_METHODS
 from neurojax.metrics.probes import (PAPER_PROBE_BATCH_SIZE, PAPER_PROBE_EPOCHS,
                                      PAPER_PROBE_LEARNING_RATE)
 

@@ -27,11 +27,11 @@ from neurojax.metrics.probes import (DEFAULT_KNN_K, DEFAULT_KNN_TEMPERATURE,
 from neurojax.metrics.redundancy import (k_filter_arrays, k_filter_indices, k_filter_mask,
                                          k_redundancy, k_redundancy_fractions,
                                          same_label_neighbours)
+from neurojax.metrics.covariance_spectrum import (accumulation_dtype, eigenspectrum,
+                                                  eigenspectrum_from_covariance)
 from neurojax.metrics.spectrum import (DEFAULT_FIT_RANGE, FASTSSL_PLOT_FIT_RANGE,
-                                       RANKME_EPS, REPTRIX_FIT_RANGE, PowerLawFit,
-                                       accumulation_dtype, alpha, effective_rank,
-                                       eigenspectrum, eigenspectrum_from_covariance,
-                                       participation_ratio, spectrum_metrics,
+                                       RANKME_EPS, REPTRIX_FIT_RANGE, PowerLawFit, alpha,
+                                       effective_rank, participation_ratio, spectrum_metrics,
                                        tail_ratio)
 from neurojax.metrics.credit_assignment import (alignment_metrics, angle, gradient_angles,
                                                 layer_paths, weight_angles)

@@ -15,7 +15,7 @@ import numpy as np
 from neurojax._checks import check_bool, check_choice, check_real, is_concrete
 from neurojax.metrics._probe_inputs import (ArrayLike, Seed, check_features, check_labels,
                                             check_num_classes, check_probe_data, prng_key)
-from neurojax.metrics.spectrum import accumulation_dtype
+from neurojax.metrics.covariance_spectrum import accumulation_dtype
 
 # Ridge regularisers lambda of the per-example objective (see ridge_probe):
 # one per decade from 1e-6 to 1e3, in units of the (standardised) feature

@@ -35,7 +35,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from neurojax._checks import check_int
-from neurojax.metrics.spectrum import accumulation_dtype, eigenspectrum_from_covariance
+from neurojax.metrics.covariance_spectrum import (accumulation_dtype,
+                                                  eigenspectrum_from_covariance)
 
 FeaturesFn = Callable[[Any, jax.Array], Any]
 
@@ -359,7 +360,7 @@ class CovarianceState(NamedTuple):
 
 def covariance_init(dim: int, dtype: Any = None) -> CovarianceState:
     """Empty statistics for D = ``dim`` features (dtype: float64 under x64,
-    else float32; see ``neurojax.metrics.spectrum.accumulation_dtype``)."""
+    else float32; see ``neurojax.metrics.covariance_spectrum.accumulation_dtype``)."""
     dt = accumulation_dtype() if dtype is None else jnp.dtype(dtype)
     return CovarianceState(count=jnp.zeros((), dt), mean=jnp.zeros((dim,), dt),
                            m2=jnp.zeros((dim, dim), dt))

@@ -9,7 +9,8 @@ import scipy.linalg
 
 from neurojax.metrics import alpha, eigenspectrum, participation_ratio, spectrum_metrics
 from neurojax.metrics import spectrum
-from neurojax.metrics.spectrum import TRUNCATED_METHODS, alpha_top_k
+from neurojax.metrics.covariance_spectrum import TRUNCATED_METHODS
+from neurojax.metrics.spectrum import alpha_top_k
 
 # m = min(n, D) = 600: large enough that k = 128 (+ the default subspace) is a
 # real truncation, small enough for a dense float64 reference in well under 1 s.
