@@ -31,7 +31,7 @@ the part, in one table.
 from __future__ import annotations
 
 import importlib
-import os
+import json
 import pathlib
 import time
 from typing import Optional, Sequence
@@ -61,12 +61,24 @@ def check_parts(parts: Sequence[str]) -> tuple[str, ...]:
 def run(outdir: str, *, quick: bool = False, parts: Sequence[str] = tuple(PARTS),
         data_dir: Optional[str] = None) -> dict:
     """Runs ``parts`` (each writes ``<part>.png`` into ``outdir``) and writes
-    ``dynamics_{full,quick}.json``: every part's result, its seconds, and
-    all checks in one list (``part/name``)."""
+    ``dynamics_{full,quick}.json``: every part's result, its seconds, its
+    command, and all checks in one list (``part/name``). Parts not rerun keep
+    their entries from an existing file in ``outdir``, so one part can be
+    rerun (e.g. longer) without repeating the others."""
     parts = check_parts(parts)
     out = pathlib.Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
-    results: dict = {"quick": quick, "parts": {}, "seconds": {}, "checks": []}
+    name = "quick" if quick else "full"
+    path = out / f"dynamics_{name}.json"
+    # a rerun of some parts keeps the other parts' results already in the file
+    results: dict = {"quick": quick, "parts": {}, "seconds": {}, "commands": {}}
+    if path.exists():
+        previous = json.loads(path.read_text())
+        if "command" in previous:  # files written before per-part commands
+            previous["commands"] = {p: previous["command"] for p in previous["parts"]}
+        for key in ("parts", "seconds", "commands"):
+            results[key].update({k: v for k, v in previous.get(key, {}).items()
+                                 if k not in parts})
     for part in parts:
         module = importlib.import_module(PARTS[part])
         kwargs = {"data_dir": data_dir} if part == "pruning" and data_dir else {}
@@ -74,15 +86,16 @@ def run(outdir: str, *, quick: bool = False, parts: Sequence[str] = tuple(PARTS)
         result = module.run(out, quick=quick, **kwargs)
         results["seconds"][part] = round(time.time() - t0, 1)
         results["parts"][part] = result
-        for check in result.get("checks", []):
-            results["checks"].append({**check, "name": f"{part}/{check['name']}"})
+        results["commands"][part] = ("python -m neurojax.analysis.dynamics --outdir DIR"
+                                     + (" --quick" if quick else "") + f" --parts {part}")
         print(f"{part}: {results['seconds'][part]} s, {len(result.get('checks', []))} checks",
               flush=True)
-    results["command"] = ("python -m neurojax.analysis.dynamics --outdir DIR"
-                          + (" --quick" if quick else "") + f" --parts {','.join(parts)}")
+    results["parts"] = {p: results["parts"][p] for p in PARTS if p in results["parts"]}
+    results["checks"] = [{**check, "name": f"{part}/{check['name']}"}
+                         for part, result in results["parts"].items()
+                         for check in result.get("checks", [])]
     results["devices"] = str(jax.devices()[0].platform)
-    name = "quick" if quick else "full"
-    write_json(jsonable(results), os.path.join(outdir, f"dynamics_{name}.json"), digits=6)
+    write_json(jsonable(results), str(path), digits=6)
     print(format_checks(results["checks"]))
     return results
 
