@@ -14,6 +14,7 @@ from neurojax._checks import check_int
 from neurojax.data.on_device import ON_DEVICE_MODES
 from neurojax.models import resolve_dtype
 from neurojax.optim import validate_optim_config
+from neurojax.train import filters
 from neurojax.train.task import get_task
 
 
@@ -46,6 +47,7 @@ def validate_config(config) -> None:
     positive_int(ds.get("device_budget_mb", 1024), "config.dataset.device_budget_mb",
                   allow_zero=True)
     task.validate(config)
+    filters.validate_config(config)   # config.data_filter
     _validate_sync(config)
     validate_optim_config(config.optim)
     tr = config.train

@@ -21,7 +21,7 @@ import optax
 from neurojax import data as nj_data
 from neurojax import losses, models
 from neurojax.optim import pruning
-from neurojax.train import credit
+from neurojax.train import credit, filters
 from neurojax.train.evaluation import eval_batches_per_process, evaluate
 from neurojax.train.program import Stage
 from neurojax.train.pruning import pruning_masks
@@ -137,7 +137,9 @@ def supervised_task(config, info, mesh, data_dir) -> Task:
     eval_step = make_eval_step(model, functools.partial(loss_fn, **loss_hyper), mesh=mesh)
     run_eval = split_evaluator(config, config.dataset.get("eval_split", "test"), data_dir, mesh)
 
-    objective = model_objective(model, loss_fn, **loss_hyper)
+    flt = filters.config_filter(config, info, data_dir)   # config.data_filter
+    objective = (model_objective(model, loss_fn, **loss_hyper) if flt is None
+                 else filters.filtered_model_objective(model, loss_fn, flt, **loss_hyper))
     rule = credit.config_rule(config)
     align = None
     if rule is not None:  # config.rule: B's optimiser and the alignment metrics
@@ -150,7 +152,9 @@ def supervised_task(config, info, mesh, data_dir) -> Task:
         return metrics if align is None else {**metrics, **align(state)}
 
     task = Task(model=model, objective=objective, evaluate=evaluate_fn,
-                stages=None if rule is None else credit.rule_stages(config, rule, objective))
+                stages=None if rule is None else credit.rule_stages(config, rule, objective),
+                init=None if flt is None else filters.filter_init(
+                    lambda rng, sample: model.init(rng, sample, train=False)))
     return task if not config.get("prune") else pruned_task(config, task, data_dir)
 
 
