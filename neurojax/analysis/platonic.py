@@ -11,16 +11,22 @@ multi-step scans with the data on the device). Parts:
   alpha = beta = 1, pinv; train MSE over seeds (the P draws) in float32 and
   float64. Chapter: MSE 2e-5 (one run).
 * ``deep`` (Figs 7.5/7.6): very deep narrow CELU nets on the same sine, widths
-  2/4/8/16, N_tries 1 and 5; the per-layer least-squares distance (LSD, Eq 5.3:
-  the MSE of a least-squares decision layer on Z_i) through every layer and its
-  minimum over layers. The chapter went to 10,000 layers.
+  2/4/8/16, N_tries 1 and 5, 10,000 layers as in the chapter (one ``lax.scan``,
+  ``platonic_fits.deep_lsd``); the per-layer least-squares distance (LSD, Eq
+  5.3: the MSE of a least-squares decision layer on Z_i) through every layer
+  and its minimum over layers.
 * ``spirals`` (Sec 7.6, Table 7.1): two spirals (5000 points, a second draw of
   5000 as test set), 2-32-32-32-32-1 tanh, y in {-1, +1}, accuracy of sign(yhat)
-  over seeds for (alpha, beta) x solver x precision; N_tries 1/5/50; a sweep
-  over the number of turns (the chapter does not state it); and the chapter's
-  backprop baseline (SGD 0.01, momentum 0.9, batch 32, 75 epochs, lr / 10 after
-  epoch 56; two softmax outputs with cross-entropy, equivalent to one sigmoid
-  output on their difference).
+  over 100 seeds for (alpha, beta) in {(0.1, 10), (1, 2)} x solver x precision
+  (``PRECISIONS``); a sweep over the number of turns (the chapter does not
+  state it); and the chapter's backprop baseline (SGD 0.01, momentum 0.9,
+  batch 32, 75 epochs, lr / 10 after epoch 56; two softmax outputs with
+  cross-entropy, equivalent to one sigmoid output on their difference).
+* ``spirals_tries`` (Sec 7.6.2): N_tries 1/5/50/500 over 100 seeds (alpha 0.1,
+  beta 10, float32; the chapter: one "unlucky" seed).
+* ``ablation`` (Sec 7.3.2, spec claim 3): T = [Z | beta Y] P against T = Y P
+  (no Z block) and T = Z P (beta = 0) on the spirals (both (alpha, beta)
+  settings, float32 and float64) and the digits (one hidden ReLU layer).
 * ``checkerboard`` (Sec 7.7, Fig 7.11): 8 x 8 board, 5000 points, three ReLU
   hidden layers of equal width 2..2048, N_tries 5, alpha = 0.08, beta = 200.
 * ``digits`` (Sec 7.9, Tables 7.2/7.3) on scikit-learn's 8x8 digits (1437 train
@@ -28,14 +34,21 @@ multi-step scans with the data on the device). Parts:
   random P, Platonic PCA and Sorted PCA over widths, one-hot Y, ridge; and
   deterministic 2-3 hidden-layer nets (Sorted PCA, then Platonic PCA with EMA
   sample weights); a backprop MLP for reference.
+* ``mnist`` (Tables 7.2/7.3 on MNIST): ``neurojax.analysis.platonic_mnist``
+  with the ``config.platonic`` block of ``--config`` (``configs/platonic_mnist.py``);
+  needs the prepared TFDS 'mnist'; not in the default parts.
 
 CLI::
 
     python -m neurojax.analysis.platonic --outdir DIR [--quick] [--parts sine,deep,...]
+    python -m neurojax.analysis.platonic --outdir DIR --parts mnist \
+        --config configs/platonic_mnist.py
 
 writes ``DIR/platonic_{full,quick}.json`` and ``.png`` (the figure:
-``neurojax.analysis.platonic_figure``). Accuracies are
-fractions in [0, 1]; spreads are over seeds (mean, std, median, min, max).
+``neurojax.analysis.platonic_figure``). A run of some parts merges into an
+existing JSON there, keeping the other parts' results, each with the command
+and config it ran with. Accuracies are fractions in [0, 1]; spreads are over
+seeds (mean, std, median, min, max).
 """
 from __future__ import annotations
 
@@ -47,10 +60,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from neurojax.analysis.outputs import jsonable, write_json
-from neurojax.data import synthetic
+from neurojax.analysis.platonic_tasks import (  # noqa: F401  (the driver's API)
+    binary_accuracy, board_task, class_accuracy, digits_task, forward, over_seeds, signed,
+    sine_task, spirals_task, spread)
+from neurojax.analysis.platonic_fits import ablation, deep_lsd  # noqa: F401  (parts)
 from neurojax.rules.platonic import fit_platonic
 
-PARTS = ("sine", "deep", "spirals", "checkerboard", "digits")
+PARTS = ("sine", "deep", "spirals", "spirals_tries", "ablation", "checkerboard", "digits",
+         "mnist")
+DEFAULT_PARTS = PARTS[:-1]   # mnist needs the prepared dataset and --config
 CHAPTER = {
     "sine_mse": 2e-5,
     "deep_layers": 10_000,
@@ -76,11 +94,11 @@ CHAPTER = {
 
 FULL = dict(
     sine_seeds=10,
-    deep_layers=1000, deep_widths=(2, 4, 8, 16), deep_tries=(1, 5), deep_examples=5000,
-    spiral_turns=1.5, spiral_seeds=20, spiral_tries=(1, 5, 50), spiral_tries_seeds=10,
+    deep_layers=10_000, deep_widths=(2, 4, 8, 16), deep_tries=(1, 5), deep_examples=5000,
+    spiral_turns=1.5, spiral_seeds=100, spiral_tries=(1, 5, 50, 500), spiral_tries_seeds=100,
     spiral_turns_sweep=(1.0, 1.5, 2.0, 2.5, 3.0), spiral_sweep_seeds=5,
     spiral_solvers=("pinv", "lstsq", "ridge"), spiral_ridge=1e-6, backprop_epochs=75,
-    backprop_seeds=3,
+    backprop_seeds=3, ablation_seeds=100, ablation_digits_width=256, ablation_digits_seeds=10,
     board_widths=(2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048), board_tries=5,
     digits_widths=(16, 32, 64, 74, 128, 256, 512, 1024), digits_trials=10, digits_ridge=10.0,
     digits_deep=((256, 128), (512, 256), (1024, 512), (1024, 512, 256), (1437, 1024, 512)),
@@ -91,90 +109,25 @@ QUICK = dict(   # every code path once, few distinct shapes (compilation dominat
     deep_layers=30, deep_widths=(4,), deep_tries=(1, 3), deep_examples=1000,
     spiral_turns=1.5, spiral_seeds=2, spiral_tries=(1, 3), spiral_tries_seeds=2,
     spiral_turns_sweep=(1.0,), spiral_sweep_seeds=2, spiral_solvers=("pinv", "ridge"),
-    spiral_ridge=1e-6, backprop_epochs=2, backprop_seeds=1,
+    spiral_ridge=1e-6, backprop_epochs=2, backprop_seeds=1, ablation_seeds=2,
+    ablation_digits_width=32, ablation_digits_seeds=1,
     board_widths=(8, 64), board_tries=2,
     digits_widths=(32, 74), digits_trials=2, digits_ridge=10.0,
     digits_deep=((64, 32),), digits_deep_beta=1e4, digits_deep_ridge=1.0,
     digits_backprop_epochs=2,
 )
-# Table 7.1's columns: (name, dtype, tolerance). The chapter's "tol=1e-5" is
-# pinv's absolute cut (atol); JAX's lstsq has only a relative one, so the
-# lstsq cell of that column uses rcond = 1e-5; ridge has no tolerance column.
-PRECISIONS = (("float32", "float32", None), ("float32_atol1e-5", "float32", 1e-5),
-              ("float64", "float64", None))
-
-
-# ----------------------------------------------------------------- statistics
-
-def spread(values: Sequence[float]) -> dict:
-    """Mean, std (ddof 0), median, min and max of the finite values, and how
-    many values were not finite (a failed fit)."""
-    v = np.asarray(values, np.float64)
-    ok = v[np.isfinite(v)]
-    if ok.size == 0:
-        return {"n": int(v.size), "failed": int(v.size)}
-    return {"n": int(v.size), "failed": int(v.size - ok.size), "mean": float(ok.mean()),
-            "std": float(ok.std()), "median": float(np.median(ok)), "min": float(ok.min()),
-            "max": float(ok.max())}
-
-
-def binary_accuracy(outputs: jax.Array, labels: jax.Array) -> float:
-    """Fraction of sign(outputs[:, 0]) == 2 labels - 1 (labels in {0, 1}); NaN
-    outputs count as wrong."""
-    return float(jnp.mean((outputs[:, 0] > 0) == (labels == 1)))
-
-
-def class_accuracy(outputs: jax.Array, labels: jax.Array) -> float:
-    return float(jnp.mean(jnp.argmax(outputs, axis=1) == labels))
-
-
-def forward(params: dict, x: jax.Array, widths: Sequence[int], activation: str) -> jax.Array:
-    """The fitted network through ``neurojax.models.MLP`` (the fit's params are its tree)."""
-    from neurojax.models import MLP
-    num_outputs = params["head"]["kernel"].shape[1]
-    return MLP(widths=tuple(widths), num_outputs=num_outputs, activation=activation).apply(
-        {"params": params}, x)
-
-
-# ----------------------------------------------------------------- tasks
-
-def sine_task(num_examples: int = 5000, dtype: Any = jnp.float32) -> tuple[jax.Array, jax.Array]:
-    """(x [m, 1], y [m, 1]): y = sin(2 pi x), x ~ U[-1, 1), a fixed draw (key 0)."""
-    d = synthetic.noisy_sinusoid(jax.random.PRNGKey(0), num_examples=num_examples, noise=0.0)
-    return jnp.asarray(d["x"], dtype), jnp.asarray(d["y_clean"], dtype)
-
-
-def spirals_task(turns: float, num_examples: int = 5000) -> dict:
-    """Train and test draws (keys 0 and 1) of ``synthetic.two_spirals``; float32."""
-    tr = synthetic.two_spirals(jax.random.PRNGKey(0), num_examples=num_examples, turns=turns)
-    te = synthetic.two_spirals(jax.random.PRNGKey(1), num_examples=num_examples, turns=turns)
-    return {"x": jnp.asarray(tr["x"], jnp.float32), "y": tr["y"],
-            "x_test": jnp.asarray(te["x"], jnp.float32), "y_test": te["y"]}
-
-
-def board_task(num_examples: int = 5000, num_tiles: int = 8) -> dict:
-    """Train and test draws of the 8 x 8 ``synthetic.checkerboard``; float32."""
-    tr = synthetic.checkerboard(jax.random.PRNGKey(0), num_examples=num_examples,
-                                num_tiles=num_tiles)
-    te = synthetic.checkerboard(jax.random.PRNGKey(1), num_examples=num_examples,
-                                num_tiles=num_tiles)
-    return {"x": jnp.asarray(tr["x"], jnp.float32), "y": tr["y"],
-            "x_test": jnp.asarray(te["x"], jnp.float32), "y_test": te["y"]}
-
-
-def digits_task(data_dir: Optional[str] = None) -> dict:
-    """The offline digits (pixels in [0, 1], flattened), train and test."""
-    from neurojax.data.on_device import load_split_arrays
-    tr = load_split_arrays("digits", "train", data_dir=data_dir)
-    te = load_split_arrays("digits", "test", data_dir=data_dir)
-    flat = lambda a: jnp.asarray(a["image"].reshape(len(a["label"]), -1), jnp.float32)
-    return {"x": flat(tr), "y": jnp.asarray(tr["label"]), "x_test": flat(te),
-            "y_test": jnp.asarray(te["label"])}
-
-
-def signed(labels: jax.Array) -> jax.Array:
-    """{0, 1} -> {-1, +1} as a column [m, 1]."""
-    return (2.0 * labels - 1.0)[:, None]
+# Table 7.1's columns: (name, dtype, pinv (rtol, atol), lstsq rcond). The
+# chapter ran PyTorch: its "FP32" column is torch's default cut, rtol =
+# max(m, n) eps for pinv and rcond = max(m, n) eps for its CPU lstsq (gelsy,
+# QR; JAX's is SVD-based); "tol=1e-5" is pinv's absolute cut (torch sets
+# rtol = 0 when only atol is given; JAX's lstsq has a relative cut only, so
+# that lstsq cell uses rcond = 1e-5). "float32"/"float64" are this library's
+# default (rtol = eps). Ridge has no tolerance: it runs in the plain columns.
+TORCH_RTOL = "max(m, n) eps"
+PRECISIONS = (("float32", "float32", (None, None), None),
+              ("float32_torch_tol", "float32", (TORCH_RTOL, 0.0), TORCH_RTOL),
+              ("float32_atol1e-5", "float32", (0.0, 1e-5), 1e-5),
+              ("float64", "float64", (None, None), None))
 
 
 # ----------------------------------------------------------------- fits
@@ -195,18 +148,6 @@ def fit_binary(seed: int, task: dict, widths: Sequence[int], activation: str,
             "seconds": seconds}
 
 
-def over_seeds(fn, seeds: Sequence[int], keys=("train_accuracy", "test_accuracy")) -> dict:
-    """``fn(seed)`` for each seed (a loop: each fit is a few LAPACK calls, and
-    batched LAPACK kernels can deadlock on CPU); spreads of ``keys``; a
-    non-finite fit counts as failed (its accuracy NaN)."""
-    runs = [fn(s) for s in seeds]
-    out = {}
-    for k in keys:
-        out[k] = spread([r[k] if r.get("finite", True) else np.nan for r in runs])
-    out["seconds"] = spread([r["seconds"] for r in runs])
-    return out
-
-
 def sine(cfg: dict) -> dict:
     """Sec 7.5: train MSE of 1-16-16-1 CELU fits over seeds, float32 and float64."""
     out = {}
@@ -219,53 +160,72 @@ def sine(cfg: dict) -> dict:
 
 
 def deep(cfg: dict, dtype: str = "float64") -> dict:
-    """Figs 7.5/7.6: per-layer LSD of deep narrow CELU nets on the sine (seed 0)."""
+    """Figs 7.5/7.6: per-layer LSD of deep narrow CELU nets on the sine (seed 0),
+    alpha = beta = 1, pinv, through ``platonic_fits.deep_lsd`` (one scan).
+    ``final_train_mse`` is the last layer's LSD: with k = 1 it is the train MSE
+    of the net's least-squares output layer. ``log10_max_abs`` is the scale of
+    each Z_i, ``first_nonfinite_layer`` where it overflowed (None: never)."""
     x, y = sine_task(cfg["deep_examples"], dtype)
     out = {"num_layers": cfg["deep_layers"], "num_examples": cfg["deep_examples"],
            "dtype": dtype, "runs": {}}
     for width in cfg["deep_widths"]:
         for tries in cfg["deep_tries"]:
             t0 = time.perf_counter()
-            _, info = fit_platonic(jax.random.PRNGKey(0), x, y, (width,) * cfg["deep_layers"],
-                                   "celu", n_tries=tries, dtype=dtype)
-            lsd = np.asarray(info["lsd"], np.float64)
+            r = deep_lsd(jax.random.PRNGKey(0), x, y, width, cfg["deep_layers"], "celu",
+                         n_tries=tries, dtype=dtype)
+            lsd = r["lsd"]
+            finite = np.isfinite(lsd)
             out["runs"][f"w{width}_n{tries}"] = {
                 "width": width, "n_tries": tries, "lsd": lsd,
+                "log10_max_abs": r["log10_max_abs"],
+                "first_nonfinite_layer": None if finite.all() else int(np.argmin(finite)) + 1,
                 "min_lsd": float(np.nanmin(lsd)), "argmin_layer": int(np.nanargmin(lsd)) + 1,
-                "final_train_mse": float(info["train_mse"]),
-                "seconds": time.perf_counter() - t0}
+                "final_train_mse": float(lsd[-1]), "seconds": time.perf_counter() - t0}
+            print(f"  deep w{width} n{tries}: min LSD {np.nanmin(lsd):.3g}", flush=True)
     return out
+
+
+def _precision_kwargs(solver: str, precision: tuple, m: int, n: int) -> Optional[dict]:
+    """The solver's tolerance for a ``PRECISIONS`` column (None: no such cell)."""
+    name, dtype, (rtol, atol), rcond = precision
+    torch_rtol = max(m, n) * float(jnp.finfo(dtype).eps)
+    fill = lambda v: torch_rtol if v == TORCH_RTOL else v
+    if solver == "ridge":
+        return {"dtype": dtype} if rtol is None and rcond is None else None
+    if solver == "lstsq":
+        return {"dtype": dtype, **({} if rcond is None else {"rtol": fill(rcond)})}
+    return {"dtype": dtype, **({} if rtol is None else {"rtol": fill(rtol), "atol": atol})}
 
 
 def spirals_table(cfg: dict, task: dict) -> list[dict]:
     """Table 7.1 over seeds: (alpha, beta) x solver x precision, N_tries = 1."""
     rows = []
     seeds = range(cfg["spiral_seeds"])
+    m, n = task["x"].shape[0], 32 + 1   # the widest solve: [1 | Z] of a 32-unit layer
     for alpha, beta in ((0.1, 10.0), (1.0, 2.0)):
         for solver in cfg["spiral_solvers"]:
-            for name, dtype, atol in PRECISIONS:
-                kw = {"alpha": alpha, "beta": beta, "solver": solver, "dtype": dtype}
+            for precision in PRECISIONS:
+                kw = _precision_kwargs(solver, precision, m, n)
+                if kw is None:
+                    continue
+                kw.update(alpha=alpha, beta=beta, solver=solver)
                 if solver == "ridge":
-                    if atol is not None:
-                        continue   # no tolerance to set
                     kw["ridge"] = cfg["spiral_ridge"]
-                elif atol is not None:
-                    kw.update({"atol": atol} if solver == "pinv" else {"rtol": atol})
                 res = over_seeds(lambda s: fit_binary(s, task, (32,) * 4, "tanh", **kw), seeds)
                 rows.append({"alpha": alpha, "beta": beta, "solver": solver,
-                             "precision": name, **res})
+                             "precision": precision[0],
+                             "tolerance": {k: kw[k] for k in ("rtol", "atol") if k in kw},
+                             **res})
+                print(f"  {alpha} {beta} {solver} {precision[0]}: "
+                      f"{res['train_accuracy'].get('mean', float('nan')):.4f}", flush=True)
     return rows
 
 
 def spirals(cfg: dict) -> dict:
-    """Table 7.1 analogue, N_tries, the turns sweep and the backprop baseline."""
+    """Table 7.1 analogue, the turns sweep and the backprop baseline."""
     task = spirals_task(cfg["spiral_turns"])
     out = {"turns": cfg["spiral_turns"], "architecture": "2-32-32-32-32-1 tanh",
            "ridge": cfg["spiral_ridge"], "table": spirals_table(cfg, task)}
-    out["n_tries"] = [{"n_tries": n, **over_seeds(
-        lambda s: fit_binary(s, task, (32,) * 4, "tanh", alpha=0.1, beta=10.0, n_tries=n,
-                             dtype="float32"), range(cfg["spiral_tries_seeds"]))}
-        for n in cfg["spiral_tries"]]
     sweep = []
     for turns in cfg["spiral_turns_sweep"]:
         t = spirals_task(turns)
@@ -281,6 +241,21 @@ def spirals(cfg: dict) -> dict:
     return out
 
 
+def spirals_tries(cfg: dict) -> dict:
+    """Sec 7.6.2: N_tries candidates per layer, alpha 0.1, beta 10, float32,
+    pinv, over seeds (candidates nested: those of N_tries = 5 are the first
+    five of 50)."""
+    task = spirals_task(cfg["spiral_turns"])
+    rows = []
+    for n in cfg["spiral_tries"]:
+        rows.append({"n_tries": n, **over_seeds(
+            lambda s: fit_binary(s, task, (32,) * 4, "tanh", alpha=0.1, beta=10.0, n_tries=n,
+                                 dtype="float32"), range(cfg["spiral_tries_seeds"]))})
+        print(f"  n_tries {n}: {rows[-1]['train_accuracy']['mean']:.4f}", flush=True)
+    return {"turns": cfg["spiral_turns"], "alpha": 0.1, "beta": 10.0, "precision": "float32",
+            "rows": rows}
+
+
 def checkerboard(cfg: dict, dtype: str = "float32") -> dict:
     """Fig 7.11: three ReLU hidden layers of width w, N_tries 5, alpha 0.08, beta 200."""
     task = board_task()
@@ -293,53 +268,68 @@ def checkerboard(cfg: dict, dtype: str = "float32") -> dict:
     return {"dtype": dtype, "n_tries": cfg["board_tries"], "num_tiles": 8, "rows": rows}
 
 
-def digits_single(cfg: dict, task: dict) -> list[dict]:
-    """Table 7.2 analogue: one hidden ReLU layer by four methods over widths."""
+def digits_single(cfg: dict, task: dict, *, methods: Sequence[str] = ("elm", "random", "pca",
+                                                                   "sorted_pca"),
+                  alpha: float = 1.0, beta_random: float = 10.0,
+                  beta_deterministic: float = 1e4) -> list[dict]:
+    """Table 7.2 analogue: one hidden ReLU layer by ``methods`` over
+    ``cfg['digits_widths']``, ``cfg['digits_trials']`` seeds for the random
+    ones, ridge ``cfg['digits_ridge']``, one-hot Y; beta as the chapter's
+    (random P: 10; Platonic and Sorted PCA: 10,000; unused by ELM)."""
     y = jax.nn.one_hot(task["y"], 10)
     n = task["x"].shape[1]
-    methods = (("elm", 1.0), ("random", 10.0), ("pca", 1e4), ("sorted_pca", 1e4))
+    betas = {"elm": 1.0, "random": beta_random, "pca": beta_deterministic,
+             "sorted_pca": beta_deterministic}
     rows = []
     for width in cfg["digits_widths"]:
-        for method, beta in methods:
+        for method in methods:
+            beta = betas[method]
             if method == "pca" and width > n + 10:
                 continue   # Platonic PCA: width <= n + k
             seeds = range(cfg["digits_trials"]) if method in ("elm", "random") else (0,)
 
             def one(s, method=method, beta=beta, width=width):
+                t0 = time.perf_counter()
                 params, info = fit_platonic(jax.random.PRNGKey(s), task["x"], y, (width,), "relu",
-                                            method=method, alpha=1.0, beta=beta, solver="ridge",
+                                            method=method, alpha=alpha, beta=beta, solver="ridge",
                                             ridge=cfg["digits_ridge"])
                 test_out = forward(params, task["x_test"], (width,), "relu")
                 return {"train_accuracy": class_accuracy(info["outputs"], task["y"]),
                         "test_accuracy": class_accuracy(test_out, task["y_test"]),
-                        "finite": bool(info["finite"]), "seconds": 0.0}
+                        "finite": bool(info["finite"]), "seconds": time.perf_counter() - t0}
             rows.append({"method": method, "width": width, "beta": beta,
                          **over_seeds(one, seeds)})
     return rows
 
 
-def digits_deep(cfg: dict, task: dict) -> list[dict]:
-    """Table 7.3 analogue: deterministic PP (Sorted PCA, then Platonic PCA with
-    EMA sample weights, lambda_EMA = 0.2 as the text) with a ridge output."""
+def deterministic_row(task: dict, widths: Sequence[int], *, beta: float, ridge: float,
+                      ema: float, alpha: float = 1.0) -> dict:
+    """One Table 7.3 row: fully deterministic PP (Sorted PCA, then Platonic
+    PCA with EMA sample weights lambda_EMA = ``ema``) with a ridge output;
+    params, train/test MSE against one-hot Y, accuracies, seconds."""
     y = jax.nn.one_hot(task["y"], 10)
-    rows = []
-    for widths in cfg["digits_deep"]:
-        t0 = time.perf_counter()
-        params, info = fit_platonic(None, task["x"], y, widths, "relu", method="deterministic",
-                                    alpha=1.0, beta=cfg["digits_deep_beta"], solver="ridge",
-                                    ridge=cfg["digits_deep_ridge"], ema=0.2)
-        jax.block_until_ready(params)
-        seconds = time.perf_counter() - t0
-        test_out = forward(params, task["x_test"], widths, "relu")
-        y_test = jax.nn.one_hot(task["y_test"], 10)
-        rows.append({"widths": list(widths),
-                     "params": int(sum(v.size for v in jax.tree_util.tree_leaves(params))),
-                     "train_mse": float(info["train_mse"]),
-                     "test_mse": float(jnp.mean((test_out - y_test) ** 2)),
-                     "train_accuracy": class_accuracy(info["outputs"], task["y"]),
-                     "test_accuracy": class_accuracy(test_out, task["y_test"]),
-                     "seconds_with_compile": seconds})
-    return rows
+    t0 = time.perf_counter()
+    params, info = fit_platonic(None, task["x"], y, widths, "relu", method="deterministic",
+                                alpha=alpha, beta=beta, solver="ridge", ridge=ridge, ema=ema)
+    jax.block_until_ready(params)
+    seconds = time.perf_counter() - t0
+    test_out = forward(params, task["x_test"], widths, "relu")
+    y_test = jax.nn.one_hot(task["y_test"], 10)
+    return {"widths": list(widths), "ridge": ridge, "beta": beta, "ema": ema,
+            "params": int(sum(v.size for v in jax.tree_util.tree_leaves(params))),
+            "train_mse": float(info["train_mse"]),
+            "test_mse": float(jnp.mean((test_out - y_test) ** 2)),
+            "train_accuracy": class_accuracy(info["outputs"], task["y"]),
+            "test_accuracy": class_accuracy(test_out, task["y_test"]),
+            "seconds_with_compile": seconds}
+
+
+def digits_deep(cfg: dict, task: dict) -> list[dict]:
+    """Table 7.3 analogue: :func:`deterministic_row` for each of
+    ``cfg['digits_deep']``, lambda_EMA = 0.2 as the text."""
+    return [deterministic_row(task, widths, beta=cfg["digits_deep_beta"],
+                              ridge=cfg["digits_deep_ridge"], ema=0.2)
+            for widths in cfg["digits_deep"]]
 
 
 def digits(cfg: dict, data_dir: Optional[str] = None) -> dict:
@@ -444,10 +434,50 @@ def check_parts(parts: Sequence[str]) -> tuple[str, ...]:
     return parts
 
 
-def run(outdir: str, *, quick: bool = False, parts: Sequence[str] = PARTS,
-        data_dir: Optional[str] = None, blas_threads: Optional[int] = 1) -> dict:
+def merge_into(path: str, new: dict, parts: Sequence[str]) -> dict:
+    """``new``'s ``parts`` merged into the results JSON at ``path`` (if any):
+    the other parts keep their results, seconds, commands and configs. Read,
+    merge and write happen under an exclusive lock on ``path + '.lock'``, so
+    runs of different parts may finish in any order. Files written before
+    per-part commands and configs get the file's one command and config for
+    each of their parts. Returns the merged results (as written)."""
+    import fcntl
+    import json
+    import os
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        merged = {}
+        if os.path.exists(path):
+            with open(path) as fh:
+                old = json.load(fh)
+            done = [p for p in PARTS if p in old]
+            for key in ("commands", "configs"):
+                if key not in old:   # one command / config for the whole file
+                    old[key] = {p: old.get(key[:-1]) for p in done}
+            merged = {p: old[p] for p in done if p not in parts}
+            for key in ("seconds", "commands", "configs"):
+                merged[key] = {p: v for p, v in old[key].items() if p not in parts}
+        else:
+            merged = {"seconds": {}, "commands": {}, "configs": {}}
+        for key in ("seconds", "commands", "configs"):
+            merged[key].update(new[key])
+        merged.update({p: new[p] for p in parts})
+        ordered = {k: new[k] for k in ("quick", "chapter", "blas_threads", "devices")}
+        ordered.update({k: merged[k] for k in ("seconds", "commands", "configs")})
+        ordered.update({p: merged[p] for p in PARTS if p in merged})
+        write_json(ordered, path, digits=5)
+    return jsonable(ordered)
+
+
+def run(outdir: str, *, quick: bool = False, parts: Sequence[str] = DEFAULT_PARTS,
+        data_dir: Optional[str] = None, blas_threads: Optional[int] = 1,
+        mnist_config: Any = None) -> dict:
     """Runs ``parts`` at full or quick size with float64 enabled (every fit
-    names its dtype); writes ``platonic_{full,quick}.json`` and ``.png``.
+    names its dtype); merges them into ``platonic_{full,quick}.json`` in
+    ``outdir`` (:func:`merge_into`) and draws ``.png`` from the merged file.
+    ``mnist_config``: the config (a ConfigDict with a ``platonic`` block,
+    ``configs/platonic_mnist.py``) that the ``mnist`` part needs.
 
     ``blas_threads``: OpenBLAS threads while it runs (``threadpoolctl``;
     None: unchanged). jaxlib's CPU LAPACK kernels (the SVDs and solves of
@@ -462,31 +492,41 @@ def run(outdir: str, *, quick: bool = False, parts: Sequence[str] = PARTS,
     if blas_threads is not None and (isinstance(blas_threads, bool) or
                                      not isinstance(blas_threads, int) or blas_threads < 1):
         raise ValueError(f"blas_threads must be a positive int or None, got {blas_threads!r}")
+    if "mnist" in parts and mnist_config is None:
+        raise ValueError("the mnist part needs mnist_config (--config "
+                         "configs/platonic_mnist.py)")
     cfg = dict(QUICK if quick else FULL)
     previous = jax.config.jax_enable_x64
     jax.config.update("jax_enable_x64", True)
-    results: dict = {"quick": quick, "config": cfg, "chapter": CHAPTER, "seconds": {},
-                     "blas_threads": blas_threads}
+    results: dict = {"quick": quick, "chapter": CHAPTER, "seconds": {}, "commands": {},
+                     "configs": {}, "blas_threads": blas_threads,
+                     "devices": str(jax.devices()[0].platform)}
+    base = "python -m neurojax.analysis.platonic --outdir DIR" + (" --quick" if quick else "")
     limits = threadpool_limits(limits=blas_threads, user_api="blas")
     try:
         for part in parts:
             t0 = time.time()
             if part == "digits":
                 results[part] = digits(cfg, data_dir)
+                results["configs"][part] = cfg
+            elif part == "mnist":
+                from neurojax.analysis.platonic_mnist import mnist
+                results[part] = mnist(mnist_config, data_dir)
+                results["configs"][part] = mnist_config.to_dict()
             else:
                 results[part] = globals()[part](cfg)
+                results["configs"][part] = cfg
             results["seconds"][part] = round(time.time() - t0, 1)
+            results["commands"][part] = f"{base} --parts {part}" + (
+                " --config configs/platonic_mnist.py" if part == "mnist" else "")
             print(f"{part}: {results['seconds'][part]} s", flush=True)
     finally:
         limits.restore_original_limits()
         jax.config.update("jax_enable_x64", previous)
     name = "quick" if quick else "full"
-    results["command"] = ("python -m neurojax.analysis.platonic --outdir DIR"
-                          + (" --quick" if quick else "") + f" --parts {','.join(parts)}")
-    results["devices"] = str(jax.devices()[0].platform)
-    write_json(results, f"{outdir}/platonic_{name}.json", digits=5)
+    merged = merge_into(f"{outdir}/platonic_{name}.json", results, parts)
     from neurojax.analysis.platonic_figure import plot
-    plot(jsonable(results), f"{outdir}/platonic_{name}.png")
+    plot(merged, f"{outdir}/platonic_{name}.png")
     return results
 
 
@@ -502,18 +542,23 @@ def main(argv: Sequence[str]) -> None:
     if f.blas_threads < 0:
         raise app.UsageError(f"--blas_threads must be >= 0 (0: leave OpenBLAS as it is), "
                              f"got {f.blas_threads}")
+    if "mnist" in parts and f.config is None:
+        raise app.UsageError("--parts mnist needs --config configs/platonic_mnist.py")
     run(f.outdir, quick=f.quick, parts=parts, data_dir=f.data_dir,
-        blas_threads=f.blas_threads or None)
+        blas_threads=f.blas_threads or None, mnist_config=f.config)
 
 
 def _define_flags() -> None:
     from absl import flags
+    from ml_collections import config_flags
     flags.DEFINE_string("outdir", None, "Where platonic_{full,quick}.{json,png} go.")
     flags.DEFINE_bool("quick", False, "CI size (~1 min; numbers not meaningful).")
-    flags.DEFINE_list("parts", list(PARTS), f"Which parts, comma-separated: {PARTS}.")
-    flags.DEFINE_string("data_dir", None, "TFDS data dir of the offline digits (default: "
+    flags.DEFINE_list("parts", list(DEFAULT_PARTS), f"Which parts, comma-separated: {PARTS}.")
+    flags.DEFINE_string("data_dir", None, "TFDS data dir of the digits and MNIST (default: "
                         "the library's).")
     flags.DEFINE_integer("blas_threads", 1, "OpenBLAS threads during the run (0: unchanged).")
+    config_flags.DEFINE_config_file("config", None, "The mnist part's config "
+                                    "(configs/platonic_mnist.py[:runlocal]).")
     flags.mark_flag_as_required("outdir")
 
 

@@ -11,8 +11,8 @@ from neurojax.analysis.platonic import CHAPTER
 def plot(results: dict, path: str) -> None:
     """One panel per part that ran."""
     from matplotlib.figure import Figure
-    fig = Figure(figsize=(20, 9))
-    axes = fig.subplots(2, 4).ravel()
+    fig = Figure(figsize=(25, 13.5))
+    axes = fig.subplots(3, 5).ravel()
     if "sine" in results:
         ax, s = axes[0], results["sine"]
         for i, dtype in enumerate(s):
@@ -39,11 +39,24 @@ def plot(results: dict, path: str) -> None:
                              label=f"width {w}")
         axes[2].set(xlabel="N_tries", ylabel="min LSD over layers", title="Fig 7.6")
         axes[2].legend(fontsize=7)
+        for run in d["runs"].values():
+            if "log10_max_abs" in run:
+                axes[12].plot(np.arange(1, len(run["lsd"]) + 1),
+                              np.asarray(run["log10_max_abs"], float),
+                              "-" if run["n_tries"] == 1 else "--", lw=0.8,
+                              color=f"C{widths.index(run['width'])}",
+                              label=f"width {run['width']}, n={run['n_tries']}")
+        if axes[12].has_data():
+            axes[12].axhline(np.log10(np.finfo(np.float64).max), color="k", ls=":", lw=1,
+                             label="float64 max")
+            axes[12].set(xlabel="layer", ylabel="log10 max |Z_i|",
+                         title="deep nets: scale of Z_i (alpha = 1)")
+            axes[12].legend(fontsize=7)
     if "spirals" in results:
         sp = results["spirals"]
         rows = sp["table"]
-        labels = [f"a{r['alpha']:g} {r['solver']} {r['precision'][:7]}"
-                  + ("+tol" if "atol" in r["precision"] else "") for r in rows]
+        labels = [f"a{r['alpha']:g} b{r['beta']:g} {r['solver']} {r['precision']}"
+                  for r in rows]
         means = [r["train_accuracy"].get("mean", np.nan) for r in rows]
         stds = [r["train_accuracy"].get("std", 0.0) for r in rows]
         axes[3].barh(np.arange(len(rows)), means, xerr=stds, color="C0")
@@ -103,5 +116,53 @@ def plot(results: dict, path: str) -> None:
         ax.set(xlabel="parameters", ylabel="accuracy",
                title="Table 7.3 analogue: deterministic PP, digits")
         ax.legend(fontsize=7)
+    if "spirals_tries" in results:
+        ax, st = axes[8], results["spirals_tries"]
+        rows = st["rows"]
+        for key, marker in (("train_accuracy", "o-"), ("test_accuracy", "s--")):
+            ax.errorbar([r["n_tries"] for r in rows], [r[key]["mean"] for r in rows],
+                        yerr=[r[key]["std"] for r in rows], fmt=marker, capsize=2,
+                        label=f"{key.split('_')[0]} (mean ± std, {rows[0][key]['n']} seeds)")
+        chapter = CHAPTER["spirals_n_tries"]
+        ax.plot([int(n) for n in chapter], list(chapter.values()), "k*", ms=10,
+                label="chapter (one seed)")
+        ax.set_xscale("log")
+        ax.set(xlabel="N_tries", ylabel="accuracy",
+               title="Sec 7.6.2: N_tries, spirals, alpha 0.1 beta 10 float32")
+        ax.legend(fontsize=7)
+    if "ablation" in results:
+        ax, rows = axes[9], results["ablation"]["spirals"] + results["ablation"]["digits"]
+        labels = [(f"spirals a{r['alpha']:g} {r['precision']}" if "precision" in r
+                   else f"digits w{r['width']}") + f" T={r['target'].upper()}P" for r in rows]
+        colors = {"zy": "C0", "y": "C3", "z": "C2"}
+        ax.barh(np.arange(len(rows)), [r["test_accuracy"].get("mean", np.nan) for r in rows],
+                xerr=[r["test_accuracy"].get("std", 0.0) for r in rows],
+                color=[colors[r["target"]] for r in rows])
+        ax.set_yticks(np.arange(len(rows)), labels, fontsize=6)
+        ax.set(xlim=(0.4, 1.0), xlabel="test accuracy (mean ± std)",
+               title="Sec 7.3.2 ablation: T = [Z|bY]P vs YP vs ZP")
+    if "mnist" in results:
+        mn = results["mnist"]
+        ax = axes[10]
+        for m in ("elm", "random", "pca", "sorted_pca"):
+            pts = [r for r in mn["single"] if r["method"] == m]
+            ax.errorbar([r["width"] for r in pts], [r["test_accuracy"]["mean"] for r in pts],
+                        yerr=[r["test_accuracy"]["std"] for r in pts], marker="o", capsize=2,
+                        label=m)
+        ax.set_xscale("log", base=2)
+        ax.set(xlabel="hidden width", ylabel="test accuracy", title="Table 7.2: MNIST")
+        ax.legend(fontsize=7)
+        ax = axes[11]
+        rows = mn["deep"]
+        ax.plot([r["params"] for r in rows], [r["train_accuracy"] for r in rows], "o-",
+                label="train")
+        ax.plot([r["params"] for r in rows], [r["test_accuracy"] for r in rows], "s--",
+                label="test")
+        ax.set_xscale("log")
+        ax.set(xlabel="parameters", ylabel="accuracy", title="Table 7.3: MNIST, deterministic PP")
+        ax.legend(fontsize=7)
+    for ax in axes:
+        if not ax.has_data():
+            ax.set_axis_off()
     fig.tight_layout()
     save_figure(fig, path, dpi=70)

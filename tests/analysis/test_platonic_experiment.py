@@ -146,7 +146,7 @@ def test_train_backprop_learns_through_the_program_and_reports_curves():
 
 def test_bad_parts_and_blas_threads_are_named(tmp_path):
     with pytest.raises(ValueError, match="--parts must be a non-empty subset"):
-        pa.check_parts(["sine", "mnist"])
+        pa.check_parts(["sine", "mnist2"])
     with pytest.raises(ValueError, match="--parts"):
         pa.check_parts([])
     with pytest.raises(ValueError, match="blas_threads"):
@@ -172,9 +172,18 @@ def test_committed_results_are_strict_json_and_consistent():
         pytest.skip("benchmarks/results/platonic_full.json not committed yet")
     r = strict_json(path)
     assert not r["quick"]
+    for part in pa.PARTS:   # every part records how it was run
+        if part in r:
+            assert f"--parts {part}" in r["commands"][part] or "," in r["commands"][part]
+            assert part in r["configs"] and part in r["seconds"]
     for run in r["deep"]["runs"].values():
         assert len(run["lsd"]) == r["deep"]["num_layers"]
-    for row in r["spirals"]["table"] + r["digits"]["single"]:
+        if run.get("first_nonfinite_layer") is None:
+            assert run["final_train_mse"] == pytest.approx(run["lsd"][-1])
+    rows = r["spirals"]["table"] + r["digits"]["single"]
+    rows += r.get("spirals_tries", {}).get("rows", [])
+    rows += r.get("ablation", {}).get("spirals", []) + r.get("ablation", {}).get("digits", [])
+    for row in rows:
         s = row["test_accuracy"]
         if s["failed"] < s["n"]:
             assert s["min"] <= s["median"] <= s["max"] and 0 <= s["min"] and s["max"] <= 1
