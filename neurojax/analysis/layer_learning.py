@@ -7,16 +7,22 @@ selection entropy, Sec 5.5.4), ``neurojax.metrics.redundancy`` (k-redundancy,
 Def 8; k-filtering, Sec 5.4), the training loop and the training programs.
 
 * ``lsd`` (Fig 5.6 and 5.21 analogues): MLP 64-128-64-32-10 (ReLU) on
-  scikit-learn's 8x8 digits, softmax cross-entropy, plain SGD at a constant
-  rate, ``seeds`` seeds as one vmapped program
+  scikit-learn's 8x8 digits, plain SGD at a constant rate, batch 64, with
+  each loss of :data:`LSD_LOSSES` (softmax cross-entropy; the squared error
+  of linear outputs against one-hot targets, Fig 5.21's MSE), ``seeds``
+  seeds as one vmapped program
   (``neurojax.train.loop.train_and_evaluate`` with
   ``config.train.num_replicas``). After every epoch (and at initialisation,
   from the loop's own initial keys) a loop hook reads, per seed, on the whole
   training split (m = 1,437): LSD(Y, Z_i) = (1/m) ||Y - Z_i Z_i^+ Y||_F^2 of
-  the input, every hidden layer (post-ReLU) and the logits (no bias column,
-  Eq 5.3 as printed); the layer-average selection entropy H(Y | Z_i) in
-  bits of every hidden layer (dead features left out and counted); train and
-  test accuracy. The thesis's net is 784-392-196-50-10 on MNIST.
+  the input, every hidden layer (post-ReLU) and the outputs (no bias column,
+  Eq 5.3 as printed; ``lsd_bias/``: with a column of ones); the
+  layer-average selection entropy H(Y | Z_i) in bits of every hidden layer
+  (dead features left out and counted) and that of its most selective
+  feature (``entropy_min/``); train and test accuracy. The thesis's net is
+  784-392-196-50-10 on MNIST. With the squared error, the outputs' LSD is at
+  most twice the training loss (Y ~ Z itself is one least-squares candidate):
+  its fall to 0 there holds by construction, not as a finding.
 * ``kept``: the fraction of examples k-filtering keeps (1 - Def 8's
   k-redundancy / 100) at k = 5, 10, 20, on the raw inputs (Euclidean, the
   example itself excluded), over the whole training split of the digits
@@ -44,11 +50,10 @@ with ``--quick``: tiny sizes, numbers not meaningful).
 """
 from __future__ import annotations
 
-import copy
 import os
 import tempfile
 import time
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -58,6 +63,10 @@ PARTS = ("lsd", "kept", "checkerboard")
 KS = (5, 10, 20)
 WIDTHS = (128, 64, 32)
 LSD_LR = 0.1
+# config.loss blocks of the lsd part
+LSD_LOSSES = {"softmax": {"name": "softmax_cross_entropy"},
+              "mse": {"name": "label_mean_squared_error", "output": "linear",
+                      "targets": (0.0, 1.0)}}
 BOARD_OPTIM = {"name": "sgd", "lr": 0.5, "schedule": "constant"}
 BOARD_WIDTHS = (128, 128)
 SIZES = {
@@ -87,14 +96,16 @@ def spread(values) -> dict:
 
 # ----------------------------------------------------------------- lsd
 
-def lsd_config(*, seeds: int, epochs: int, data_dir: str = ""):
-    """The digits MLP 64-128-64-32-10 (ReLU), softmax, SGD at ``LSD_LR``,
-    batch 64, one call per epoch, ``seeds`` replicas."""
+def lsd_config(loss: str, *, seeds: int, epochs: int, data_dir: str = ""):
+    """The digits MLP 64-128-64-32-10 (ReLU), ``LSD_LOSSES[loss]``, SGD at
+    ``LSD_LR``, batch 64, one call per epoch, ``seeds`` replicas."""
+    import ml_collections
     from neurojax.analysis import amplification
     config = amplification.pair_config(
         amplification.digits_config(seeds=seeds, epochs=epochs, data_dir=data_dir),
         "softmax", LSD_LR)
     config.model.widths = WIDTHS
+    config.loss = ml_collections.ConfigDict(dict(LSD_LOSSES[loss]))
     return config
 
 
@@ -121,9 +132,12 @@ class LayerProbe:
             layers = {"input": x.reshape(m, -1), **{h: feats[h] for h in hidden},
                       "head": feats["head"]}
             out = {f"lsd/{n}": ll.least_squares_distance(z, onehot) for n, z in layers.items()}
+            out.update({f"lsd_bias/{n}": ll.least_squares_distance(z, onehot, bias=True)
+                        for n, z in layers.items()})
             for h in hidden:
                 e = ll.layer_selection_entropy(feats[h], labels, 10)
                 out[f"entropy/{h}"], out[f"dead/{h}"] = e["entropy"], e["num_dead"]
+                out[f"entropy_min/{h}"] = jnp.nanmin(ll.selection_entropy(feats[h], labels, 10))
             out["train_accuracy"] = jnp.mean(jnp.argmax(feats["head"], -1) == labels)
             logits = self.model.apply({"params": params}, xt, train=False)
             out["test_accuracy"] = jnp.mean(jnp.argmax(logits, -1) == lt)
@@ -157,13 +171,12 @@ def initial_params(config, model):
     return jax.vmap(init)(init_keys) if config.train.num_replicas > 1 else init(init_keys)
 
 
-def lsd_part(seeds: int, epochs: int, workdir: str, data_dir: str = "") -> dict:
-    """Per-epoch LSD and H(Y|Z_i) per layer over ``seeds`` seeds (see the
-    module docstring)."""
-    import jax
+def lsd_part(loss: str, seeds: int, epochs: int, workdir: str, data_dir: str = "") -> dict:
+    """Per-epoch LSD and H(Y|Z_i) per layer over ``seeds`` seeds, trained
+    with ``LSD_LOSSES[loss]`` (see the module docstring)."""
     from neurojax.data.on_device import load_split_arrays
     from neurojax.train.loop import train_and_evaluate
-    config = lsd_config(seeds=seeds, epochs=epochs, data_dir=data_dir)
+    config = lsd_config(loss, seeds=seeds, epochs=epochs, data_dir=data_dir)
     arrays = {s: load_split_arrays("digits", s, data_dir=data_dir or None)
               for s in ("train", "test")}
     probe = LayerProbe(config, *(arrays[s] for s in ("train", "test")))
@@ -174,18 +187,25 @@ def lsd_part(seeds: int, epochs: int, workdir: str, data_dir: str = "") -> dict:
     curves = {k: [r[k] for r in probe.records] for k in probe.records[0]}   # [epoch][replica]
     layers = ["input"] + [f"act_{i}" for i in range(len(WIDTHS))] + ["head"]
     last = {n: np.asarray(curves[f"lsd/{n}"][-1]) for n in layers}
+    last_bias = {n: np.asarray(curves[f"lsd_bias/{n}"][-1]) for n in layers}
     lsd_seq = np.stack([last[n] for n in layers[1:]])         # hidden + head, [layer, replica]
     monotone = np.all(np.diff(lsd_seq, axis=0) < 0, axis=0)
+    monotone_bias = np.all(np.diff(np.stack([last_bias[n] for n in layers[1:]]), axis=0) < 0,
+                           axis=0)
     hidden = layers[1:-1]
     ent = {h: np.asarray(curves[f"entropy/{h}"]) for h in hidden}
     return {
-        "model": f"MLP 64-{'-'.join(map(str, WIDTHS))}-10 ReLU", "lr": LSD_LR,
+        "model": f"MLP 64-{'-'.join(map(str, WIDTHS))}-10 ReLU", "loss": LSD_LOSSES[loss],
+        "lr": LSD_LR,
         "batch_size": int(config.dataset.batch_size), "epochs": epochs, "seeds": seeds,
         "probe_examples": int(arrays["train"]["label"].shape[0]), "layers": layers,
         "curves": curves,
         "final": {
             **{f"lsd/{n}": spread(last[n]) for n in layers},
+            **{f"lsd_bias/{n}": spread(last_bias[n]) for n in layers},
             **{f"entropy/{h}": spread(ent[h][-1]) for h in hidden},
+            **{f"entropy_min/{h}": spread(curves[f"entropy_min/{h}"][-1]) for h in hidden},
+            **{f"entropy_min_init/{h}": spread(curves[f"entropy_min/{h}"][0]) for h in hidden},
             **{f"entropy_init/{h}": spread(ent[h][0]) for h in hidden},
             "train_accuracy": spread(curves["train_accuracy"][-1]),
             "test_accuracy": spread(curves["test_accuracy"][-1]),
@@ -193,6 +213,7 @@ def lsd_part(seeds: int, epochs: int, workdir: str, data_dir: str = "") -> dict:
                                                                [final["accuracy"]])],
         },
         "lsd_decreasing_over_hidden_and_head_per_seed": monotone.tolist(),
+        "lsd_bias_decreasing_over_hidden_and_head_per_seed": monotone_bias.tolist(),
         "lsd_head_over_input": spread(last["head"] / last["input"]),
         "entropy_decreases_with_depth_per_seed": np.all(
             np.diff(np.stack([ent[h][-1] for h in hidden]), axis=0) < 0, axis=0).tolist(),
@@ -289,8 +310,9 @@ def run(size: str, workdir: str, *, parts: Sequence[str] = PARTS, data_dir: str 
     s = SIZES[size]
     out = {"size": size, "thesis": THESIS}
     if "lsd" in parts:
-        out["lsd"] = lsd_part(s["lsd_seeds"], s["lsd_epochs"], os.path.join(workdir, "lsd"),
-                              data_dir)
+        out["lsd"] = {loss: lsd_part(loss, s["lsd_seeds"], s["lsd_epochs"],
+                                     os.path.join(workdir, f"lsd_{loss}"), data_dir)
+                      for loss in LSD_LOSSES}
     if "kept" in parts:
         out["kept"] = kept_part(data_dir, s["shapes_subsets"])
     if "checkerboard" in parts:
@@ -300,28 +322,34 @@ def run(size: str, workdir: str, *, parts: Sequence[str] = PARTS, data_dir: str 
 
 
 def plot(results: dict, path: str) -> None:
-    """LSD and H(Y|Z_i) per layer over epochs (seed means, min-max bands),
-    kept fractions against the thesis's MNIST row, checkerboard accuracy."""
+    """LSD per layer over epochs for each loss (seed means, min-max bands),
+    H(Y|Z_i) per hidden layer (seed means), kept fractions against the
+    thesis's MNIST row, checkerboard accuracy."""
     from matplotlib.figure import Figure
     from neurojax.analysis.outputs import save_figure
-    fig = Figure(figsize=(16, 4))
-    axes = fig.subplots(1, 4)
-    if "lsd" in results:
-        lsd = results["lsd"]
+    fig = Figure(figsize=(20, 4))
+    axes = list(fig.subplots(1, 5))
+    for i, loss in enumerate(LSD_LOSSES):
+        if loss not in results.get("lsd", {}):
+            continue
+        lsd = results["lsd"][loss]
+        ax = axes[i]
         for name in lsd["layers"]:
             v = np.asarray(lsd["curves"][f"lsd/{name}"])
             ep = np.arange(len(v))
-            axes[0].plot(ep, v.mean(1), label=name)
-            axes[0].fill_between(ep, v.min(1), v.max(1), alpha=0.2)
+            line, = ax.plot(ep, v.mean(1), label=name)
+            ax.fill_between(ep, v.min(1), v.max(1), alpha=0.2, color=line.get_color())
             key = f"entropy/{name}"
             if key in lsd["curves"]:
                 e = np.asarray(lsd["curves"][key])
-                axes[1].plot(ep, e.mean(1), label=name)
-                axes[1].fill_between(ep, e.min(1), e.max(1), alpha=0.2)
-        axes[0].set(title="LSD per layer (digits, Eq 5.3)", xlabel="epoch", ylabel="LSD")
-        axes[1].set(title="H(Y|Z_i), bits (Sec 5.5.4)", xlabel="epoch")
-        axes[0].legend(fontsize=7)
-        axes[1].legend(fontsize=7)
+                style = "-" if loss == "softmax" else "--"
+                axes[2].plot(ep, e.mean(1), style, color=line.get_color(),
+                             label=f"{name} ({loss})")
+        ax.set(title=f"LSD per layer, digits MLP, {loss} (Eq 5.3)", xlabel="epoch",
+               ylabel="LSD")
+        ax.legend(fontsize=7)
+    axes[2].set(title="H(Y|Z_i), bits, layer mean (Sec 5.5.4)", xlabel="epoch")
+    axes[2].legend(fontsize=7)
     if "kept" in results:
         kept = results["kept"]
         ks = [str(k) for k in kept["ks"]]
@@ -329,34 +357,34 @@ def plot(results: dict, path: str) -> None:
                 **{n: s["kept"] for n, s in kept["sets"].items()}}
         width = 0.8 / len(rows)
         for i, (name, row) in enumerate(rows.items()):
-            axes[2].bar(np.arange(len(ks)) + i * width, [row[k] for k in ks], width, label=name)
-        axes[2].set_xticks(np.arange(len(ks)) + 0.4 - width / 2, [f"k={k}" for k in ks])
-        axes[2].set(title="kept fraction after k-filtering", ylim=(0, 1))
-        axes[2].legend(fontsize=7)
+            axes[3].bar(np.arange(len(ks)) + i * width, [row[k] for k in ks], width, label=name)
+        axes[3].set_xticks(np.arange(len(ks)) + 0.4 - width / 2, [f"k={k}" for k in ks])
+        axes[3].set(title="kept fraction after k-filtering", ylim=(0, 1))
+        axes[3].legend(fontsize=7)
     if "checkerboard" in results:
         for name, r in results["checkerboard"]["runs"].items():
             v = np.asarray(r["whole_board_accuracy_curve"])
             steps = np.arange(1, len(v) + 1) * r["steps_per_epoch"]
-            line, = axes[3].plot(steps, v.mean(1), label=f"{name}: whole board")
+            line, = axes[4].plot(steps, v.mean(1), label=f"{name}: whole board")
             t = np.asarray(r["trained_set_accuracy_curve"])
-            axes[3].plot(steps, t.mean(1), "--", color=line.get_color(),
+            axes[4].plot(steps, t.mean(1), "--", color=line.get_color(),
                          label=f"{name}: trained set")
-        axes[3].set(title="checkerboard 8x8, plain SGD", xlabel="SGD step", ylabel="accuracy")
-        axes[3].legend(fontsize=7)
+        axes[4].set(title="checkerboard 8x8, plain SGD", xlabel="SGD step", ylabel="accuracy")
+        axes[4].legend(fontsize=7)
     fig.tight_layout()
     save_figure(fig, path)
 
 
 def headline(results: dict) -> dict:
     out = {}
-    if "lsd" in results:
-        f = results["lsd"]["final"]
-        out["lsd_final_mean"] = {n: f[f"lsd/{n}"]["mean"] for n in results["lsd"]["layers"]}
-        out["lsd_decreasing_per_seed"] = \
-            results["lsd"]["lsd_decreasing_over_hidden_and_head_per_seed"]
-        out["entropy_final_mean"] = {k[len("entropy/"):]: v["mean"] for k, v in f.items()
-                                     if k.startswith("entropy/")}
-        out["test_accuracy"] = f["test_accuracy"]["mean"]
+    for loss, lsd in results.get("lsd", {}).items():
+        f = lsd["final"]
+        out[f"lsd_{loss}"] = {
+            "lsd_final_mean": {n: f[f"lsd/{n}"]["mean"] for n in lsd["layers"]},
+            "lsd_decreasing_per_seed": lsd["lsd_decreasing_over_hidden_and_head_per_seed"],
+            "entropy_final_mean": {k[len("entropy/"):]: v["mean"] for k, v in f.items()
+                                   if k.startswith("entropy/")},
+            "test_accuracy": f["test_accuracy"]["mean"]}
     if "kept" in results:
         out["kept"] = {n: s["kept"] for n, s in results["kept"]["sets"].items()}
     if "checkerboard" in results:

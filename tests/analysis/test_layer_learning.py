@@ -48,9 +48,10 @@ def test_quick_run_writes_json_and_png_with_independent_checks(tmp_path):
     # LSD of the input: a NumPy least-squares fit, the same for every epoch and seed
     coef = np.linalg.lstsq(x, onehot, rcond=None)[0]
     lsd_input = np.sum((onehot - x @ coef) ** 2) / len(labels)
-    lsd = np.asarray(results["lsd"]["curves"]["lsd/input"])
-    assert lsd.shape == (3, 2)                                 # epochs 0..2, 2 seeds
-    np.testing.assert_allclose(lsd, lsd_input, rtol=1e-3)
+    for loss in ll.LSD_LOSSES:
+        lsd = np.asarray(results["lsd"][loss]["curves"]["lsd/input"])
+        assert lsd.shape == (3, 2)                             # epochs 0..2, 2 seeds
+        np.testing.assert_allclose(lsd, lsd_input, rtol=1e-3)
     # kept fractions of the digits: brute-force kNN in NumPy
     d = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
     np.fill_diagonal(d, np.inf)
