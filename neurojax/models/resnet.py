@@ -18,6 +18,17 @@ Layer names: ``stem`` (its output is the input of stage 1), ``stage{s}_block{b}`
 ..., ``proj_conv`` / ``proj_bn`` for a projection shortcut, then ``gap`` and
 ``head``.
 
+Layer-wise training (``neurojax.train.layerwise``): the stem is block 0 on
+its own and every residual block is one block after it (block ``1 + k``
+is the k-th residual block, counted over all stages), so ``num_blocks =
+1 + sum(stage_sizes)``; the top (global pooling and ``head``) is block
+``num_blocks``. The stem is its own block rather than merged with the
+first residual block so that every block has one residual unit's memory
+and the chapter's "one block per layer" holds for the stem's convolution as
+for VGG's first convolution (Oland 2024, Sec. 6.2: a "layer" may be a
+residual block; parameter-free layers, e.g. the ImageNet stem's max-pool,
+belong to the parameter layer before them).
+
 ``rule`` (``neurojax.rules.get_rule(name)``; default 'backprop') makes every
 convolution (stem, blocks, projection shortcuts) and ``head`` learn with a
 rule's feedback weights; BatchNorm, ReLU, the residual additions, pooling
@@ -30,7 +41,7 @@ import flax.linen as nn
 import jax
 
 from neurojax._checks import check_bool
-from neurojax.models._common import (check_positive_float, check_positive_int,
+from neurojax.models._common import (block_range, check_positive_float, check_positive_int,
                                      check_widths, float32_output, freeze_sequences,
                                      scale_width, set_compute_dtype)
 from neurojax.models.layers import GlobalAvgPool
@@ -194,25 +205,52 @@ class ResNet(nn.Module):
         check_bool("rule_head", self.rule_head)
         super().__post_init__()
 
+    def _block_names(self) -> list[str]:
+        """``stage{s}_block{b}`` of every residual block, in order."""
+        return [f"stage{s + 1}_block{b + 1}" for s, n in enumerate(self.stage_sizes)
+                for b in range(n)]
+
+    @property
+    def num_blocks(self) -> int:
+        """Blocks below the top: the stem, then one per residual block."""
+        return 1 + sum(self.stage_sizes)
+
+    def block_params(self, block: int) -> tuple[str, ...]:
+        """Parameter entries of ``block`` (0: ``stem``; ``num_blocks``: the
+        top, ``head``)."""
+        if block == 0:
+            return ("stem",)
+        return (self._block_names()[block - 1],) if block < self.num_blocks else ("head",)
+
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = False, *, start: int = 0,
+                 stop: Optional[int] = None) -> jax.Array:
         """Forward pass on NHWC images; with ``train=True`` BatchNorm uses
         batch statistics and updates ``batch_stats`` (pass
-        ``mutable=['batch_stats']`` to ``apply``)."""
+        ``mutable=['batch_stats']`` to ``apply``). ``start``/``stop``: run
+        only blocks ``[start, stop)`` (``stop=None``: through the head), for
+        layer-wise training (``block_range``; block 0 is the stem)."""
+        start, end, top = block_range(self.num_blocks, start, stop)
         block_cls = _resolve_block(self.block_cls)
         # Blocks get a rule only when there is one, so custom block classes
         # without a ``rule`` field keep working with backprop.
         block_rule = {} if is_backprop(self.rule) else {"rule": self.rule}
-        x = Stem(scale_width(64, self.width), self.stem, self.dtype, self.rule,
-                 name="stem")(x, train)
+        if start == 0 < end:
+            x = Stem(scale_width(64, self.width), self.stem, self.dtype, self.rule,
+                     name="stem")(x, train)
+        index = 1
         for s, num_blocks in enumerate(self.stage_sizes):
             features = scale_width(64 * 2 ** s, self.width)
             for b in range(num_blocks):
-                strides = (2, 2) if s > 0 and b == 0 else (1, 1)
-                x = block_cls(features=features, strides=strides,
-                              zero_init_residual=self.zero_init_residual,
-                              dtype=self.dtype, **block_rule,
-                              name=f"stage{s + 1}_block{b + 1}")(x, train)
+                if start <= index < end:
+                    strides = (2, 2) if s > 0 and b == 0 else (1, 1)
+                    x = block_cls(features=features, strides=strides,
+                                  zero_init_residual=self.zero_init_residual,
+                                  dtype=self.dtype, **block_rule,
+                                  name=f"stage{s + 1}_block{b + 1}")(x, train)
+                index += 1
+        if not top:
+            return x  # a block's feature map
         x = GlobalAvgPool(name="gap")(x)
         if self.num_classes is None:
             return float32_output(x)
