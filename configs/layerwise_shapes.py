@@ -27,12 +27,26 @@ Variants (``:name``):
 - ``random_robin``: Random Robin (Algorithm 4): 4 rounds over the DLL
   windows in a random order per round, each window's optimiser state kept
   between its visits; the same steps in all as the default.
-- ``vgg13_cifar10`` / ``vgg13_cifar100`` (GPU): Table 6.2's from-scratch
-  set-up, VGG-13 with BatchNorm, AdamW, batch 128, per-layer learning rate
-  x 0.8^i and weight decay x 1.15^i, backward dropout 0.5 at the block/head
-  interface, decision blocks. The chapter's forward (input) dropout
-  decaying as p0 x 0.95^epoch is not implemented yet, so these rows are
-  the chapter's method without it.
+- ``dropout``: the Table 6.2 method at CPU scale: forward (input) dropout
+  from p0 = 0.3 decaying x 0.95 per epoch of each block's training, and
+  backward dropout 0.3 at the block/head interface (Sec. 6.8).
+- ``checkpoint``: a feature checkpoint after the first block (Sec. 6.4):
+  the stages above it train on its output held on the device and recompute
+  only the blocks between it and their window (``cache_features`` off).
+- ``vgg13_cifar10`` / ``vgg13_cifar100`` (GPU): Table 6.2's VGG-13 rows with
+  Table 6.3's default settings: VGG-13 with BatchNorm (10 conv blocks, one
+  per stage, strictly bottom-up), AdamW, batch 128, 300 epochs per block,
+  base learning rate 3e-3 and weight decay 1e-6 scaled x 0.8^i and
+  x 1.15^i for block i, the step schedule (x 0.1 at 50% and 75%) within
+  each block's training (the thesis states it for the baselines; applying
+  it per block is this config's reading), backward dropout ("grad noise")
+  0.6, forward dropout p0 = 0.8 decaying x 0.95 per epoch, decision blocks.
+  Not reproduced: the thesis's Cutout + AutoAugment (this loop does not
+  augment supervised data, so the feednet's output is cached on the
+  device) and its per-block search of the decision convolutions (at most 4)
+  for a 30% memory target (here one 128-channel down-convolution).
+  Reported (Table 6.2): CIFAR-10 94.40 backprop / 94.38 DLL (30% memory),
+  CIFAR-100 72.95 / 73.85 (35%).
 - ``runlocal``: 20 steps of the default, for CI.
 
 Every field of ``config.layerwise`` is a field of
@@ -43,7 +57,8 @@ import ml_collections
 
 from configs import supervised_shapes
 
-_ARGS = ("", "block", "segment", "partition", "random_robin", "vgg13_cifar10", "vgg13_cifar100", "runlocal")
+_ARGS = ("", "block", "segment", "partition", "random_robin", "dropout", "checkpoint",
+         "vgg13_cifar10", "vgg13_cifar100", "runlocal")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -68,6 +83,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.layerwise.random_order = False  # a random window order per round
     config.layerwise.cache_features = True  # hold the feednet's output on the device
     config.layerwise.cache_dtype = "float32"
+    config.layerwise.input_dropout = 0.0  # forward dropout p0 (rate p0 x decay^epoch)
+    config.layerwise.input_dropout_decay = 0.95
+    config.layerwise.checkpoint_block = 0  # feature checkpoint after this many blocks; 0: off
+    config.layerwise.checkpoint_dtype = "float32"
 
     if arg == "block":
         config.layerwise.head = "block"
@@ -75,6 +94,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.layerwise.method, config.layerwise.window = "segment", 2
     if arg == "random_robin":
         config.layerwise.rounds, config.layerwise.random_order = 4, True
+    if arg == "dropout":
+        config.layerwise.input_dropout = config.layerwise.grad_dropout = 0.3
+    if arg == "checkpoint":
+        config.layerwise.checkpoint_block, config.layerwise.cache_features = 1, False
     if arg == "partition":
         config.layerwise.method, config.layerwise.window = "partition", 2
         config.layerwise.lr_factor = config.layerwise.wd_factor = 0.5
@@ -85,13 +108,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.model.name = "vgg13"
         config.model.dtype = "float32"
         config.optim.name = "adamw"
-        config.optim.lr = 1e-3
-        config.optim.weight_decay = 5e-4
-        config.train.num_epochs = 10 * 10  # ten epochs per conv layer
+        config.optim.lr = 3e-3  # Table 6.3's lr_base
+        config.optim.weight_decay = 1e-6  # wd_base
+        config.optim.schedule = "step"
+        config.optim.decay_at = (0.5, 0.75)
+        blocks = 10  # VGG-13's conv layers, one stage each
+        config.train.num_epochs = 300 * blocks  # 300 epochs per block
         steps_per_epoch = 50_000 // config.dataset.batch_size
-        config.train.eval_every = 10 * steps_per_epoch
-        config.train.checkpoint_every = 10 * steps_per_epoch
+        config.train.eval_every = 50 * steps_per_epoch
+        config.train.checkpoint_every = 50 * steps_per_epoch
         config.layerwise.head = "block"
         config.layerwise.lr_factor, config.layerwise.wd_factor = 0.8, 1.15
-        config.layerwise.grad_dropout = 0.5
+        config.layerwise.grad_dropout = 0.6
+        config.layerwise.input_dropout = 0.8
     return config

@@ -46,12 +46,16 @@ in every step's forward pass (in evaluation mode, under ``stop_gradient``),
 which is what augmentation or data that do not fit on the device need.
 BatchNorm layers of the feednet use their running statistics.
 
-Backward dropout (Sec. 6.8, the Table 6.2 method): the identity in the
-forward pass; dropout with rate ``p`` on the gradient that flows from the
-head into the trained block (:func:`backward_dropout`). Head gradients are
-untouched. The thesis does not say whether the kept entries are rescaled;
-here they are, by ``1 / (1 - p)``, as in ordinary dropout, so the expected
-gradient is unchanged.
+The stage's forward pass (feednet, window, heads), forward (input) dropout
+decaying as ``p0 * 0.95**epoch``, backward (gradient) dropout and feature
+checkpoints are in ``neurojax.train.layerwise_forward`` (every name there is
+re-exported here). In a program, a feature checkpoint at block boundary
+``checkpoint_block = j`` holds ``Z_j`` (the output of blocks ``[0, j)``)
+for every example on the device, in ``checkpoint_dtype``, as the training
+split of each stage above ``j`` (computed when the stage starts, so it is
+refreshed at every visit under Random Robin), and the stage recomputes only
+the cropped feednet ``[j, start)`` in its step; stages at or below ``j``
+are as without it.
 
 Random Robin (Sec. 6.6, Algorithm 4): ``rounds`` passes over the windows,
 each window visited once per round (in a fresh random order every round
@@ -79,23 +83,24 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from neurojax import data as nj_data
 from neurojax._checks import check_bool, check_choice, check_int, check_real
+from neurojax.data import on_device
+from neurojax.data.pipeline import fraction_indices
 from neurojax.models.heads import decision_head
 from neurojax.optim import make_optimizer
+from neurojax.train.layerwise_forward import (  # noqa: F401 (re-exported)
+    CACHE_DTYPES, CHECKPOINT_PLACES, HEADS, INPUT_DROPOUT_DECAY, FeatureCheckpoint,
+    _apply, _model_num_blocks, backward_dropout, cached_features, feednet, forward_dropout,
+    head_name, input_dropout_rate, readout, record_features, stage_objective,
+    window_forward)
 from neurojax.train.program import Stage, stage_bounds
 from neurojax.train.state import PyTree
-from neurojax.train.step import Objective, make_eval_step, model_objective
+from neurojax.train.step import make_eval_step, model_objective
 from neurojax.train.task import (Task, build_model, config_loss, get_task, register_task,
                                  split_evaluator)
 
-HEADS = "layerwise_heads"
 METHODS = ("dll", "segment", "partition")
-CACHE_DTYPES = ("float32", "bfloat16")
-
-
-def head_name(stop: int) -> str:
-    """The parameter entry of the head reading block ``stop - 1``'s output."""
-    return f"head_{stop}"
 
 
 def stage_windows(num_blocks: int, method: str = "dll", *, window: int = 1,
@@ -126,127 +131,6 @@ def stage_windows(num_blocks: int, method: str = "dll", *, window: int = 1,
     return [(s, s + window) for s in starts]
 
 
-# ------------------------------------------------------------ backward dropout
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def backward_dropout(x: jax.Array, key: jax.Array, rate: float) -> jax.Array:
-    """The identity on ``x``; its gradient is dropped out with probability
-    ``rate`` per entry and the kept entries scaled by ``1 / (1 - rate)``
-    (Oland 2024, Sec. 6.8: "gradient noise" at the block/head interface)."""
-    return x
-
-
-def _backward_dropout_fwd(x, key, rate):
-    return x, key
-
-
-def _backward_dropout_bwd(rate, key, g):
-    if rate == 0.0:
-        return g, None
-    keep = jax.random.bernoulli(key, 1.0 - rate, g.shape)
-    return jnp.where(keep, g / (1.0 - rate), jnp.zeros((), g.dtype)), None
-
-
-backward_dropout.defvjp(_backward_dropout_fwd, _backward_dropout_bwd)
-
-
-# ------------------------------------------------------------------ forward
-
-def _model_num_blocks(model: nn.Module) -> int:
-    num = getattr(model, "num_blocks", None)
-    if not isinstance(num, int) or num < 1:
-        raise ValueError(f"model {type(model).__name__} does not train layer-wise: it needs a "
-                         f"num_blocks attribute and __call__(x, train, start=, stop=) "
-                         f"(see neurojax.train.layerwise)")
-    return num
-
-
-def _apply(model, params, model_state, x, *, train, rng=None, **blocks):
-    """``model`` on blocks ``[start, stop)``; returns ``(output, model_state)``."""
-    variables = {"params": params, **model_state}
-    mutable = list(model_state) if train and model_state else False
-    out = model.apply(variables, x, train=train, rngs={"dropout": rng} if train else None,
-                      mutable=mutable, **blocks)
-    return out if mutable else (out, model_state)
-
-
-def feednet(model: nn.Module, params: PyTree, model_state: PyTree, x: jax.Array,
-            start: int) -> jax.Array:
-    """Output of the frozen blocks ``[0, start)`` (evaluation mode, no
-    gradient); ``x`` itself when ``start == 0``."""
-    if start == 0:
-        return x
-    out, _ = _apply(model, params, model_state, x, train=False, start=0, stop=start)
-    return jax.lax.stop_gradient(out)
-
-
-def window_forward(model: nn.Module, head: Optional[nn.Module], params: PyTree,
-                   model_state: PyTree, z: jax.Array, start: int, stop: int, *,
-                   train: bool, rng: Optional[jax.Array] = None,
-                   grad_dropout: float = 0.0) -> tuple[jax.Array, PyTree]:
-    """Logits of the window ``[start, stop)`` and its read-out on the
-    feednet's output ``z``: the window's blocks, then the decision head
-    (``head_{stop}``) or, when ``stop`` is the model's top block, the
-    model's own top. Returns ``(logits, model_state)``."""
-    top = stop == _model_num_blocks(model)
-    out, model_state = _apply(model, params, model_state, z, train=train, rng=rng,
-                              start=start, stop=stop)
-    if train and grad_dropout > 0.0:
-        out = backward_dropout(out, jax.random.fold_in(rng, 1), grad_dropout)
-    if top:
-        return _apply(model, params, model_state, out, train=train, rng=rng, start=stop,
-                      stop=None)
-    return head.apply({"params": params[HEADS][head_name(stop)]}, out), model_state
-
-
-def stage_objective(model: nn.Module, head: Optional[nn.Module], loss_fn: Callable,
-                    start: int, stop: int, *, recompute_feednet: bool,
-                    grad_dropout: float = 0.0, input_key: str = "image",
-                    **loss_hyper) -> Objective:
-    """The objective of the stage training blocks ``[start, stop)`` with
-    their read-out; ``batch[input_key]`` is the raw input when
-    ``recompute_feednet``, else the feednet's cached output."""
-    def objective(params, model_state, batch, rng):
-        z = batch[input_key]
-        if recompute_feednet:
-            z = feednet(model, params, model_state, z, start)
-        logits, model_state = window_forward(model, head, params, model_state, z, start,
-                                             stop, train=True, rng=rng,
-                                             grad_dropout=grad_dropout)
-        loss, aux = loss_fn(logits, batch, **loss_hyper)
-        return loss, (aux, dict(model_state))
-    return objective
-
-
-def readout(model: nn.Module, head: Optional[nn.Module], stop: int) -> Callable:
-    """``forward(variables, x) -> logits`` of the network read out after
-    block ``stop - 1`` (evaluation mode): the peak-layer read-out of Sec. 6.1."""
-    def forward(variables, x):
-        params = variables["params"]
-        model_state = {k: v for k, v in variables.items() if k != "params"}
-        z = feednet(model, params, model_state, x, 0)
-        logits, _ = window_forward(model, head, params, model_state, z, 0, stop, train=False)
-        return logits
-    return forward
-
-
-def cached_features(model: nn.Module, params: PyTree, model_state: PyTree, images: jax.Array,
-                    start: int, *, chunk: int = 512, dtype: str = "float32") -> jax.Array:
-    """The feednet's output for every example, computed ``chunk`` examples
-    at a time (``jax.lax.map``) and stored as ``dtype``."""
-    check_choice("dtype", dtype, CACHE_DTYPES)
-    check_int("chunk", chunk)
-
-    n = images.shape[0]
-    chunk = min(chunk, n)
-    pad = -n % chunk
-    padded = jnp.concatenate([images, jnp.zeros((pad,) + images.shape[1:], images.dtype)])
-    chunks = padded.reshape((-1, chunk) + images.shape[1:])
-    out = jax.lax.map(
-        lambda x: feednet(model, params, model_state, x, start).astype(dtype), chunks)
-    return out.reshape((-1,) + out.shape[2:])[:n]
-
-
 # ------------------------------------------------------------------- program
 
 @dataclasses.dataclass(frozen=True)
@@ -262,6 +146,11 @@ class LayerwiseSpec:
         lr_factor, wd_factor: stage i's learning rate and weight decay are
             multiplied by ``lr_factor**i`` and ``wd_factor**i``.
         grad_dropout: backward-dropout rate at the block/head interface.
+        input_dropout: forward dropout's initial rate ``p0`` on the window's
+            input; epoch e of the window's training drops at rate
+            ``p0 * input_dropout_decay**e`` (Sec. 6.8: p0 = 0.8, 0.5 or 0.3,
+            decay 0.95). 0: off.
+        input_dropout_decay: the per-epoch factor of the input-dropout rate.
         rounds: passes over the windows (Random Robin, Algorithm 4's
             N_rounds); each pass splits its steps evenly over the windows.
         random_order: visit the windows in a random order each round
@@ -270,6 +159,12 @@ class LayerwiseSpec:
             training split there and no augmentation) instead of recomputing
             it every step.
         cache_dtype: 'float32' or 'bfloat16' for the cached features.
+        checkpoint_block: feature checkpointing at the boundary after block
+            ``checkpoint_block - 1`` (Sec. 6.4): every stage starting above it
+            trains on ``Z_j`` held on the device and recomputes only the
+            feednet above ``j`` (needs the training split on the device).
+            0: off.
+        checkpoint_dtype: 'float32' or 'bfloat16' for the checkpointed features.
         validation_split: a split (e.g. 'train[90%:]', with the dataset's
             ``train_split`` 'train[:90%]') on which every evaluation also reads
             the network out; the final evaluation then names the peak stage
@@ -290,6 +185,10 @@ class LayerwiseSpec:
     cache_features: bool = True
     cache_dtype: str = "float32"
     validation_split: str = ""
+    input_dropout: float = 0.0
+    input_dropout_decay: float = INPUT_DROPOUT_DECAY
+    checkpoint_block: int = 0
+    checkpoint_dtype: str = "float32"
 
     def __post_init__(self):
         check_choice("layerwise.method", self.method, METHODS)
@@ -301,6 +200,12 @@ class LayerwiseSpec:
         check_choice("layerwise.cache_dtype", self.cache_dtype, CACHE_DTYPES)
         check_int("layerwise.rounds", self.rounds)
         check_bool("layerwise.random_order", self.random_order)
+        check_real("layerwise.input_dropout", self.input_dropout, low=0.0, high=1.0,
+                   high_open=True)
+        check_real("layerwise.input_dropout_decay", self.input_dropout_decay, low=0.0,
+                   low_open=True, high=1.0)
+        check_int("layerwise.checkpoint_block", self.checkpoint_block, minimum=0)
+        check_choice("layerwise.checkpoint_dtype", self.checkpoint_dtype, CACHE_DTYPES)
 
     @property
     def persistent(self) -> bool:
@@ -372,14 +277,17 @@ def layerwise_stages(model: nn.Module, head: Optional[nn.Module], loss_fn: Calla
                      spec: LayerwiseSpec, num_steps: int,
                      make_tx: Callable[[int, int], optax.GradientTransformation],
                      params: PyTree, *, data_on_device: bool,
-                     loss_hyper: Optional[dict] = None, seed: int = 0) -> list[Stage]:
+                     loss_hyper: Optional[dict] = None, seed: int = 0,
+                     steps_per_epoch: Optional[int] = None) -> list[Stage]:
     """The stages of a layer-wise program over ``num_steps`` in all, one per
     visit of :func:`stage_visits` (``seed`` orders Random Robin's rounds).
 
     ``make_tx(i, steps)`` builds window i's optimiser for its ``steps`` in
     all (with the per-window factors applied by the caller); ``params`` is
     the initial parameter tree (heads included), used to name each stage's
-    trainable part.
+    trainable part. ``steps_per_epoch`` (needed with ``spec.input_dropout``)
+    sets the epochs over which the input-dropout rate decays; a window's
+    epochs count its own steps over all its visits.
     """
     num_blocks = _model_num_blocks(model)
     windows = stage_windows(num_blocks, spec.method, window=spec.window, step=spec.step)
@@ -389,14 +297,30 @@ def layerwise_stages(model: nn.Module, head: Optional[nn.Module], loss_fn: Calla
                     for i in range(len(windows))]
     txs = [make_tx(i, n) for i, n in enumerate(window_steps)]
     cache = spec.cache_features and data_on_device
-    stages = []
+    j = spec.checkpoint_block
+    if j and not data_on_device:
+        raise ValueError("layerwise.checkpoint_block holds the checkpointed features on the "
+                         "device: it needs the training split there (config.dataset.on_device)"
+                         "; without it, record and replay batches with record_features")
+    if j >= num_blocks:
+        raise ValueError(f"layerwise.checkpoint_block must be < num_blocks ({num_blocks}) of "
+                         f"{type(model).__name__}, got {j}")
+    stages, done, first = [], [0] * len(windows), 0
     for (r, i), n in zip(visits, steps):
         start, stop = windows[i]
-        objective = stage_objective(model, head, loss_fn, start, stop,
-                                    recompute_feednet=not cache,
-                                    grad_dropout=spec.grad_dropout, **(loss_hyper or {}))
+        replay = 0 < j < start
+        objective = stage_objective(
+            model, head, loss_fn, start, stop, recompute_feednet=replay or not cache,
+            feed_from=j if replay else 0, grad_dropout=spec.grad_dropout,
+            input_dropout=spec.input_dropout, input_dropout_decay=spec.input_dropout_decay,
+            steps_per_epoch=steps_per_epoch, step_offset=first - done[i],
+            **(loss_hyper or {}))
+        done[i] += n
+        first += n
         inputs = None
-        if cache and start > 0:
+        if replay:
+            inputs = functools.partial(_cached_inputs, model, j, spec.checkpoint_dtype)
+        elif cache and start > 0:
             inputs = functools.partial(_cached_inputs, model, start, spec.cache_dtype)
         name = f"blocks_{start}_{stop}" + (f"_round{r}" if spec.rounds > 1 else "")
         stages.append(Stage(name, n, objective, txs[i],
@@ -447,6 +371,17 @@ def _scaled_optim(optim, i: int, spec: LayerwiseSpec):
     return scaled
 
 
+def _steps_per_epoch(config, info, data_dir) -> int:
+    """Global batches per pass over the training split, as the loop counts
+    them (``neurojax.train.loop``): the epoch of the input-dropout decay."""
+    ds = config.dataset
+    split = ds.get("train_split", "train")
+    num_records = info.num_examples.get(split) or len(
+        nj_data.data_source(ds.name, split, data_dir))
+    num_train = len(fraction_indices(num_records, ds.get("fraction", 1.0)))
+    return max(1, on_device.steps_per_epoch(num_train, ds.batch_size * jax.process_count()))
+
+
 def layerwise_task(config, info, mesh, data_dir):
     """``config.task = 'layerwise'``: the supervised task's model and loss,
     trained as the stages of ``config.layerwise``; each evaluation reads the
@@ -479,7 +414,9 @@ def layerwise_task(config, info, mesh, data_dir):
         program = layerwise_stages(
             model, head, loss_fn, spec, num_steps,
             lambda i, steps: make_optimizer(_scaled_optim(config.optim, i, spec), steps),
-            params_shape, data_on_device=data_on_device, loss_hyper=loss_hyper, seed=seed)
+            params_shape, data_on_device=data_on_device, loss_hyper=loss_hyper, seed=seed,
+            steps_per_epoch=(_steps_per_epoch(config, info, data_dir)
+                             if spec.input_dropout > 0 else None))
         bounds[:] = stage_bounds(program)
         return program
 

@@ -19,9 +19,20 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from neurojax.optim.diagnostics import gradient_rms_metrics
 from neurojax.train.state import PyTree, TrainState
 
-# objective(params, model_state, batch, rng) -> (loss, (aux_dict, new_model_state))
+# objective(params, model_state, batch, rng) -> (loss, (aux_dict, new_model_state));
+# an objective with ``takes_step = True`` is also given ``step=`` (see train_step_fn)
 Objective = Callable[[PyTree, PyTree, dict, jax.Array], tuple[jax.Array, tuple[dict, PyTree]]]
 DATA_AXIS = "data"
+
+
+def takes_step(objective: Objective) -> bool:
+    """Whether ``objective`` asks for the global step: its attribute
+    ``takes_step`` is True, and :func:`train_step_fn` then calls it as
+    ``objective(params, model_state, batch, rng, step=state.step)`` (an
+    int32 scalar, the number of steps done before this one), e.g. for a
+    rate that decays per epoch (``neurojax.train.layerwise``'s input
+    dropout). Objectives without the attribute are called as before."""
+    return getattr(objective, "takes_step", False) is True
 
 
 def make_mesh(devices=None) -> Mesh:
@@ -78,7 +89,8 @@ def train_step_fn(objective: Objective, tx: optax.GradientTransformation, *,
 
     ``objective(params, model_state, batch, rng)`` returns
     ``(loss, (aux, new_model_state))``; the step's rng is
-    ``fold_in(state.rng, state.step)``. The step differentiates the objective
+    ``fold_in(state.rng, state.step)``; an objective that :func:`takes_step`
+    also gets ``step=state.step``. The step differentiates the objective
     with respect to the trainable part of the parameters (``trainable``:
     path prefixes, see ``neurojax.train.program.partition``; ``None`` = all),
     applies ``tx`` to it (``state.opt_state`` is ``tx``'s state over that
@@ -88,13 +100,17 @@ def train_step_fn(objective: Objective, tx: optax.GradientTransformation, *,
     frozen part gets no gradient and no optimiser state.
     """
     from neurojax.train.program import combine, partition  # program builds on this module
+    wants_step = takes_step(objective)
 
     def step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         rng = jax.random.fold_in(state.rng, state.step)
         train, frozen = partition(state.params, trainable)
 
+        extra = {"step": state.step} if wants_step else {}
+
         def loss_of(train_params):
-            return objective(combine(train_params, frozen), state.model_state, batch, rng)
+            return objective(combine(train_params, frozen), state.model_state, batch, rng,
+                             **extra)
 
         (loss, (aux, model_state)), grads = jax.value_and_grad(loss_of, has_aux=True)(train)
         updates, opt_state = tx.update(grads, state.opt_state, train)
