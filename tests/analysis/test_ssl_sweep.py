@@ -1,0 +1,98 @@
+"""The CPU-scale SSL sweep (issue 22): per-run configs, records, the quiet-step budget."""
+import json
+
+import numpy as np
+import pytest
+
+from configs import ssl_shapes, supervised_shapes
+from neurojax.analysis import ssl_sweep as sw
+from neurojax.train import validate_config
+
+
+def test_every_setting_gives_a_config_and_some_validate():
+    base = ssl_shapes.get_config()
+    for name, overrides in sw.SETTINGS.items():
+        config = sw.sweep_config(base, overrides, steps=7, seed=2)
+        if name in ("color_strong_gray50", "lars"):  # validation costs ~1 s each
+            validate_config(config)
+        assert config.dataset.fraction == sw.REFERENCE["dataset.fraction"] or \
+            "dataset.fraction" in overrides, name
+        assert (config.train.num_steps, config.train.num_epochs, config.seed) == (7, 0, 2)
+        assert config.train.eval_every == 7 and config.train.checkpoint_every == 0
+
+
+def test_overrides_are_applied_and_beta_follows_the_projector():
+    base = ssl_shapes.get_config()
+    config = sw.sweep_config(base, {"projector.output_dim": 64,
+                                    "views.augment.grayscale_p": 0.5,
+                                    "model.global_pool": True}, steps=3)
+    assert config.loss.lambd == pytest.approx(5.12 / 64)
+    assert config.views.augment.grayscale_p == 0.5 and config.model.global_pool
+    assert base.projector.output_dim == 256 and "global_pool" not in base.model  # untouched
+    base.lock()  # as a --config flag gives it
+    locked = sw.sweep_config(base, {"views.augment.hue": 0.3, "model.global_pool": True}, steps=3)
+    assert locked.views.augment.hue == 0.3 and locked.model.global_pool
+    explicit = sw.sweep_config(base, {"projector.output_dim": 64, "loss.lambd": 0.1}, steps=3)
+    assert explicit.loss.lambd == 0.1
+
+
+def test_bad_overrides_and_steps_are_named():
+    base = ssl_shapes.get_config()
+    with pytest.raises(ValueError, match="optim.learning_rate"):
+        sw.sweep_config(base, {"optim.learning_rate": 1.0}, steps=3)
+    with pytest.raises(ValueError, match="steps"):
+        sw.sweep_config(base, {}, steps=0)
+
+
+def test_supervised_config_uses_the_ssl_encoder_with_a_linear_head():
+    ssl = sw.sweep_config(ssl_shapes.get_config(), {"model.widths": (8, 16)}, steps=3)
+    base = supervised_shapes.get_config()
+    base.lock()
+    config = sw.supervised_config(base, steps=11, ssl_config=ssl)
+    validate_config(config)
+    assert config.model.widths == (8, 16) and config.model.hidden is None
+    assert config.model.batch_norm and config.dataset.fraction == ssl.dataset.fraction
+    assert (config.train.num_steps, config.train.eval_every) == (11, 11)
+
+
+def test_quiet_step_budget_is_seconds_over_the_scaled_reference_step():
+    # reference: 15 s per 39 steps; a step 2.5x as long fits 900 / (2.5 * 15 / 39) steps
+    assert sw.quiet_step_budget(900.0, 2.5) == int(900 * 39 / (2.5 * 15))
+    assert sw.quiet_step_budget(15.0, 1.0) == 39
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="step_time_ratio"):
+            sw.quiet_step_budget(900.0, bad)
+
+
+def test_merge_record_replaces_the_same_run_and_keeps_the_rest(tmp_path):
+    path = str(tmp_path / "sweep.json")
+    row = {"setting": "a", "steps": 10, "seed": 0, "probe_train_examples": 100}
+    sw.merge_record(path, {**row, "ridge_accuracy": 0.3})
+    sw.merge_record(path, {**row, "seed": 1, "ridge_accuracy": 0.4})
+    sw.merge_record(path, {**row, "ridge_accuracy": 0.5})
+    sw.merge_record(path, {"setting": "t", "step_time_ratio": 2.0}, section="timing")
+    with open(path) as f:
+        doc = json.load(f)
+    assert sorted((r["seed"], r["ridge_accuracy"]) for r in doc["runs"]) == [(0, 0.5), (1, 0.4)]
+    assert doc["timing"] == [{"setting": "t", "step_time_ratio": 2.0}]
+
+
+@pytest.mark.slow
+def test_a_short_run_and_the_supervised_probe_give_records(tmp_path):
+    data_dir = str(tmp_path / "tfds")
+    base = ssl_shapes.get_config("small")
+    base.dataset.data_dir = data_dir
+    base.dataset.batch_size = 32
+    base.model.widths = (4, 8)
+    base.probe.knn_k = 5
+    record = sw.run_setting(base, "reference", {}, steps=3, workdir=str(tmp_path / "r"),
+                            probe_train_examples=200, probe_test_examples=100)
+    assert record["steps"] == 3 and record["images_seen"] == 96
+    assert 0 <= record["ridge_accuracy"] <= 1 and np.isfinite(record["final_loss"])
+    assert [c["step"] for c in record["curve"]] == [3]
+    sup_base = supervised_shapes.get_config("small")
+    sup_base.dataset.batch_size = 32
+    sup = sw.run_supervised(sup_base, base, steps=3, workdir=str(tmp_path / "s"),
+                            probe_train_examples=200)
+    assert sup["setting"] == "supervised_ceiling" and 0 <= sup["ridge_accuracy"] <= 1
+    assert 0 <= sup["classifier_accuracy"] <= 1
