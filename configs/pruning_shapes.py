@@ -20,16 +20,21 @@ on ``shapes_small`` (16x16 RGB, 10,000 / 2,000), Adam 2e-3 cosine, batch 64,
 20 epochs (3,120 steps), one step per call (CPU convolutions run slowly
 inside scans). Sized for 2 CPU cores; its time and accuracy are not measured
 with this config (the analysis ``python -m neurojax.analysis.dynamics
---outdir DIR`` trains the same model for only 300 steps per method and
-compression over 3 seeds, where the dense net reaches 27%: see its JSON).
+--outdir DIR --parts pruning`` trains the same model for only 1,000 steps per
+method and compression over 3 seeds, where the dense net reaches 38.7%: see
+its JSON).
 
 ``vgg16_cifar10`` (GPU; not run here): the paper's setting for its Fig. 6
 row (VGG-16 with BN: 93.5 dense; at 100x / 1000x SynFlow 90.1 / 80.4, SNIP
 89.1 / 76.3, GraSP 87.5 / 70.9, magnitude 89.8 / 10.0, random 79.1 / 10.0):
 160 epochs, batch 128, SGD with Nesterov momentum 0.9 (the code's
 ``momentum`` optimizer), learning rate 0.1 divided by 10 at epochs 60 and
-120, weight decay 1e-4 (the paper's appendix hyperparameter table as recalled
-here; check it before quoting a comparison). Deviations: no random-crop /
+120, weight decay 1e-4, SynFlow 100 iterations, SNIP / GraSP on 10 examples
+per class, biases and BatchNorm not pruned: checked against the authors'
+published run arguments (ganguli-lab/Synaptic-Flow,
+``Results/data/0520_2020_cifar100_lottery_vgg16_bn/args.json``, the VGG-16-BN
+row's CIFAR-100 twin, and ``Utils/load.py``, where ``momentum`` is SGD with
+Nesterov momentum 0.9). Deviations: no random-crop /
 flip augmentation and no per-channel normalisation (the supervised task has
 neither), and this library's VGG ends with a fifth max-pool and global
 average pooling where the paper's drops the last pool and average-pools the

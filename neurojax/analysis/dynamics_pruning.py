@@ -62,7 +62,7 @@ SIZES = {
                   seeds=(0,), steps=5, batch=64, eval_examples=500, synflow_iterations=5,
                   train_examples=2000),
     "full": dict(width=1 / 8, methods=pruning.METHODS, compressions=(10.0, 100.0, 1000.0),
-                 seeds=(0, 1, 2), steps=300, batch=64, eval_examples=2000,
+                 seeds=(0, 1, 2), steps=1000, batch=64, eval_examples=2000,
                  synflow_iterations=100, train_examples=None),
 }
 DATASET = "shapes_small"
