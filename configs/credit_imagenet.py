@@ -22,9 +22,10 @@ Stated choices and gaps: the warm-up length (5 epochs) is this config's choice
 LeCun-normal for W and B. The supervised task applies no augmentation and no
 resize: ``imagenet2012``'s images have variable sizes, so this run needs a
 fixed-size ImageNet source (as ``imagenet100`` serves its 100 classes at
-224 x 224) before it can batch; the config builds and validates, and
-``:runlocal`` (4 steps at batch 8) is its CI check on mock data. Sized for one
-GPU (days per rule); not run.
+224 x 224) before it can batch. The config builds and validates; ``:runlocal``
+(4 steps at batch 8) runs this model, rule block and schedule on CIFAR-10
+(mock data in CI) because of that gap, not on ImageNet. Sized for one GPU
+(days per rule); not run.
 """
 import ml_collections
 
@@ -89,6 +90,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.train.spectrum_examples = 1000
 
     if runlocal:
+        # CIFAR-10 (fixed 32x32): the supervised task cannot batch imagenet2012's
+        # variable-size images yet (see the docstring)
+        config.dataset.name = "cifar10"
+        config.dataset.eval_split = "test"
         config.dataset.batch_size = 8
         config.dataset.eval_batch_size = 16
         config.optim.warmup_steps = 1
