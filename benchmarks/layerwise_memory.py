@@ -7,26 +7,40 @@ arguments + outputs - aliased + temporaries) for
 * the end-to-end backprop step (``neurojax.train.step.train_step_fn`` over
   ``model_objective``), and
 * every stage of a DLL program (``neurojax.train.layerwise``): one block and
-  its decision head trainable, the rest frozen; once with the feednet's
-  output cached (the step's batch is the block's input) and once with the
-  feednet recomputed in the step (the batch is raw images).
+  its decision head trainable, the rest frozen, with each lever of the
+  issue: the decision head ('layer': an affine map on pooled features;
+  'block': a stride-2 conv of 128 channels first), the cached stage input's
+  dtype (float32 or bfloat16, ``layerwise.cache_dtype``), the feednet
+  recomputed in the step instead of cached (its batch is then raw images),
+  and which parameters the stage's program holds: the loop's (the whole
+  tree: the state is one tree, the frozen part passed through and aliased)
+  or only the ones the stage reads (its block and head; a stage needs
+  nothing else when its input is cached, which is the thesis's "including
+  the feednet" accounting).
 
 The ratio of the largest stage to the end-to-end step is the number the
 thesis reports (Oland 2024, Sec. 6.7: about 30% of backprop's memory). The
-step's arguments include the whole parameter tree and the trainable part's
-optimiser state, as in the training loop, and the state is donated (its
-buffers are reused for the new state, as the loop's calls do). Step times are warm medians over
-``--steps`` calls, measured in this run; the epoch-time ratio is the mean
-stage step time over the end-to-end step time (every stage runs the same
+step's arguments include the parameters and the trainable part's
+optimiser state (SGD with momentum), and the state is donated (its buffers
+are reused for the new state, as the loop's calls do). Step times (with
+``--steps=N``: warm medians over N calls, in this run) give the epoch-time
+ratio: the mean stage step time over the end-to-end step time, for the
+stages of the setting ``memory_ratio`` names (every stage runs the same
 number of steps, so a DLL program with the total steps of an end-to-end run
 takes this fraction of its time, without the one forward pass per stage
-that fills the cache).
+that fills the cache). Timing needs a quiet machine.
 
-    python benchmarks/layerwise_memory.py                          # VGG-13 and small CNN
-    python benchmarks/layerwise_memory.py --models=small_cnn --steps=0  # memory only
+    python -m benchmarks.layerwise_memory --json=benchmarks/results/layerwise_memory.json
+    python -m benchmarks.layerwise_memory --steps=5 --json=...   # also epoch_time_ratio
+    python -m benchmarks.layerwise_memory --models=small_cnn     # one model
 
-The last line printed is JSON with ``memory_ratio`` (VGG-13),
-``memory_ratio_small_cnn`` and ``epoch_time_ratio`` (VGG-13).
+The last line printed is JSON with ``memory_ratio`` (VGG-13, the loop's
+stage program in the best setting of head and cache dtype),
+``memory_ratio_stage_params`` (the same stages holding only the parameters
+they read), ``memory_ratio_small_cnn`` (as ``memory_ratio``),
+``memory_ratio_float32_block`` (decision blocks, float32 cache: the first
+measurement's setting) and ``epoch_time_ratio`` (VGG-13; null without
+``--steps``).
 """
 import json
 import statistics
@@ -42,18 +56,24 @@ from neurojax.losses import softmax_cross_entropy
 from neurojax.models import get_model
 from neurojax.models.heads import decision_head
 from neurojax.train import layerwise as lw
-from neurojax.train.program import enter_stage
+from neurojax.train.program import enter_stage, partition
 from neurojax.train.state import create_train_state
 from neurojax.train.step import model_objective, train_step_fn
 
 _MODELS = flags.DEFINE_list("models", ["vgg13", "small_cnn"], "Models to measure.")
 _BATCH = flags.DEFINE_integer("batch", 128, "Batch size (equal for every program).")
-_HEAD = flags.DEFINE_enum("head", "block", ["layer", "block"], "DLL decision head.")
-_STEPS = flags.DEFINE_integer("steps", 3, "Timed calls per step (0: memory only).")
+_HEADS = flags.DEFINE_list("heads", ["layer", "block"], "DLL decision heads to measure.")
+_STEPS = flags.DEFINE_integer("steps", 0, "Timed calls per step for epoch_time_ratio "
+                              "(0: memory only).")
 _JSON = flags.DEFINE_string("json", "", "Optional path for the results as JSON.")
+_VARIANTS = flags.DEFINE_list(
+    "variants", ["cached_float32", "cached_bfloat16", "recomputed", "stage_params_bfloat16"],
+    "Stage programs to compile per stage (each costs a compile; memory_ratio needs "
+    "cached_bfloat16, memory_ratio_stage_params stage_params_bfloat16).")
 
 MODEL_KWARGS = {"vgg13": dict(num_classes=10), "small_cnn": dict(
     widths=(32, 64, 128), hidden=256, num_classes=10, batch_norm=True)}
+VARIANTS = ("cached_float32", "cached_bfloat16", "recomputed", "stage_params_bfloat16")
 
 
 def footprint(compiled) -> int:
@@ -76,70 +96,113 @@ def warm_seconds(compiled, state, batch, calls: int) -> float:
     return statistics.median(times)
 
 
-def measure(name: str, batch_size: int, head_kind: str, calls: int) -> dict:
-    model = get_model(name, **MODEL_KWARGS[name])
+def measure_head(model, variables, batch, tx, head_kind: str, e2e_bytes: int,
+                 calls: int, variants: list) -> dict:
+    """Every DLL stage of ``model`` with ``head_kind`` heads, in each of
+    ``variants`` (of :data:`VARIANTS`); ratios to ``e2e_bytes``."""
     key = jax.random.PRNGKey(0)
-    images = jax.random.normal(key, (batch_size, 32, 32, 3))
-    batch = {"image": images, "label": jnp.arange(batch_size) % 10}
-    tx = optax.sgd(0.01, momentum=0.9)
+    images = batch["image"]
     windows = lw.stage_windows(model.num_blocks)
     head = decision_head(head_kind, 10)
-    variables = model.init(key, images[:1])
     heads = lw.init_heads(model, head, key, variables, images[:1], windows)
     params = {**variables["params"], lw.HEADS: heads}
     model_state = {"batch_stats": variables["batch_stats"]}
-
-    def compiled_step(objective, trainable, state, stage_batch):
-        step = train_step_fn(objective, tx, trainable=trainable)
-        return jax.jit(step, donate_argnums=(0,)).lower(state, stage_batch).compile()
-
-    base_state = create_train_state(variables["params"], tx, model_state=model_state, rng=key)
-    e2e = compiled_step(model_objective(model, softmax_cross_entropy), None, base_state, batch)
-    e2e_bytes = footprint(e2e)
-    e2e_seconds = warm_seconds(e2e, base_state, batch, calls) if calls else None
-
     stages = lw.layerwise_stages(model, head, softmax_cross_entropy, lw.LayerwiseSpec(
         head=head_kind), len(windows), lambda i, n: tx, params, data_on_device=True)
     recomputed = lw.layerwise_stages(model, head, softmax_cross_entropy, lw.LayerwiseSpec(
         head=head_kind, cache_features=False), len(windows), lambda i, n: tx, params,
         data_on_device=True)
+
+    def compiled_step(stage, state, stage_batch):
+        step = train_step_fn(stage.objective, tx, trainable=stage.trainable)
+        return jax.jit(step, donate_argnums=(0,)).lower(state, stage_batch).compile()
+
     rows = []
     for (start, stop), cached, raw in zip(windows, stages, recomputed):
         state = enter_stage(create_train_state(params, optax.identity(),
                                                model_state=model_state, rng=key), cached)
+        own = partition(params, cached.trainable)[0]
+        own_state = enter_stage(create_train_state(own, optax.identity(),
+                                                   model_state=model_state, rng=key), cached)
         inputs = lw.feednet(model, params, model_state, images, start)
-        c = compiled_step(cached.objective, cached.trainable, state, {**batch, "image": inputs})
-        r = compiled_step(raw.objective, raw.trainable, state, batch)
-        row = {"blocks": [start, stop], "cached_bytes": footprint(c),
-               "recomputed_bytes": footprint(r)}
-        if calls:
-            row["cached_seconds"] = warm_seconds(c, state, {**batch, "image": inputs}, calls)
+        half = {**batch, "image": inputs.astype(jnp.bfloat16)}
+        programs = {"cached_float32": (cached, state, {**batch, "image": inputs}),
+                    "cached_bfloat16": (cached, state, half),
+                    "recomputed": (raw, state, batch),
+                    "stage_params_bfloat16": (cached, own_state, half)}
+        row = {"blocks": [start, stop]}
+        for variant in variants:
+            stage, s, b = programs[variant]
+            compiled = compiled_step(stage, s, b)
+            row[f"{variant}_bytes"] = footprint(compiled)
+            if calls and variant == "cached_bfloat16":
+                row["cached_bfloat16_seconds"] = warm_seconds(compiled, s, b, calls)
         rows.append(row)
-        print(f"{name} stage {start}: cached {row['cached_bytes'] / e2e_bytes:.3f}, "
-              f"recomputed {row['recomputed_bytes'] / e2e_bytes:.3f} of end-to-end", flush=True)
-    out = {"model": name, "batch": batch_size, "head": head_kind,
-           "end_to_end_bytes": e2e_bytes, "stages": rows,
-           "memory_ratio": max(r["cached_bytes"] for r in rows) / e2e_bytes,
-           "memory_ratio_recomputed": max(r["recomputed_bytes"] for r in rows) / e2e_bytes}
-    if calls:
-        out["end_to_end_seconds"] = e2e_seconds
-        out["epoch_time_ratio"] = float(np.mean([r["cached_seconds"] for r in rows])) / e2e_seconds
+        print(f"  {head_kind} stage {start}: " + ", ".join(
+            f"{v} {row[f'{v}_bytes'] / e2e_bytes:.3f}" for v in variants), flush=True)
+    out = {"stages": rows}
+    for variant in variants:
+        out[f"memory_ratio_{variant}"] = max(r[f"{variant}_bytes"] for r in rows) / e2e_bytes
+    return out
+
+
+def measure(name: str, batch_size: int, heads: list, calls: int, variants: list) -> dict:
+    model = get_model(name, **MODEL_KWARGS[name])
+    key = jax.random.PRNGKey(0)
+    images = jax.random.normal(key, (batch_size, 32, 32, 3))
+    batch = {"image": images, "label": jnp.arange(batch_size) % 10}
+    tx = optax.sgd(0.01, momentum=0.9)
+    variables = model.init(key, images[:1])
+    model_state = {"batch_stats": variables["batch_stats"]}
+    base_state = create_train_state(variables["params"], tx, model_state=model_state, rng=key)
+    step = train_step_fn(model_objective(model, softmax_cross_entropy), tx)
+    e2e = jax.jit(step, donate_argnums=(0,)).lower(base_state, batch).compile()
+    e2e_bytes = footprint(e2e)
+    print(f"{name}: end-to-end {e2e_bytes / 2**20:.0f} MiB", flush=True)
+    out = {"model": name, "batch": batch_size, "end_to_end_bytes": e2e_bytes,
+           "heads": {h: measure_head(model, variables, batch, tx, h, e2e_bytes, calls,
+                                     variants) for h in heads}}
+    if "cached_bfloat16" in variants:
+        best = min(heads, key=lambda h: out["heads"][h]["memory_ratio_cached_bfloat16"])
+        out["memory_ratio"] = out["heads"][best]["memory_ratio_cached_bfloat16"]
+        out["memory_ratio_setting"] = (f"head={best}, cache_dtype=bfloat16, whole parameter "
+                                       f"tree")
+    if "stage_params_bfloat16" in variants:
+        out["memory_ratio_stage_params"] = min(
+            out["heads"][h]["memory_ratio_stage_params_bfloat16"] for h in heads)
+    if "block" in heads and "cached_float32" in variants:
+        out["memory_ratio_float32_block"] = out["heads"]["block"]["memory_ratio_cached_float32"]
+    if calls and "cached_bfloat16" in variants:
+        out["end_to_end_seconds"] = warm_seconds(e2e, base_state, batch, calls)
+        out["epoch_time_ratio"] = float(np.mean(
+            [r["cached_bfloat16_seconds"] for r in out["heads"][best]["stages"]])
+        ) / out["end_to_end_seconds"]
     return out
 
 
 def main(argv):
     del argv
-    results = {m: measure(m, _BATCH.value, _HEAD.value, _STEPS.value) for m in _MODELS.value}
+    unknown = sorted(set(_VARIANTS.value) - set(VARIANTS))
+    if unknown:
+        raise ValueError(f"--variants: unknown {unknown}; known: {list(VARIANTS)}")
+    results = {m: measure(m, _BATCH.value, _HEADS.value, _STEPS.value, _VARIANTS.value)
+               for m in _MODELS.value}
     for name, r in results.items():
-        line = (f"{name}: end-to-end {r['end_to_end_bytes'] / 2**20:.0f} MiB; largest DLL "
-                f"stage {r['memory_ratio']:.3f}x (cached features), "
-                f"{r['memory_ratio_recomputed']:.3f}x (feednet recomputed)")
+        line = f"{name}: end-to-end {r['end_to_end_bytes'] / 2**20:.0f} MiB"
+        if "memory_ratio" in r:
+            line += f"; largest DLL stage {r['memory_ratio']:.3f}x ({r['memory_ratio_setting']})"
+        if "memory_ratio_stage_params" in r:
+            line += f", {r['memory_ratio_stage_params']:.3f}x holding only its own parameters"
         if "epoch_time_ratio" in r:
             line += f"; step time {r['epoch_time_ratio']:.3f}x"
         print(line)
-    summary = {"memory_ratio": results.get("vgg13", {}).get("memory_ratio"),
-               "memory_ratio_small_cnn": results.get("small_cnn", {}).get("memory_ratio"),
-               "epoch_time_ratio": results.get("vgg13", {}).get("epoch_time_ratio"),
+    vgg, small = results.get("vgg13", {}), results.get("small_cnn", {})
+    summary = {"memory_ratio": vgg.get("memory_ratio"),
+               "memory_ratio_setting": vgg.get("memory_ratio_setting"),
+               "memory_ratio_stage_params": vgg.get("memory_ratio_stage_params"),
+               "memory_ratio_small_cnn": small.get("memory_ratio"),
+               "memory_ratio_float32_block": vgg.get("memory_ratio_float32_block"),
+               "epoch_time_ratio": vgg.get("epoch_time_ratio"),
                "jax": jax.__version__, "backend": jax.default_backend()}
     if _JSON.value:
         with open(_JSON.value, "w") as f:
