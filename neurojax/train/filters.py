@@ -32,15 +32,11 @@ are constants for the gradient (the losses that rank them pass through
 BatchNorm's batch statistics include the removed examples.
 
 **The step.** A filter acts from ``start_step`` on (``config.data_filter.
-start_epoch`` x steps per epoch); objectives do not see the train state's
-step, so the filter keeps its own counter in the model state, as the
-collection ``'data_filter'`` = ``{'step': int32}`` added at initialisation
-(:func:`filter_init`). :func:`with_filter_step` strips that collection
-before calling the wrapped objective, passes the counter to the loss in the
-batch (``batch['data_filter_step']``) and returns it incremented, so it
-counts the objective's training steps, is checkpointed and restored with the
-model state (resumption is exact) and is per replica under seed replicas.
-Flax ignores the extra collection at evaluation.
+start_epoch`` x steps per epoch) of the train state's global step, which the
+step function passes to objectives that ask for it
+(``neurojax.train.step.takes_step``): :func:`filtered_model_objective` puts
+it in the batch (``batch['data_filter_step']``) for the filtered loss. The
+step is checkpointed with the state, so resumption is exact.
 
 Config (``config.data_filter``, validated by :func:`validate_config`)::
 
@@ -62,13 +58,11 @@ import jax.numpy as jnp
 from neurojax._checks import check_int, check_real
 from neurojax.metrics.redundancy import DEFAULT_BLOCK_SIZE, same_label_neighbours
 
-__all__ = ["FILTER_KINDS", "STATE_COLLECTION", "STEP_KEY", "DataFilter", "validate_config",
-           "from_config", "config_filter", "loss_filter_mask", "k_filter_mask_capped", "filter_mask",
-           "per_example_losses", "filtered_loss", "with_filter_step", "filter_init",
-           "filtered_model_objective"]
+__all__ = ["FILTER_KINDS", "STEP_KEY", "DataFilter", "validate_config", "from_config",
+           "config_filter", "loss_filter_mask", "k_filter_mask_capped", "filter_mask",
+           "per_example_losses", "filtered_loss", "filtered_model_objective"]
 
 FILTER_KINDS = ("none", "k", "loss")
-STATE_COLLECTION = "data_filter"
 STEP_KEY = "data_filter_step"
 _FIELDS = {"none": ("kind",), "k": ("kind", "k", "max_removed", "start_epoch", "block_size"),
            "loss": ("kind", "fraction", "start_epoch")}
@@ -232,8 +226,8 @@ def filtered_loss(loss_fn: Callable, flt: DataFilter, *, input_key: str = "image
     ``kept_fraction``."""
     def loss(outputs, batch, **loss_hyper):
         if STEP_KEY not in batch:
-            raise ValueError(f"the batch has no {STEP_KEY!r}: wrap the objective with "
-                             f"with_filter_step")
+            raise ValueError(f"the batch has no {STEP_KEY!r}: use filtered_model_objective, "
+                             f"whose objective takes the step")
         losses, aux = per_example_losses(loss_fn, outputs, batch, **loss_hyper)
         keep = filter_mask(flt, batch[STEP_KEY], inputs=batch[input_key],
                            labels=batch[label_key], losses=jax.lax.stop_gradient(losses))
@@ -244,37 +238,19 @@ def filtered_loss(loss_fn: Callable, flt: DataFilter, *, input_key: str = "image
     return loss
 
 
-def with_filter_step(objective: Callable) -> Callable:
-    """Wraps ``objective(params, model_state, batch, rng)``: the filter's step
-    counter (``model_state['data_filter']['step']``) is removed from the
-    model state, put in the batch as ``batch['data_filter_step']`` and
-    returned incremented."""
-    def wrapped(params, model_state, batch, rng):
-        if STATE_COLLECTION not in model_state:
-            raise ValueError(f"model_state has no {STATE_COLLECTION!r} collection: initialise "
-                             f"with filter_init")
-        inner = {k: v for k, v in model_state.items() if k != STATE_COLLECTION}
-        step = model_state[STATE_COLLECTION]["step"]
-        loss, (aux, new_inner) = objective(params, inner, {**batch, STEP_KEY: step}, rng)
-        return loss, (aux, {**new_inner, STATE_COLLECTION: {"step": step + 1}})
-    return wrapped
-
-
-def filter_init(init: Callable) -> Callable:
-    """``init(rng, sample) -> variables`` with the filter's step counter
-    (``{'data_filter': {'step': 0}}``) added."""
-    def wrapped(rng, sample):
-        return {**init(rng, sample), STATE_COLLECTION: {"step": jnp.zeros((), jnp.int32)}}
-    return wrapped
-
-
 def filtered_model_objective(model, loss_fn: Callable, flt: DataFilter, *,
                              input_key: str = "image", label_key: str = "label",
                              **loss_hyper: Any) -> Callable:
     """``neurojax.train.step.model_objective`` with ``loss_fn`` filtered by
-    ``flt`` and the step counter handled (:func:`with_filter_step`); the model
-    state must come from :func:`filter_init`."""
+    ``flt``: an objective that takes the global step
+    (``objective(params, model_state, batch, rng, step=...)``, marked
+    ``takes_step`` for ``neurojax.train.step.train_step_fn``)."""
     from neurojax.train.step import model_objective
-    return with_filter_step(model_objective(
-        model, filtered_loss(loss_fn, flt, input_key=input_key, label_key=label_key),
-        input_key=input_key, **loss_hyper))
+    inner = model_objective(model, filtered_loss(loss_fn, flt, input_key=input_key,
+                                                 label_key=label_key),
+                            input_key=input_key, **loss_hyper)
+
+    def objective(params, model_state, batch, rng, *, step):
+        return inner(params, model_state, {**batch, STEP_KEY: step}, rng)
+    objective.takes_step = True
+    return objective

@@ -152,9 +152,7 @@ def supervised_task(config, info, mesh, data_dir) -> Task:
         return metrics if align is None else {**metrics, **align(state)}
 
     task = Task(model=model, objective=objective, evaluate=evaluate_fn,
-                stages=None if rule is None else credit.rule_stages(config, rule, objective),
-                init=None if flt is None else filters.filter_init(
-                    lambda rng, sample: model.init(rng, sample, train=False)))
+                stages=None if rule is None else credit.rule_stages(config, rule, objective))
     return task if not config.get("prune") else pruned_task(config, task, data_dir)
 
 

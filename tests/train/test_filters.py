@@ -99,9 +99,10 @@ def test_loss_filtered_gradient_equals_grad_of_mean_over_kept_subset():
     model, params, batch = _mlp_setup()
     flt = filters.DataFilter(kind="loss", fraction=0.25, start_step=0)
     objective = filters.filtered_model_objective(model, losses.softmax_cross_entropy, flt)
-    state = {filters.STATE_COLLECTION: {"step": jnp.int32(3)}}
-    (loss, (aux, new_state)), g = jax.jit(jax.value_and_grad(objective, has_aux=True))(
-        params, state, batch, jax.random.PRNGKey(0))
+    assert objective.takes_step
+    (loss, (aux, _)), g = jax.jit(jax.value_and_grad(
+        lambda p: objective(p, {}, batch, jax.random.PRNGKey(0), step=jnp.int32(3)),
+        has_aux=True))(params)
     # brute force: per-example cross-entropies in NumPy, the kept set by its argsort
     per = _np_cross_entropies(model, params, batch)
     kept = np.sort(np.argsort(per, kind="stable")[4:])
@@ -111,7 +112,6 @@ def test_loss_filtered_gradient_equals_grad_of_mean_over_kept_subset():
     np.testing.assert_allclose(loss, ref_loss, rtol=1e-5)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), g, ref_g)
     assert float(aux["kept_fraction"]) == 0.75
-    assert int(new_state[filters.STATE_COLLECTION]["step"]) == 4
     assert abs(float(loss) - per.mean()) > 1e-2     # unfiltered differs: the check can fail
 
 
@@ -127,8 +127,8 @@ def test_k_filtered_objective_and_start_step():
     keep = _brute_capped_keep(x, batch["label"], 2, 0.6)
     assert 0 < (~keep).sum()
     for step, kept in ((4, np.arange(24)), (5, np.flatnonzero(keep))):
-        state = {filters.STATE_COLLECTION: {"step": jnp.int32(step)}}
-        loss, (aux, _) = objective(params, state, batch, jax.random.PRNGKey(0))
+        loss, (aux, _) = objective(params, {}, batch, jax.random.PRNGKey(0),
+                                   step=jnp.int32(step))
         np.testing.assert_allclose(loss, per[kept].mean(), rtol=1e-5)
         np.testing.assert_allclose(aux["kept_fraction"], len(kept) / 24)
 
@@ -171,12 +171,10 @@ def test_config_conversion_and_other_task_rejected():
         filters.validate_config(config)
 
 
-def test_objective_without_the_counter_is_named():
-    model, params, batch = _mlp_setup()
-    objective = filters.filtered_model_objective(model, losses.softmax_cross_entropy,
-                                                 filters.DataFilter(kind="loss"))
-    with pytest.raises(ValueError, match="data_filter"):
-        objective(params, {}, batch, jax.random.PRNGKey(0))
+def test_filtered_loss_without_the_step_is_named():
+    loss = filters.filtered_loss(losses.softmax_cross_entropy, filters.DataFilter(kind="loss"))
+    with pytest.raises(ValueError, match="data_filter_step"):
+        loss(jnp.zeros((4, 3)), {"image": jnp.zeros((4, 5)), "label": jnp.zeros(4, jnp.int32)})
 
 
 @pytest.mark.slow
