@@ -14,7 +14,9 @@ multi-step scans with the data on the device). Parts:
   2/4/8/16, N_tries 1 and 5, 10,000 layers as in the chapter (one ``lax.scan``,
   ``platonic_fits.deep_lsd``); the per-layer least-squares distance (LSD, Eq
   5.3: the MSE of a least-squares decision layer on Z_i) through every layer
-  and its minimum over layers.
+  and its minimum over layers. ``deep_scaled``: the same with alpha =
+  1 / sqrt(width + 1) (not in the chapter; with alpha = 1 the scale of Z_i
+  grows with depth until float64 overflows).
 * ``spirals`` (Sec 7.6, Table 7.1): two spirals (5000 points, a second draw of
   5000 as test set), 2-32-32-32-32-1 tanh, y in {-1, +1}, accuracy of sign(yhat)
   over 100 seeds for (alpha, beta) in {(0.1, 10), (1, 2)} x solver x precision
@@ -66,7 +68,7 @@ from neurojax.analysis.platonic_tasks import (  # noqa: F401  (the driver's API)
 from neurojax.analysis.platonic_fits import ablation, deep_lsd  # noqa: F401  (parts)
 from neurojax.rules.platonic import fit_platonic
 
-PARTS = ("sine", "deep", "spirals", "spirals_tries", "ablation", "checkerboard", "digits",
+PARTS = ("sine", "deep", "deep_scaled", "spirals", "spirals_tries", "ablation", "checkerboard", "digits",
          "mnist")
 DEFAULT_PARTS = PARTS[:-1]   # mnist needs the prepared dataset and --config
 CHAPTER = {
@@ -159,30 +161,53 @@ def sine(cfg: dict) -> dict:
     return out
 
 
-def deep(cfg: dict, dtype: str = "float64") -> dict:
+def deep(cfg: dict, dtype: str = "float64", scaled: bool = False) -> dict:
     """Figs 7.5/7.6: per-layer LSD of deep narrow CELU nets on the sine (seed 0),
-    alpha = beta = 1, pinv, through ``platonic_fits.deep_lsd`` (one scan).
+    alpha = beta = 1 (``scaled``: alpha = 1 / sqrt(width + 1), which keeps the
+    scale of Z_i from growing: Eq 7.2's W has N(0, alpha^2) entries over
+    width + 1 inputs), pinv, through ``platonic_fits.deep_lsd`` (one scan).
     ``final_train_mse`` is the last layer's LSD: with k = 1 it is the train MSE
     of the net's least-squares output layer. ``log10_max_abs`` is the scale of
-    each Z_i, ``first_nonfinite_layer`` where it overflowed (None: never)."""
+    each Z_i, ``first_nonfinite_layer`` where it overflowed (None: never). The
+    curves are kept at the layers ``layers`` (:func:`stored_layers`); the
+    minimum, its layer and the final value are over every layer."""
     x, y = sine_task(cfg["deep_examples"], dtype)
     out = {"num_layers": cfg["deep_layers"], "num_examples": cfg["deep_examples"],
-           "dtype": dtype, "runs": {}}
+           "dtype": dtype, "alpha": "1 / sqrt(width + 1)" if scaled else 1.0, "runs": {}}
     for width in cfg["deep_widths"]:
         for tries in cfg["deep_tries"]:
             t0 = time.perf_counter()
             r = deep_lsd(jax.random.PRNGKey(0), x, y, width, cfg["deep_layers"], "celu",
-                         n_tries=tries, dtype=dtype)
+                         n_tries=tries, dtype=dtype,
+                         alpha=1.0 / np.sqrt(width + 1) if scaled else 1.0)
             lsd = r["lsd"]
             finite = np.isfinite(lsd)
+            first_bad = None if finite.all() else int(np.argmin(finite)) + 1
+            best = int(np.nanargmin(lsd)) + 1
+            layers = stored_layers(len(lsd), cfg.get("deep_points", 1000),
+                                   [best] + ([first_bad] if first_bad else []))
             out["runs"][f"w{width}_n{tries}"] = {
-                "width": width, "n_tries": tries, "lsd": lsd,
-                "log10_max_abs": r["log10_max_abs"],
-                "first_nonfinite_layer": None if finite.all() else int(np.argmin(finite)) + 1,
-                "min_lsd": float(np.nanmin(lsd)), "argmin_layer": int(np.nanargmin(lsd)) + 1,
-                "final_train_mse": float(lsd[-1]), "seconds": time.perf_counter() - t0}
+                "width": width, "n_tries": tries, "layers": layers, "lsd": lsd[layers - 1],
+                "log10_max_abs": r["log10_max_abs"][layers - 1],
+                "first_nonfinite_layer": first_bad, "min_lsd": float(np.nanmin(lsd)),
+                "argmin_layer": best, "final_train_mse": float(lsd[-1]),
+                "seconds": time.perf_counter() - t0}
             print(f"  deep w{width} n{tries}: min LSD {np.nanmin(lsd):.3g}", flush=True)
     return out
+
+
+def stored_layers(num_layers: int, points: int, extra: Sequence[int] = ()) -> np.ndarray:
+    """The 1-based layers whose LSD the JSON keeps: about ``points``
+    log-spaced ones (every layer up to ~points / 10), the last one and
+    ``extra``; 10,000 layers x 16 runs in full made a 4.6 MB file."""
+    grid = np.round(np.logspace(0, np.log10(num_layers), points)).astype(int)
+    return np.unique(np.concatenate([grid, [1, num_layers], np.asarray(extra, int)]))
+
+
+def deep_scaled(cfg: dict) -> dict:
+    """:func:`deep` with alpha = 1 / sqrt(width + 1) (not in the chapter: it
+    separates the rule's depth behaviour from float64's range)."""
+    return deep(cfg, scaled=True)
 
 
 def _precision_kwargs(solver: str, precision: tuple, m: int, n: int) -> Optional[dict]:
@@ -437,15 +462,18 @@ def check_parts(parts: Sequence[str]) -> tuple[str, ...]:
 def merge_into(path: str, new: dict, parts: Sequence[str]) -> dict:
     """``new``'s ``parts`` merged into the results JSON at ``path`` (if any):
     the other parts keep their results, seconds, commands and configs. Read,
-    merge and write happen under an exclusive lock on ``path + '.lock'``, so
-    runs of different parts may finish in any order. Files written before
+    merge and write happen under an exclusive lock on the file's folder
+    (``flock``, no lock file left behind), so runs of different parts may
+    finish in any order. Files written before
     per-part commands and configs get the file's one command and config for
     each of their parts. Returns the merged results (as written)."""
     import fcntl
     import json
     import os
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path + ".lock", "w") as lock:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    lock = os.open(folder, os.O_RDONLY)
+    try:
         fcntl.flock(lock, fcntl.LOCK_EX)
         merged = {}
         if os.path.exists(path):
@@ -467,6 +495,8 @@ def merge_into(path: str, new: dict, parts: Sequence[str]) -> dict:
         ordered.update({k: merged[k] for k in ("seconds", "commands", "configs")})
         ordered.update({p: merged[p] for p in PARTS if p in merged})
         write_json(ordered, path, digits=5)
+    finally:
+        os.close(lock)   # releases the lock
     return jsonable(ordered)
 
 

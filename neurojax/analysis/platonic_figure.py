@@ -1,11 +1,51 @@
 """The figure of ``neurojax.analysis.platonic`` (Oland 2024, Efficient Deep
-Learning, ch. 7): one panel per part that ran, drawn from the results' JSON form."""
+Learning, ch. 7): one panel per part that ran, drawn from the results' JSON form.
+
+Redraw a results file's figure (the PNG beside it)::
+
+    python -m neurojax.analysis.platonic_figure benchmarks/results/platonic_full.json
+"""
 from __future__ import annotations
 
 import numpy as np
 
 from neurojax.analysis.outputs import save_figure
 from neurojax.analysis.platonic import CHAPTER
+
+
+def _deep_panels(d: dict, ax_lsd, ax_min, ax_scale, label: str, marker: str = "o-") -> None:
+    """Fig 7.5 (per-layer LSD), Fig 7.6 (min over layers against N_tries) and
+    the scale of Z_i for one deep part."""
+    widths = sorted({r["width"] for r in d["runs"].values()})
+    for run in d["runs"].values():
+        ls = "-" if run["n_tries"] == 1 else "--"
+        color = f"C{widths.index(run['width'])}"
+        layers = run.get("layers", np.arange(1, len(run["lsd"]) + 1))
+        ax_lsd.semilogy(layers, run["lsd"], ls, lw=0.8, color=color,
+                        label=f"width {run['width']}, n={run['n_tries']}")
+        if "log10_max_abs" in run:
+            ax_scale.plot(layers, np.asarray(run["log10_max_abs"], float), ls, lw=0.8,
+                          color=color, label=f"width {run['width']}, n={run['n_tries']}")
+    ax_lsd.legend(fontsize=7)
+    ax_lsd.set_xscale("log")
+    ax_lsd.set(xlabel="layer", ylabel="LSD (MSE of the layer's LS read-out)",
+               title=f"Fig 7.5: {d['num_layers']}-layer CELU nets, sine, {label}")
+    for i, w in enumerate(widths):
+        runs = sorted((r for r in d["runs"].values() if r["width"] == w),
+                      key=lambda r: r["n_tries"])
+        ax_min.semilogy([r["n_tries"] for r in runs], [r["min_lsd"] for r in runs], marker,
+                        color=f"C{i}", label=f"width {w}, {label}")
+    ax_min.set(xlabel="N_tries", ylabel="min LSD over layers", title="Fig 7.6")
+    ax_min.legend(fontsize=7)
+    if ax_scale.has_data() and max(np.nanmax(np.asarray(r.get("log10_max_abs", [0]), float))
+                                   for r in d["runs"].values()) > 30:
+        ax_scale.axhline(np.log10(np.finfo(np.float64).max), color="k", ls=":", lw=1,
+                         label="float64 max")
+    if ax_scale.has_data():
+        ax_scale.set_xscale("log")
+        ax_scale.set(xlabel="layer", ylabel="log10 max |Z_i|",
+                     title=f"deep nets: scale of Z_i, {label}")
+        ax_scale.legend(fontsize=7)
 
 
 def plot(results: dict, path: str) -> None:
@@ -22,36 +62,10 @@ def plot(results: dict, path: str) -> None:
         ax.set(ylabel="train MSE", title="Sec 7.5: sine, 1-16-16-1 CELU, seeds")
         ax.legend()
     if "deep" in results:
-        d = results["deep"]
-        widths = sorted({r["width"] for r in d["runs"].values()})
-        for run in d["runs"].values():
-            ls = "-" if run["n_tries"] == 1 else "--"
-            axes[1].semilogy(np.arange(1, len(run["lsd"]) + 1), run["lsd"], ls, lw=0.8,
-                             color=f"C{widths.index(run['width'])}",
-                             label=f"width {run['width']}, n={run['n_tries']}")
-        axes[1].legend(fontsize=7)
-        axes[1].set(xlabel="layer", ylabel="LSD (MSE of the layer's LS read-out)",
-                    title=f"Fig 7.5: {d['num_layers']}-layer CELU nets on the sine")
-        for w in widths:
-            runs = sorted((r for r in d["runs"].values() if r["width"] == w),
-                          key=lambda r: r["n_tries"])
-            axes[2].semilogy([r["n_tries"] for r in runs], [r["min_lsd"] for r in runs], "o-",
-                             label=f"width {w}")
-        axes[2].set(xlabel="N_tries", ylabel="min LSD over layers", title="Fig 7.6")
-        axes[2].legend(fontsize=7)
-        for run in d["runs"].values():
-            if "log10_max_abs" in run:
-                axes[12].plot(np.arange(1, len(run["lsd"]) + 1),
-                              np.asarray(run["log10_max_abs"], float),
-                              "-" if run["n_tries"] == 1 else "--", lw=0.8,
-                              color=f"C{widths.index(run['width'])}",
-                              label=f"width {run['width']}, n={run['n_tries']}")
-        if axes[12].has_data():
-            axes[12].axhline(np.log10(np.finfo(np.float64).max), color="k", ls=":", lw=1,
-                             label="float64 max")
-            axes[12].set(xlabel="layer", ylabel="log10 max |Z_i|",
-                         title="deep nets: scale of Z_i (alpha = 1)")
-            axes[12].legend(fontsize=7)
+        _deep_panels(results["deep"], axes[1], axes[2], axes[12], "alpha = 1")
+    if "deep_scaled" in results:
+        _deep_panels(results["deep_scaled"], axes[13], axes[2], axes[14],
+                     "alpha = 1/sqrt(w+1)", marker="s--")
     if "spirals" in results:
         sp = results["spirals"]
         rows = sp["table"]
@@ -166,3 +180,12 @@ def plot(results: dict, path: str) -> None:
             ax.set_axis_off()
     fig.tight_layout()
     save_figure(fig, path, dpi=70)
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+    if len(sys.argv) != 2 or not sys.argv[1].endswith(".json"):
+        raise SystemExit("usage: python -m neurojax.analysis.platonic_figure RESULTS.json")
+    with open(sys.argv[1]) as fh:
+        plot(json.load(fh), sys.argv[1][:-len(".json")] + ".png")

@@ -125,6 +125,7 @@ def test_deep_lsd_curve_has_one_entry_per_layer_and_first_layer_nested_tries(dee
     one, three = out["runs"]["w3_n1"], out["runs"]["w3_n3"]
     for run in (one, three):
         assert len(run["lsd"]) == 6 and np.all(np.isfinite(run["lsd"]))
+        np.testing.assert_array_equal(run["layers"], np.arange(1, 7))   # all of 6 kept
         assert run["min_lsd"] == pytest.approx(np.min(run["lsd"]))
         assert run["lsd"][run["argmin_layer"] - 1] == pytest.approx(run["min_lsd"])
     assert three["lsd"][0] <= one["lsd"][0] + 1e-7
@@ -177,7 +178,10 @@ def test_committed_results_are_strict_json_and_consistent():
             assert f"--parts {part}" in r["commands"][part] or "," in r["commands"][part]
             assert part in r["configs"] and part in r["seconds"]
     for run in r["deep"]["runs"].values():
-        assert len(run["lsd"]) == r["deep"]["num_layers"]
+        assert len(run["lsd"]) == len(run["layers"]) == len(run["log10_max_abs"])
+        assert run["layers"][0] == 1 and run["layers"][-1] == r["deep"]["num_layers"]
+        assert run["argmin_layer"] in run["layers"]
+        assert run["lsd"][run["layers"].index(run["argmin_layer"])] == run["min_lsd"]
         if run.get("first_nonfinite_layer") is None:
             assert run["final_train_mse"] == pytest.approx(run["lsd"][-1])
     rows = r["spirals"]["table"] + r["digits"]["single"]

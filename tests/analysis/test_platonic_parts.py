@@ -50,6 +50,12 @@ def test_deep_lsd_scan_equals_fit_platonics_layer_loop(n_tries=2):
     _, info = fit_platonic(key, x, y, (3,) * 3, "celu", n_tries=n_tries, dtype="float32")
     np.testing.assert_allclose(got["lsd"], np.asarray(info["lsd"]), rtol=1e-5, atol=1e-7)
     np.testing.assert_array_equal(got["selected"], [int(s) for s in info["selected"]])
+    # alpha is traced in both (no recompilation): the scaled nets agree too
+    half = pf.deep_lsd(key, x, y, 3, 3, "celu", n_tries=n_tries, alpha=0.5, dtype="float32")
+    _, info_half = fit_platonic(key, x, y, (3,) * 3, "celu", n_tries=n_tries, alpha=0.5,
+                                dtype="float32")
+    np.testing.assert_allclose(half["lsd"], np.asarray(info_half["lsd"]), rtol=1e-5, atol=1e-7)
+    assert not np.allclose(half["lsd"], got["lsd"])
     # a different key gives different layers: the test can fail
     other = pf.deep_lsd(jax.random.PRNGKey(4), x, y, 3, 3, "celu", n_tries=n_tries,
                         dtype="float32")
@@ -62,6 +68,14 @@ def test_deep_lsd_names_bad_arguments():
         pf.deep_lsd(jax.random.PRNGKey(0), x, y, 3, 0, "celu", dtype="float32")
     with pytest.raises(ValueError, match="y must have m = 20"):
         pf.deep_lsd(jax.random.PRNGKey(0), x, y[:10], 3, 2, "celu", dtype="float32")
+
+
+def test_stored_layers_are_log_spaced_and_keep_the_ends_and_extras():
+    layers = pa.stored_layers(10_000, 1000, [4321])
+    assert layers[0] == 1 and layers[-1] == 10_000 and 4321 in layers
+    assert np.all(np.diff(layers) > 0) and 500 < len(layers) < 1001
+    np.testing.assert_array_equal(layers[:50], np.arange(1, 51))   # dense at the start
+    np.testing.assert_array_equal(pa.stored_layers(6, 1000), np.arange(1, 7))
 
 
 # ----------------------------------------------------------------- ablation
@@ -145,6 +159,7 @@ def test_rerun_of_one_part_keeps_the_others(tmp_path):
     assert merged["commands"] == {"sine": "old cmd", "deep": "cmd d", "ablation": "cmd a"}
     assert merged["configs"]["sine"] == {"a": 1} and merged["configs"]["deep"] == {"b": 2}
     assert merged["chapter"] == {"c": 1}
+    assert os.listdir(tmp_path) == ["platonic_full.json"]   # no lock file left behind
 
 
 # ----------------------------------------------------------------- MNIST
