@@ -1,0 +1,528 @@
+"""Deep layer-wise learning at CPU scale (Oland 2024, Efficient Deep Learning,
+ch. 6): the chapter's experiments on the offline datasets.
+
+Run (PNG per part and ``layerwise_{full,quick}.json``):
+
+    python -m neurojax.analysis.layerwise --outdir DIR [--quick] [--parts table,depth,window]
+
+Every run goes through the training loop (``neurojax.train.loop``) with the
+layer-wise task (``neurojax.train.layerwise``); seeds are the loop's seed
+replicas (``config.train.num_replicas``: seeds 0..R-1 as one vmapped
+program). Each layer-wise evaluation reads the network out after the current
+stage's window; the *peak-layer read-out* (Sec. 6.1) picks, per seed, the
+read-out with the best accuracy on a validation split held out of the
+training set (``train[90%:]``; the thesis picks it on the test split), and
+reports its test accuracy.
+
+Parts:
+
+* ``table`` (Table 6.1's analogue, and Fig. 6.3): the small CNN of
+  ``configs/supervised_shapes.py:small`` (3 conv stages + a 256-unit hidden
+  layer: 4 blocks, as the thesis's "vanilla 4-layer CNN") on
+  ``shapes_small``, trained end to end by backprop, by DLL (Algorithm 3,
+  one block per stage, decision layers) and by Random Robin (Algorithm 4,
+  random order, each window's optimiser state kept), all with the same
+  total steps (DLL splits them evenly over its stages). Test accuracy mean
+  and spread over the seeds, and each layer-wise method's difference from
+  backprop with the spread of that difference. Fig. 6.3: the stable rank
+  ``||W||_F^2 / ||W||_2^2`` of every layer's weights
+  (``neurojax.metrics.stable_rank``) after each method, and at
+  initialisation.
+* ``depth`` (E2): a deep narrow ReLU MLP on the digits trained by DLL, read
+  out after every block, next to end-to-end backprop at depths 10, 25, 50,
+  100 with the steps DLL spends on that many blocks. An MLP block's
+  decision layer is an affine map to the logits, the same layer as the
+  MLP's own head, and every DLL stage has its own optimiser and schedule,
+  so the read-out after block d of the deep DLL run is the DLL network of
+  depth d (the blocks above d do not exist yet when it is read out).
+* ``window`` (Fig. 6.2): deep segment-wise learning of the small CNN,
+  window 1..4 blocks moving by 1 (overlap window - 1), each stage (subnet)
+  given the same steps as in the thesis (50 epochs per subnet there), so
+  window 1 is DLL and window 4 one stage of end-to-end training.
+
+Thesis numbers (Table 6.1, vanilla CNN, baseline / DLL): MNIST 99.54 /
+99.58, KMNIST 97.09 / 96.72, FashionMNIST 92.02 / 92.20 (100 epochs
+baseline, 30-60 epochs per DLL layer, SGD lr 0.05). The runs here are far
+shorter (see ``SIZES``) and use Adam with a cosine schedule per stage; what
+is compared is the difference between methods under one budget.
+"""
+from __future__ import annotations
+
+import math
+import os
+import pathlib
+import tempfile
+import time
+from typing import Optional, Sequence
+
+import jax
+import numpy as np
+
+from neurojax.analysis.layerwise_memory import compiled_bytes, stage_memory  # noqa: F401
+from neurojax.analysis.outputs import jsonable, write_json
+from neurojax.metrics.stable_rank import kernel_stable_ranks
+from neurojax.train import layerwise as lw
+
+PARTS = ("table", "depth", "window")
+VALIDATION = ("train[:90%]", "train[90%:]")  # (training split, validation split)
+CNN = dict(name="small_cnn", widths=(32, 64, 128), hidden=256, dtype="float32")
+SIZES = {
+    "full": {
+        "table": dict(num_steps=704, replicas=3, rounds=2),  # 10.0 epochs of 9000
+        "depth": dict(depths=(10, 25, 50, 100), dll_depth=200, width=64, stage_steps=400,
+                      backprop_steps=2000, lr=3e-3, replicas=3),
+        # window 1 is the table's DLL run (the same config); 2.5 epochs per subnet
+        "window": dict(stage_steps=176, replicas=3, windows=(2, 3, 4)),
+    },
+    "quick": {
+        "table": dict(num_steps=16, replicas=2, rounds=2),
+        "depth": dict(depths=(2, 3), dll_depth=4, width=8, stage_steps=4, backprop_steps=8,
+                      lr=3e-3, replicas=2),
+        "window": dict(stage_steps=4, replicas=2, windows=(2, 4)),
+    },
+}
+THESIS = {
+    "table_6_1": {"vanilla_cnn": {"MNIST": [99.54, 99.58], "KMNIST": [97.09, 96.72],
+                                  "FashionMNIST": [92.02, 92.20]},
+                  "vgg13": {"MNIST": [99.60, 99.65], "KMNIST": [98.26, 97.94],
+                            "FashionMNIST": [93.41, 93.45]},
+                  "columns": ["baseline", "DLL"]},
+    "e2": "a 1000-layer MLP on MNIST trains by DLL; backprop manages 15-25 layers",
+    "fig_6_3": "Random Robin's per-layer stable rank is much closer to backprop's than "
+               "bottom-up DLL's (VGG-13)",
+    "fig_6_2": "accuracy rises with the subnet size k (MobileNetV2, CIFAR-10, overlap k-1)",
+}
+
+
+# ----------------------------------------------------------------- configs
+
+def _config(dataset: str, model: dict, *, num_steps: int, replicas: int, batch_size: int,
+            lr: float, eval_every: int, steps_per_call: int, data_dir: str = "",
+            layerwise: Optional[dict] = None, seed: int = 0):
+    """A loop config: ``dataset`` split 90/10 into training and validation,
+    Adam with a cosine schedule (per stage), data on the device, ``replicas``
+    seeds; ``layerwise=None`` is end-to-end backprop (the supervised task)."""
+    import ml_collections
+    train_split, validation_split = VALIDATION
+    config = ml_collections.ConfigDict()
+    config.seed = seed
+    config.task = "supervised" if layerwise is None else "layerwise"
+    config.dataset = ml_collections.ConfigDict(dict(
+        name=dataset, data_dir=data_dir, batch_size=batch_size, eval_batch_size=1000,
+        on_device="on", device_budget_mb=1024, train_split=train_split, eval_split="test"))
+    config.model = ml_collections.ConfigDict(dict(model))
+    config.loss = ml_collections.ConfigDict(dict(name="softmax_cross_entropy",
+                                                 label_smoothing=0.0))
+    config.optim = ml_collections.ConfigDict(dict(
+        name="adam", lr=lr, schedule="cosine", warmup_steps=0, weight_decay=0.0,
+        grad_clip_norm=0.0, transforms=()))
+    config.train = ml_collections.ConfigDict(dict(
+        steps_per_call=steps_per_call, num_replicas=replicas, num_steps=num_steps,
+        num_epochs=0, log_every=max(1, eval_every), eval_every=eval_every,
+        checkpoint_every=0, keep_checkpoints=1, spectrum_every=0, spectrum_layers=(),
+        spectrum_examples=360))
+    if layerwise is not None:
+        config.layerwise = ml_collections.ConfigDict(
+            {"validation_split": validation_split, **layerwise})
+    return config
+
+
+def shapes_config(layerwise: Optional[dict], *, num_steps: int, replicas: int,
+                  eval_every: int, data_dir: str = ""):
+    """The small CNN on ``shapes_small`` with ``configs/supervised_shapes.py:small``'s
+    optimiser (Adam 2e-3, cosine, batch 128), one step per call (XLA:CPU
+    runs convolutions in a scan slowly, ``neurojax.train.program``)."""
+    return _config("shapes_small", CNN, num_steps=num_steps, replicas=replicas,
+                   batch_size=128, lr=2e-3, eval_every=eval_every, steps_per_call=1,
+                   data_dir=data_dir, layerwise=layerwise)
+
+
+def digits_config(depth: int, width: int, layerwise: Optional[dict], *, num_steps: int,
+                  replicas: int, eval_every: int, data_dir: str = "", lr: float = 1e-3):
+    """A ReLU MLP of ``depth`` hidden layers of ``width`` on the digits,
+    ``configs/supervised_digits.py``'s optimiser (Adam, cosine, batch 64)."""
+    model = dict(name="mlp", widths=(width,) * depth, activation="relu", dtype="float32")
+    return _config("digits", model, num_steps=num_steps, replicas=replicas, batch_size=64,
+                   lr=lr, eval_every=eval_every,
+                   steps_per_call=min(eval_every or num_steps, 500), data_dir=data_dir,
+                   layerwise=layerwise)
+
+
+# ----------------------------------------------------------- reading runs
+
+def replica_values(record: dict, key: str) -> list[float]:
+    """``record[key]`` per seed replica (``key_replicas`` when the run had
+    several, else ``[record[key]]``)."""
+    if f"{key}_replicas" in record:
+        return [float(v) for v in record[f"{key}_replicas"]]
+    if key not in record:
+        raise ValueError(f"record has no {key!r}: {sorted(record)}")
+    return [float(record[key])]
+
+
+def stage_records(records: Sequence[dict]) -> list[dict]:
+    """The layer-wise eval records of a run's ``metrics.jsonl``, per replica:
+    ``{step, stage, readout_block, accuracy: [R], validation_accuracy: [R]}``
+    (the validation entry only when the run had a validation split)."""
+    out = []
+    for r in records:
+        if r.get("split") != "eval" or "readout_block" not in r:
+            continue
+        row = {"step": int(r["step"]), "stage": int(round(r["stage"])),
+               "readout_block": int(round(r["readout_block"])),
+               "accuracy": replica_values(r, "accuracy")}
+        if "validation_accuracy" in r:
+            row["validation_accuracy"] = replica_values(r, "validation_accuracy")
+        out.append(row)
+    return out
+
+
+def peak_per_replica(rows: Sequence[dict]) -> list[dict]:
+    """``neurojax.train.layerwise.peak_readout`` for each seed replica of
+    :func:`stage_records`' rows (chosen on that seed's validation accuracy)."""
+    if not rows:
+        raise ValueError("rows must hold at least one layer-wise eval record")
+    peaks = []
+    for i in range(len(rows[0]["accuracy"])):
+        per = [{"stage": r["stage"], "readout_block": r["readout_block"],
+                "accuracy": r["accuracy"][i],
+                **({"validation_accuracy": r["validation_accuracy"][i]}
+                   if "validation_accuracy" in r else {})} for r in rows]
+        peaks.append(lw.peak_readout(per))
+    return peaks
+
+
+def spread(values: Sequence[float]) -> dict:
+    """Mean, sample standard deviation (ddof 1; 0 for one value) and the values."""
+    v = np.asarray(values, np.float64)
+    if v.ndim != 1 or v.size == 0:
+        raise ValueError(f"values must be a non-empty 1-D sequence, got shape {v.shape}")
+    std = float(v.std(ddof=1)) if v.size > 1 else 0.0
+    return {"mean": float(v.mean()), "std": std, "n": int(v.size), "values": v.tolist()}
+
+
+def difference(a: Sequence[float], b: Sequence[float]) -> dict:
+    """mean(a) - mean(b) and the spread of that difference of independent
+    means, sqrt(s_a^2 / n_a + s_b^2 / n_b) (s: sample standard deviations)."""
+    sa, sb = spread(a), spread(b)
+    return {"mean": sa["mean"] - sb["mean"],
+            "std": math.sqrt(sa["std"] ** 2 / sa["n"] + sb["std"] ** 2 / sb["n"])}
+
+
+def train_run(config, workdir: str) -> dict:
+    """One loop run: per-seed final test accuracy (the trained network as a
+    whole), the layer-wise read-outs, the final parameters (leading replica
+    axis when R > 1) and timings (loaded machine: wall clock, not a benchmark)."""
+    from neurojax.train.loop import train_and_evaluate
+    from neurojax.train.metrics_log import read_metrics
+    finished = finished_run(workdir, int(config.train.num_steps))
+    if finished is not None:
+        return finished
+    tic = time.time()
+    result = train_and_evaluate(config, workdir, progress=False)
+    records = read_metrics(os.path.join(workdir, "metrics.jsonl"))
+    last = [r for r in records if r["split"] == "eval"][-1]
+    return {"final_accuracy": [float(m["accuracy"]) for m in result.replica_eval_metrics],
+            "stages": stage_records(records),
+            "params": jax.device_get(result.state.params),
+            "num_steps": int(result.num_steps),
+            "wall_seconds": time.time() - tic,
+            "train_seconds": float(last.get("train_seconds", float("nan"))),
+            "compile_seconds": float(last.get("compile_seconds", float("nan")))}
+
+
+def finished_run(workdir: str, num_steps: int) -> Optional[dict]:
+    """:func:`train_run`'s result read back from a run in ``workdir`` that
+    ended at ``num_steps`` (its metrics and final checkpoint), or ``None``:
+    rerunning the driver with the same ``--workdir`` reuses finished runs."""
+    from neurojax.train.metrics_log import read_metrics
+    path = os.path.join(workdir, "metrics.jsonl")
+    state = os.path.join(os.path.abspath(workdir), "checkpoints", str(num_steps), "state")
+    if not (os.path.exists(path) and os.path.isdir(state)):
+        return None
+    records = read_metrics(path)
+    evals = [r for r in records if r["split"] == "eval"]
+    if not evals or evals[-1]["step"] != num_steps:
+        return None
+    import orbax.checkpoint as ocp
+    params = ocp.StandardCheckpointer().restore(state)["params"]
+    last = evals[-1]
+    return {"final_accuracy": replica_values(last, "accuracy"),
+            "stages": stage_records(records), "params": params, "num_steps": num_steps,
+            "wall_seconds": float("nan"), "reused": True,
+            "train_seconds": float(last.get("train_seconds", float("nan"))),
+            "compile_seconds": float(last.get("compile_seconds", float("nan")))}
+
+
+def _per_replica(tree, replicas: int) -> list:
+    if replicas == 1:
+        return [tree]
+    return [jax.tree.map(lambda x: x[r], tree) for r in range(replicas)]
+
+
+CNN_LAYERS = tuple(f"conv_{i}" for i in range(len(CNN["widths"]))) + ("hidden", "head")
+
+
+def _layers_stable_rank(params, replicas: int, layers: Sequence[str] = CNN_LAYERS) -> dict:
+    """``{layer: spread over seeds}`` of the model's own ``layers`` (bottom-up)."""
+    per = [kernel_stable_ranks(lw.without_heads(p)) for p in _per_replica(params, replicas)]
+    return {layer: spread([p[layer] for p in per]) for layer in layers}
+
+
+def _init_stable_rank(config) -> dict[str, dict]:
+    """Stable ranks at initialisation, with the loop's per-seed init keys."""
+    from neurojax import data as nj_data
+    from neurojax.train.loop import seed_keys
+    from neurojax.train.task import build_model
+    info = nj_data.dataset_info(config.dataset.name, data_dir=config.dataset.data_dir or None)
+    model = build_model(config, info.num_classes)
+    sample = np.zeros((1,) + tuple(info.image_shape), np.float32)
+    replicas = config.train.num_replicas
+    keys = seed_keys(config.seed, replicas)[0]
+    init = lambda k: model.init(k, sample, train=False)["params"]  # noqa: E731
+    params = jax.vmap(init)(keys) if replicas > 1 else init(keys)
+    return _layers_stable_rank(params, replicas)
+
+
+def _summary(run: dict) -> dict:
+    """A run without its parameters, with the final and peak accuracies'
+    spreads."""
+    out = {k: v for k, v in run.items() if k != "params"}
+    out["final"] = spread(run["final_accuracy"])
+    if run["stages"]:
+        peaks = peak_per_replica(run["stages"])
+        out["peak"] = spread([p["peak_accuracy"] for p in peaks])
+        out["peak_readout_block"] = [p["peak_readout_block"] for p in peaks]
+        out["peak_selected_on"] = peaks[0]["peak_selected_on"]
+    return out
+
+
+# ------------------------------------------------------------------ parts
+
+TABLE_METHODS = ("backprop", "dll_pooled_layer", "random_robin", "dll")
+
+
+def run_table(workdir: str, *, quick: bool = False, data_dir: str = "",
+              methods: Sequence[str] = TABLE_METHODS) -> dict:
+    """Table 6.1's analogue and Fig. 6.3's stable ranks (module docstring),
+    for ``methods`` (a subset of ``TABLE_METHODS`` with 'backprop')."""
+    if "backprop" not in methods or any(m not in TABLE_METHODS for m in methods):
+        raise ValueError(f"methods must include 'backprop' and come from {TABLE_METHODS}, "
+                         f"got {list(methods)}")
+    size = SIZES["quick" if quick else "full"]["table"]
+    n, reps = size["num_steps"], size["replicas"]
+    num_blocks = len(CNN["widths"]) + 1
+    block = dict(head="block", head_channels=(128,))  # Sec. 6.7's decision block
+    methods = {name: spec for name, spec in {
+        "backprop": (None, n),
+        # the library's decision layer (global average pool + affine map)
+        "dll_pooled_layer": (dict(method="dll", head="layer"), n // num_blocks),
+        "random_robin": (dict(method="dll", rounds=size["rounds"], random_order=True,
+                              **block), n // (num_blocks * size["rounds"])),
+        "dll": (dict(method="dll", **block), n // num_blocks),
+    }.items() if name in methods}
+    runs, ranks = {}, {}
+    for name, (layerwise, eval_every) in methods.items():
+        config = shapes_config(layerwise, num_steps=n, replicas=reps, eval_every=eval_every,
+                               data_dir=data_dir)
+        run = train_run(config, os.path.join(workdir, f"table_{name}"))
+        ranks[name] = _layers_stable_rank(run["params"], reps)
+        if name == "backprop":
+            ranks["init"] = _init_stable_rank(config)
+        runs[name] = _summary(run)
+        print(f"table/{name}: final {runs[name]['final']['mean']:.4f} "
+              f"+- {runs[name]['final']['std']:.4f} ({run['wall_seconds']:.0f} s)", flush=True)
+    base = runs["backprop"]["final"]["values"]
+    diffs = {}
+    for name in [m for m in methods if m != "backprop"]:
+        diffs[f"{name}_final"] = difference(runs[name]["final"]["values"], base)
+        diffs[f"{name}_peak"] = difference(runs[name]["peak"]["values"], base)
+    return {"setting": {"dataset": "shapes_small (train[:90%] / validation train[90%:] / "
+                                   "test 2000)", "model": CNN, "num_steps": n,
+                        "epochs": n * 128 / 9000, "replicas": reps,
+                        "optimizer": "adam 2e-3, cosine per stage, batch 128",
+                        "random_robin_rounds": size["rounds"],
+                        "head": "dll, random_robin: decision block (stride-2 conv 128, "
+                                "ReLU, global average pool, affine); dll_pooled_layer: "
+                                "decision layer (global average pool, affine)"},
+            "runs": runs, "difference_vs_backprop": diffs, "stable_rank": ranks}
+
+
+def run_depth(workdir: str, *, quick: bool = False, data_dir: str = "") -> dict:
+    """E2: DLL of a deep narrow MLP read out after every block
+    (``neurojax.analysis.layerwise_depth``), and end-to-end backprop through
+    the loop at each depth of the sweep."""
+    from neurojax.analysis import layerwise_depth
+    size = SIZES["quick" if quick else "full"]["depth"]
+    depths, width, reps = size["depths"], size["width"], size["replicas"]
+    deepest = max(size["dll_depth"], max(depths))
+    dll = layerwise_depth.dll_mlp(layerwise_depth.load_digits(data_dir), depth=deepest,
+                                  width=width, steps=size["stage_steps"], replicas=reps,
+                                  lr=size["lr"])
+    curve = {b + 1: spread(v) for b, v in enumerate(dll["test"])}
+    best = np.argmax(np.asarray(dll["validation"]), axis=0)  # per seed
+    peak = [dll["test"][int(b)][r] for r, b in enumerate(best)]
+    print(f"depth/dll {deepest}: {dll['seconds']:.0f} s", flush=True)
+    backprop = {}
+    n = size["backprop_steps"]
+    for d in depths:
+        config = digits_config(d, width, None, num_steps=n, replicas=reps, eval_every=n,
+                               data_dir=data_dir, lr=size["lr"])
+        run = train_run(config, os.path.join(workdir, f"depth_backprop_{d}"))
+        backprop[str(d)] = {"final": spread(run["final_accuracy"]), "num_steps": n,
+                            "wall_seconds": run["wall_seconds"]}
+        print(f"depth/backprop {d}: {backprop[str(d)]['final']['mean']:.4f} "
+              f"({run['wall_seconds']:.0f} s)", flush=True)
+    return {"setting": {"dataset": "digits (train[:90%] / validation train[90%:] / test 360)",
+                        "width": width, "activation": "relu", "depths": list(depths),
+                        "dll_depth": deepest, "dll_steps_per_block": size["stage_steps"],
+                        "backprop_steps": n, "replicas": reps,
+                        "optimizer": f"adam {size['lr']}, cosine per stage, batch 64"},
+            "dll_readout": {str(b): v for b, v in curve.items()},
+            "dll_at_depth": {str(d): curve[d] for d in depths},
+            "dll_validation": {str(b + 1): spread(v) for b, v in enumerate(dll["validation"])},
+            "dll_train_loss": {str(b + 1): spread(v) for b, v in enumerate(dll["train_loss"])},
+            "dll_peak": {"accuracy": spread(peak), "readout_block": (best + 1).tolist()},
+            "dll_wall_seconds": dll["seconds"], "backprop": backprop}
+
+
+def run_window(workdir: str, *, quick: bool = False, data_dir: str = "") -> dict:
+    """Fig. 6.2: segment-wise learning of the small CNN, window 1..4, step 1,
+    the same steps per subnet."""
+    size = SIZES["quick" if quick else "full"]["window"]
+    s, reps = size["stage_steps"], size["replicas"]
+    num_blocks = len(CNN["widths"]) + 1
+    out = {}
+    for k in size["windows"]:
+        stages = len(lw.stage_windows(num_blocks, "segment", window=k, step=1))
+        config = shapes_config(dict(method="segment", window=k, step=1),
+                               num_steps=stages * s, replicas=reps, eval_every=s,
+                               data_dir=data_dir)
+        run = _summary(train_run(config, os.path.join(workdir, f"window_{k}")))
+        run["num_stages"] = stages
+        out[str(k)] = run
+        print(f"window/{k}: final {run['final']['mean']:.4f} ({run['wall_seconds']:.0f} s)",
+              flush=True)
+    return {"setting": {"dataset": "shapes_small", "model": CNN, "steps_per_subnet": s,
+                        "epochs_per_subnet": s * 128 / 9000, "replicas": reps,
+                        "step": 1, "overlap": "window - 1"},
+            "windows": out}
+
+
+RUNNERS = {"table": run_table, "depth": run_depth, "window": run_window}
+
+
+def check_parts(parts: Sequence[str]) -> tuple[str, ...]:
+    """``parts`` as a tuple; ``ValueError`` naming the known ones otherwise."""
+    parts = tuple(parts)
+    if not parts or any(p not in PARTS for p in parts) or len(set(parts)) != len(parts):
+        raise ValueError(f"parts must be a non-empty list of distinct names from "
+                         f"{list(PARTS)}, got {list(parts)}")
+    return parts
+
+
+def run(outdir: str, *, quick: bool = False, parts: Sequence[str] = PARTS,
+        data_dir: str = "", workdir: Optional[str] = None,
+        table_methods: Sequence[str] = TABLE_METHODS) -> dict:
+    """Runs ``parts`` (loop runs under ``workdir``, a temporary directory by
+    default) and writes ``layerwise_<part>.png`` and
+    ``layerwise_{full,quick}.json`` into ``outdir`` (keeping the other parts
+    of an earlier JSON there); returns the results."""
+    from neurojax.analysis import layerwise_figures as figures
+    parts = check_parts(parts)
+    pathlib.Path(outdir).mkdir(parents=True, exist_ok=True)
+    mode = "quick" if quick else "full"
+    results: dict = {"quick": quick, "sizes": SIZES[mode], "thesis": THESIS, "parts": {},
+                     "seconds": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for part in parts:
+            tic = time.time()
+            extra = {"methods": tuple(table_methods)} if part == "table" else {}
+            result = RUNNERS[part](os.path.join(workdir or tmp, mode), quick=quick,
+                                   data_dir=data_dir, **extra)
+            results["parts"][part] = jsonable(result)
+            results["seconds"][part] = round(time.time() - tic, 1)
+            figures.PLOTS[part](result, os.path.join(outdir, f"layerwise_{part}.png"))
+    command = ("python -m neurojax.analysis.layerwise --outdir DIR"
+               + (" --quick" if quick else "") + f" --parts {','.join(parts)}"
+               + ("" if tuple(table_methods) == TABLE_METHODS or "table" not in parts
+                  else f" --table_methods {','.join(table_methods)}"))
+    results["commands"] = {part: command for part in parts}
+    results["machine"] = (f"{jax.devices()[0].platform}, {os.cpu_count()} cores shared with "
+                          f"other jobs (seconds are loaded wall clock)")
+    results["jax"] = jax.__version__
+    path = os.path.join(outdir, f"layerwise_{mode}.json")
+    results = _merged(path, results)
+    if _with_window_one(results):
+        figures.PLOTS["window"](results["parts"]["window"],
+                                os.path.join(outdir, "layerwise_window.png"))
+    write_json(results, path, digits=6)
+    return results
+
+
+def _with_window_one(results: dict) -> bool:
+    """Window 1 of the segment-wise sweep (decision layers) is DLL: with the
+    table's DLL run with decision layers at the same steps per stage and
+    seeds, add it as window 1 (True if added)."""
+    parts = results["parts"]
+    if "window" not in parts or "table" not in parts or "1" in parts["window"]["windows"]:
+        return False
+    table, window = parts["table"]["setting"], parts["window"]["setting"]
+    num_blocks = len(CNN["widths"]) + 1
+    if table["num_steps"] != window["steps_per_subnet"] * num_blocks \
+            or table["replicas"] != window["replicas"]:
+        return False
+    dll = dict(parts["table"]["runs"]["dll_pooled_layer"], num_stages=num_blocks,
+               source="the table part's dll_pooled_layer run (the same program)")
+    parts["window"]["windows"] = {"1": dll, **parts["window"]["windows"]}
+    return True
+
+
+def _merged(path: str, results: dict) -> dict:
+    """``results`` with the parts of an earlier ``path`` that this run did not
+    redo (so parts can run as separate commands into one JSON)."""
+    import json
+    if not os.path.exists(path):
+        return results
+    with open(path) as f:
+        old = json.load(f)
+    if old.get("quick") != results["quick"]:
+        return results
+    redone = set(results["parts"])
+    for key in ("parts", "seconds", "commands"):
+        results[key] = {**{k: v for k, v in old.get(key, {}).items() if k not in redone},
+                        **results[key]}
+    results["parts"] = {p: results["parts"][p] for p in PARTS if p in results["parts"]}
+    return results
+
+
+def main(argv: Sequence[str]) -> None:
+    from absl import app, flags, logging
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint at INFO
+    f = flags.FLAGS
+    try:
+        parts = check_parts(f.parts)
+    except ValueError as e:
+        raise app.UsageError(str(e))
+    run(f.outdir, quick=f.quick, parts=parts, data_dir=f.data_dir, workdir=f.workdir,
+        table_methods=f.table_methods)
+
+
+def _define_flags() -> None:
+    from absl import flags
+    flags.DEFINE_string("outdir", None, "Where the PNGs and layerwise_{full,quick}.json go.")
+    flags.DEFINE_bool("quick", False, "CI size (seconds per part; numbers not meaningful).")
+    flags.DEFINE_list("parts", list(PARTS), f"Which parts, comma-separated: {list(PARTS)}.")
+    flags.DEFINE_string("data_dir", "", "TFDS data dir ('' = the library's default).")
+    flags.DEFINE_string("workdir", None, "Keep the loop runs here (default: a temporary "
+                        "directory, removed at the end); finished runs there are reused.")
+    flags.DEFINE_list("table_methods", list(TABLE_METHODS), "The table part's methods.")
+    flags.mark_flag_as_required("outdir")
+
+
+if __name__ == "__main__":
+    from absl import app
+    _define_flags()
+    app.run(main)

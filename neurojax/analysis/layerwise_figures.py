@@ -1,0 +1,102 @@
+"""Figures of ``neurojax.analysis.layerwise``: one PNG per part, drawn from
+the part's result dict (so a figure can be redrawn from the JSON)."""
+from __future__ import annotations
+
+from neurojax.analysis.outputs import save_figure
+
+COLORS = {"backprop": "k", "dll": "C0", "random_robin": "C3", "init": "0.6",
+          "dll_pooled_layer": "C2"}
+LABELS = {"backprop": "backprop", "dll": "DLL (bottom-up)", "random_robin": "Random Robin",
+          "init": "initialisation", "dll_pooled_layer": "DLL, pooled\ndecision layer"}
+
+
+def _errorbar(ax, xs, stats, scale=100.0, **kw):
+    ax.errorbar(xs, [scale * s["mean"] for s in stats],
+                yerr=[scale * s["std"] for s in stats], capsize=3, **kw)
+
+
+def plot_table(result: dict, path: str) -> None:
+    """Table 6.1's analogue (test accuracy per method, final and peak
+    read-out, every seed) and Fig. 6.3 (stable rank per layer)."""
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(12, 4.2))
+    ax, ax2 = fig.subplots(1, 2)
+    runs = result["runs"]
+    for i, name in enumerate(runs):
+        for j, key in enumerate(("final", "peak")):
+            if key not in runs[name]:
+                continue
+            x = i + (0.2 * j - 0.1 if "peak" in runs[name] else 0.0)
+            stat = runs[name][key]
+            ax.errorbar([x], [100 * stat["mean"]], yerr=[100 * stat["std"]], capsize=4,
+                        fmt="o" if key == "final" else "s", color=COLORS[name])
+            ax.plot([x] * stat["n"], [100 * v for v in stat["values"]], ".", color="0.5")
+    ax.set_xticks(range(len(runs)), [LABELS[n] for n in runs])
+    diffs = result["difference_vs_backprop"]
+    text = "\n".join(f"{k}: {100 * v['mean']:+.2f} +- {100 * v['std']:.2f}"
+                     for k, v in diffs.items())
+    ax.text(0.02, 0.02, "vs backprop (points):\n" + text, transform=ax.transAxes, fontsize=7,
+            va="bottom")
+    s = result["setting"]
+    ax.set(ylabel="test accuracy (%)",
+           title=f"small CNN, shapes_small, {s['num_steps']} steps, {s['replicas']} seeds\n"
+                 f"o: final network, s: peak read-out (validation)")
+    rank = result["stable_rank"]
+    layers = list(rank["backprop"])
+    for name in ("init", "backprop", "dll", "random_robin", "dll_pooled_layer"):
+        if name in rank:
+            _errorbar(ax2, range(len(layers)), [rank[name][l] for l in layers], scale=1.0,
+                      marker="o", color=COLORS[name], label=LABELS[name])
+    ax2.set_xticks(range(len(layers)), layers)
+    ax2.set(ylabel="stable rank ||W||_F^2 / ||W||_2^2", title="Fig. 6.3 analogue")
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def plot_depth(result: dict, path: str) -> None:
+    """E2: DLL read-out accuracy after every block, and backprop per depth."""
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.subplots()
+    curve = result["dll_readout"]
+    blocks = sorted(int(b) for b in curve)
+    _errorbar(ax, blocks, [curve[str(b)] for b in blocks], color=COLORS["dll"], lw=1,
+              label="DLL, read out after block d")
+    bp = result["backprop"]
+    depths = sorted(int(d) for d in bp)
+    _errorbar(ax, depths, [bp[str(d)]["final"] for d in depths], color=COLORS["backprop"],
+              marker="o", label="backprop, depth d")
+    ax.axhline(10, color="0.6", ls=":", lw=1, label="chance")
+    s = result["setting"]
+    ax.set(xlabel="depth d (hidden layers)", ylabel="test accuracy (%)", xscale="log",
+           title=f"digits, ReLU MLP width {s['width']}, {s['dll_steps_per_block']} steps "
+                 f"per block, {s['replicas']} seeds")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def plot_window(result: dict, path: str) -> None:
+    """Fig. 6.2: test accuracy against the segment-wise window."""
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(6, 4.2))
+    ax = fig.subplots()
+    windows = result["windows"]
+    ks = sorted(int(k) for k in windows)
+    _errorbar(ax, ks, [windows[str(k)]["final"] for k in ks], marker="o", color="C0",
+              label="final network")
+    if all("peak" in windows[str(k)] for k in ks):
+        _errorbar(ax, [k + 0.05 for k in ks], [windows[str(k)]["peak"] for k in ks],
+                  marker="s", color="C1", ls="--", label="peak read-out (validation)")
+    s = result["setting"]
+    ax.set_xticks(ks)
+    ax.set(xlabel="window (blocks per subnet, step 1)", ylabel="test accuracy (%)",
+           title=f"segment-wise small CNN, shapes_small, {s['steps_per_subnet']} steps "
+                 f"per subnet")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+PLOTS = {"table": plot_table, "depth": plot_depth, "window": plot_window}

@@ -1,0 +1,164 @@
+"""The layer-wise experiments' driver (neurojax.analysis.layerwise): reading
+runs per seed replica, the spreads, the stage memory, and a quick run."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+from neurojax.analysis import layerwise as la
+
+
+def _records():
+    """Eval records as the loop writes them with 3 replicas (means, _std,
+    _replicas; stage and readout_block averaged into floats)."""
+    def rec(step, stage, block, acc, val):
+        return {"step": step, "split": "eval", "stage": float(stage),
+                "readout_block": float(block), "accuracy": float(np.mean(acc)),
+                "accuracy_replicas": acc, "validation_accuracy": float(np.mean(val)),
+                "validation_accuracy_replicas": val}
+    return [{"step": 5, "split": "train", "loss": 1.0},
+            rec(10, 0, 1, [0.5, 0.6, 0.7], [0.9, 0.5, 0.5]),
+            rec(20, 1, 2, [0.4, 0.8, 0.6], [0.8, 0.9, 0.4]),
+            rec(30, 2, 3, [0.3, 0.7, 0.9], [0.1, 0.2, 0.6])]
+
+
+def test_stage_records_and_peak_per_replica():
+    rows = la.stage_records(_records())
+    assert [(r["step"], r["stage"], r["readout_block"]) for r in rows] == [
+        (10, 0, 1), (20, 1, 2), (30, 2, 3)]
+    peaks = la.peak_per_replica(rows)
+    # each seed picks its own best validation read-out and reports its test accuracy
+    assert [p["peak_readout_block"] for p in peaks] == [1, 2, 3]
+    assert [p["peak_accuracy"] for p in peaks] == [0.5, 0.8, 0.9]
+    assert all(p["peak_selected_on"] == "validation" for p in peaks)
+    # one replica: the plain keys
+    single = [{"split": "eval", "step": 1, "stage": 0, "readout_block": 1, "accuracy": 0.3}]
+    assert la.peak_per_replica(la.stage_records(single))[0]["peak_accuracy"] == 0.3
+    with pytest.raises(ValueError, match="rows"):
+        la.peak_per_replica([])
+    with pytest.raises(ValueError, match="accuracy"):
+        la.replica_values({"loss": 1.0}, "accuracy")
+
+
+def test_spread_and_difference_against_numpy():
+    a, b = [0.5, 0.7, 0.9], [0.4, 0.45]
+    s = la.spread(a)
+    assert s["mean"] == pytest.approx(np.mean(a)) and s["n"] == 3
+    assert s["std"] == pytest.approx(np.std(a, ddof=1))
+    assert la.spread([0.3])["std"] == 0.0
+    d = la.difference(a, b)
+    assert d["mean"] == pytest.approx(np.mean(a) - np.mean(b))
+    # the spread of a difference of independent means, by simulation
+    rng = np.random.default_rng(0)
+    sa, sb = np.std(a, ddof=1), np.std(b, ddof=1)
+    sims = rng.normal(0, sa, (200_000, 3)).mean(1) - rng.normal(0, sb, (200_000, 2)).mean(1)
+    assert d["std"] == pytest.approx(np.std(sims), rel=0.01)
+    with pytest.raises(ValueError, match="values"):
+        la.spread([])
+
+
+def test_check_parts():
+    assert la.check_parts(["depth"]) == ("depth",)
+    for bad in ([], ["table", "table"], ["tables"]):
+        with pytest.raises(ValueError, match="parts"):
+            la.check_parts(bad)
+
+
+def test_configs_are_valid_and_match_the_methods():
+    from neurojax.train import validate_config
+    from neurojax.train import layerwise as lw
+    backprop = la.shapes_config(None, num_steps=8, replicas=3, eval_every=8)
+    dll = la.shapes_config(dict(method="dll"), num_steps=8, replicas=3, eval_every=2)
+    mlp = la.digits_config(5, 16, dict(method="dll"), num_steps=10, replicas=1, eval_every=2)
+    for config in (backprop, dll, mlp):
+        validate_config(config)
+    assert backprop.task == "supervised" and dll.task == "layerwise"
+    assert lw.spec_from_config(dll).validation_split == la.VALIDATION[1]
+    assert dll.dataset.train_split == la.VALIDATION[0]
+    assert tuple(mlp.model.widths) == (16,) * 5 and mlp.train.steps_per_call == 2
+
+
+@pytest.mark.slow
+def test_stage_memory_counts_the_stage_arguments():
+    """XLA's argument bytes of each stage equal the bytes of its state and
+    batch counted by hand; the window's decision head and cache shrink the
+    later stages."""
+    import jax
+    from neurojax.train import layerwise as lw
+    config = la.digits_config(3, 16, dict(method="dll"), num_steps=3, replicas=1,
+                              eval_every=1)
+    config.dataset.batch_size = 32
+    out = la.stage_memory(config)
+    assert [r["name"] for r in out["stages"]] == ["blocks_0_1", "blocks_1_2", "blocks_2_3"]
+    # by hand: all parameters (MLP 64-16-16-16-10 + heads 16x10 twice), Adam's
+    # two moments over the window's part and its count, the cosine schedule's
+    # count, the step, rng and batch
+    f32 = 4
+    model = (64 * 16 + 16) + 2 * (16 * 16 + 16) + (16 * 10 + 10)
+    heads = 2 * (16 * 10 + 10)
+    window = {0: (64 * 16 + 16) + (16 * 10 + 10), 1: (16 * 16 + 16) + (16 * 10 + 10),
+              2: (16 * 16 + 16) + (16 * 10 + 10)}
+    in_width = {0: 64, 1: 16, 2: 16}
+    rng_bytes = jax.random.PRNGKey(0).nbytes
+    for i, row in enumerate(out["stages"]):
+        adam = 2 * window[i] * f32 + 4 + 4  # mu, nu, two int32 counts
+        expected = (model + heads) * f32 + adam + 4 + rng_bytes \
+            + 32 * in_width[i] * f32 + 32 * 4
+        assert row["argument_bytes"] == expected, (i, row, expected)
+        assert row["bytes"] >= row["argument_bytes"]
+    assert out["end_to_end_bytes"] > out["stages"][2]["bytes"]
+    assert out["ratio"] == max(r["bytes"] for r in out["stages"]) / out["end_to_end_bytes"]
+    with pytest.raises(ValueError, match="config.task"):
+        la.stage_memory(la.digits_config(2, 8, None, num_steps=2, replicas=1, eval_every=2))
+    del lw
+
+
+@pytest.mark.slow
+def test_quick_run_writes_json_and_figures(tmp_path):
+    results = la.run(str(tmp_path), quick=True)
+    data = json.loads((tmp_path / "layerwise_quick.json").read_text())
+    assert set(data["parts"]) == set(la.PARTS)
+    for part in la.PARTS:
+        assert (tmp_path / f"layerwise_{part}.png").stat().st_size > 0
+    table = results["parts"]["table"]
+    for method in ("backprop", "dll", "random_robin", "dll_pooled_layer"):
+        final = table["runs"][method]["final"]
+        assert final["n"] == 2 and all(0 <= v <= 1 for v in final["values"])
+    # the difference is that of the runs' means
+    diff = table["difference_vs_backprop"]["dll_final"]["mean"]
+    assert diff == pytest.approx(table["runs"]["dll"]["final"]["mean"]
+                                 - table["runs"]["backprop"]["final"]["mean"])
+    # the DLL final network is its last read-out
+    dll = table["runs"]["dll"]
+    assert dll["stages"][-1]["accuracy"] == pytest.approx(dll["final"]["values"])
+    # stable ranks: every layer of the small CNN, each in [1, min(m, n)]
+    ranks = table["stable_rank"]
+    assert set(ranks) == {"init", "backprop", "dll", "random_robin", "dll_pooled_layer"}
+    assert list(ranks["dll"]) == ["conv_0", "conv_1", "conv_2", "hidden", "head"]
+    assert all(1 <= s["mean"] <= 128 for r in ranks.values() for s in r.values())
+    depth = results["parts"]["depth"]
+    assert set(depth["dll_readout"]) == {"1", "2", "3", "4"}
+    assert set(depth["backprop"]) == {"2", "3"}
+    assert not math.isnan(depth["dll_peak"]["accuracy"]["mean"])
+    assert set(results["parts"]["window"]["windows"]) == {"1", "2", "4"}  # 1: the table DLL
+    assert results["parts"]["window"]["windows"]["4"]["num_stages"] == 1
+
+
+def test_parts_run_separately_merge_into_one_json(tmp_path):
+    path = str(tmp_path / "layerwise_full.json")
+    first = {"quick": False, "parts": {"depth": {"a": 1}}, "seconds": {"depth": 3.0},
+             "commands": {"depth": "c1"}}
+    la.write_json(la._merged(path, first), path)
+    second = {"quick": False, "parts": {"table": {"b": 2}}, "seconds": {"table": 4.0},
+              "commands": {"table": "c2"}}
+    merged = la._merged(path, second)
+    assert list(merged["parts"]) == ["table", "depth"]  # in PARTS order
+    assert merged["seconds"] == {"depth": 3.0, "table": 4.0}
+    assert merged["commands"] == {"depth": "c1", "table": "c2"}
+    # a part that is run again replaces the old one; a quick JSON is not mixed in
+    again = la._merged(path, {"quick": False, "parts": {"depth": {"a": 9}},
+                              "seconds": {"depth": 1.0}, "commands": {"depth": "c3"}})
+    assert again["parts"] == {"depth": {"a": 9}} and again["seconds"] == {"depth": 1.0}
+    quick = {"quick": True, "parts": {"table": {}}, "seconds": {}, "commands": {}}
+    assert la._merged(path, quick) is quick
