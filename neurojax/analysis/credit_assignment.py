@@ -27,7 +27,7 @@ paired by seed. The parts:
 * ``transfer``: Kunin et al. 2020's claim (Sec. 4) that information
   alignment's metaparameters transfer across architectures better than the
   weight mirror's: a 2x2 grid per rule (``rate`` scaling every coefficient,
-  ``decay`` scaling the decay primitive's) on two MLP depths, the best setting
+  ``decay`` scaling the decay primitive's) on two digits MLP depths, the best setting
   of each architecture tried on the other (the transfer regret).
 * ``bias_variance`` (``neurojax.analysis.credit_assignment_bias``): each rule's
   minibatch gradient against the full-batch true gradient, as Ghosh et al.
@@ -133,13 +133,6 @@ def digits_cnn(steps: int = 880, records: int = 10) -> Task:
     load, and reaches 25% after 600 steps: too slow for 9 rules x 3 seeds.)"""
     return Task("digits_cnn", "digits", "small_cnn",
                 (("widths", (16, 32)), ("hidden", 64)), SGD, steps, 64, records)
-
-
-def shapes_mlp(depth: int, steps: int = 1000, records: int = 5, width: int = 128) -> Task:
-    """A ReLU MLP of ``depth`` hidden layers on the flattened ``shapes_small``
-    (768 inputs), ``configs/credit_digits.py``'s SGD, batch 64."""
-    return Task(f"shapes_mlp_depth{depth}", "shapes_small", "mlp",
-                (("widths", (width,) * depth),), SGD, steps, 64, records)
 
 
 def digits_depth(depth: int, steps: int = 440, records: int = 2, width: int = 64) -> Task:
@@ -437,37 +430,73 @@ def transfer_regret(acc_a: Mapping[str, float], acc_b: Mapping[str, float]) -> d
             "a_to_b": acc_b[best_b] - acc_b[best_a], "b_to_a": acc_a[best_a] - acc_a[best_b]}
 
 
-def part_transfer(*, quick: bool = False) -> dict:
+def part_transfer(*, quick: bool = False, rules_: Sequence[str] = TRANSFER_RULES,
+                  archs: Sequence[str] = ("A", "B")) -> dict:
     """Kunin et al. 2020's transfer claim: ``transfer_grid`` per rule of
-    ``TRANSFER_RULES`` on MLPs of depth 2 (A) and 6 (B) on ``shapes_small``
-    (600 steps), 2 seeds."""
+    ``TRANSFER_RULES`` on digits MLPs (width 64) of depth 1 (A) and 4 (B), 440
+    steps, 2 seeds. ``rules_`` and ``archs`` select a share of the grid (runs
+    split across processes; :func:`merge_transfer` joins them)."""
     seeds = (0,) if quick else (0, 1)
-    archs = ({"A": shapes_mlp(1, 20, 1), "B": shapes_mlp(2, 20, 1)} if quick
-             else {"A": shapes_mlp(2, 600, 1), "B": shapes_mlp(6, 600, 1)})
+    tasks = ({"A": digits_depth(1, 20, 1), "B": digits_depth(2, 20, 1)} if quick
+             else {"A": digits_depth(1, 440, 1), "B": digits_depth(4, 440, 1)})
+    if not set(archs) <= set(tasks) or not archs or not set(rules_) <= set(TRANSFER_RULES):
+        raise ValueError(f"archs must be some of {list(tasks)} and rules_ some of "
+                         f"{list(TRANSFER_RULES)}, got {list(archs)} and {list(rules_)}")
     rates, decays = ((1.0, 100.0), (1.0,)) if quick else (TRANSFER_RATES, TRANSFER_DECAYS)
-    out = {"seeds": list(seeds), "architectures": {k: task_record(t) for k, t in archs.items()},
+    out = {"seeds": list(seeds), "architectures": {k: task_record(t) for k, t in tasks.items()},
            "rates": list(rates), "decays": list(decays), "rules": {}}
-    for name in TRANSFER_RULES:
-        grid = transfer_grid(name, rates, decays)
-        cells = {arch: {} for arch in archs}
-        for arch, task in archs.items():
-            for label, coeffs in grid:
-                run = train_replicas(task, variant_rule(name, **coeffs), seeds)
+    for name in rules_:
+        cells = {}
+        for arch in archs:
+            cells[arch] = {}
+            for label, coeffs in transfer_grid(name, rates, decays):
+                run = train_replicas(tasks[arch], variant_rule(name, **coeffs), seeds)
                 cells[arch][label] = {"metaparameters": coeffs,
                                       "test_accuracy": spread(run["test_accuracy"][:, -1])}
                 print(f"transfer/{name}/{arch}/{label}: "
                       f"{cells[arch][label]['test_accuracy']['mean']:.4f}", flush=True)
+        out["rules"][name] = {"cells": cells}
+    return _transfer_summary(out)
+
+
+def _transfer_summary(out: dict) -> dict:
+    """Adds the regret and accuracy range of every rule with both architectures,
+    and the verdict when both rules have them."""
+    complete = []
+    for name, block in out["rules"].items():
+        if set(block["cells"]) != {"A", "B"}:
+            continue
         means = {arch: {k: v["test_accuracy"]["mean"] for k, v in c.items()}
-                 for arch, c in cells.items()}
-        out["rules"][name] = {
-            "cells": cells, "regret": transfer_regret(means["A"], means["B"]),
-            "range": {arch: max(m.values()) - min(m.values()) for arch, m in means.items()}}
-    regrets = {n: out["rules"][n]["regret"]["a_to_b"] + out["rules"][n]["regret"]["b_to_a"]
-               for n in TRANSFER_RULES}
-    out["summary"] = {"total_regret": regrets,
-                      "information_alignment_transfers_better":
-                          regrets["information_alignment"] < regrets["weight_mirror"]}
+                 for arch, c in block["cells"].items()}
+        block["regret"] = transfer_regret(means["A"], means["B"])
+        block["range"] = {arch: max(m.values()) - min(m.values()) for arch, m in means.items()}
+        complete.append(name)
+    if set(complete) == set(TRANSFER_RULES):
+        regrets = {n: out["rules"][n]["regret"]["a_to_b"] + out["rules"][n]["regret"]["b_to_a"]
+                   for n in TRANSFER_RULES}
+        out["summary"] = {"total_regret": regrets,
+                          "information_alignment_transfers_better":
+                              regrets["information_alignment"] < regrets["weight_mirror"]}
     return out
+
+
+def merge_transfer(results: Sequence[Mapping[str, Any]]) -> dict:
+    """One 'transfer' result from shares of the grid (same seeds and grid)."""
+    keys = {(tuple(r["seeds"]), tuple(r["rates"]), tuple(r["decays"])) for r in results}
+    if len(keys) != 1:
+        raise ValueError(f"results must share seeds, rates and decays, got {sorted(keys)}")
+    out = {k: copy.deepcopy(results[0][k]) for k in ("seeds", "architectures", "rates",
+                                                     "decays")}
+    out["rules"] = {}
+    for r in results:
+        for name, block in r["rules"].items():
+            cells = out["rules"].setdefault(name, {"cells": {}})["cells"]
+            clash = set(cells) & set(block["cells"])
+            if clash:
+                raise ValueError(f"results must not repeat an architecture of a rule, got "
+                                 f"{sorted(clash)} of {name!r} twice")
+            cells.update(copy.deepcopy(block["cells"]))
+    return _transfer_summary(out)
 
 
 def _se(per_seed: Sequence[float]) -> float:
@@ -535,7 +564,9 @@ def check_parts(parts: Sequence[str]) -> tuple[str, ...]:
 
 def run(outdir: str, *, quick: bool = False, parts: Sequence[str] = PARTS,
         rules_tasks: Sequence[str] = RULE_TASKS,
-        rules_variants: Sequence[str] = tuple(VARIANTS)) -> dict:
+        rules_variants: Sequence[str] = tuple(VARIANTS),
+        transfer_rules: Sequence[str] = TRANSFER_RULES,
+        transfer_archs: Sequence[str] = ("A", "B")) -> dict:
     """Runs ``parts`` into ``outdir``: each writes ``credit_<part>[_quick].json``
     as soon as it ends, then ``credit_<part>.png`` (not 'anchors'); then
     ``credit_assignment_{full,quick}.json`` holds every part run now, its
@@ -557,6 +588,9 @@ def run(outdir: str, *, quick: bool = False, parts: Sequence[str] = PARTS,
         elif part == "rules":
             results["parts"][part] = part_rules(quick=quick, tasks=tuple(rules_tasks),
                                                 variants=tuple(rules_variants))
+        elif part == "transfer":
+            results["parts"][part] = part_transfer(quick=quick, rules_=tuple(transfer_rules),
+                                                   archs=tuple(transfer_archs))
         else:
             results["parts"][part] = PART_FUNCTIONS[part](quick=quick)
         results["seconds"][part] = round(time.time() - tic, 1)
@@ -570,7 +604,10 @@ def run(outdir: str, *, quick: bool = False, parts: Sequence[str] = PARTS,
                           + ("" if tuple(rules_tasks) == RULE_TASKS or "rules" not in parts
                              else f" --rules_tasks {','.join(rules_tasks)}")
                           + ("" if tuple(rules_variants) == tuple(VARIANTS) or "rules" not in parts
-                             else f" --rules_variants {','.join(rules_variants)}"))
+                             else f" --rules_variants {','.join(rules_variants)}")
+                          + ("" if "transfer" not in parts else
+                             f" --transfer_rules {','.join(transfer_rules)}"
+                             f" --transfer_archs {','.join(transfer_archs)}"))
     results["devices"] = str(jax.devices()[0].platform)
     results["load_average"] = os.getloadavg()[0]
     name = "quick" if quick else "full"
@@ -619,7 +656,8 @@ def main(argv: Sequence[str]) -> None:
     except ValueError as e:
         raise app.UsageError(str(e))
     run(f.outdir, quick=f.quick, parts=parts, rules_tasks=f.rules_tasks,
-        rules_variants=f.rules_variants)
+        rules_variants=f.rules_variants, transfer_rules=f.transfer_rules,
+        transfer_archs=f.transfer_archs)
 
 
 def _define_flags() -> None:
@@ -629,6 +667,8 @@ def _define_flags() -> None:
     flags.DEFINE_list("parts", list(PARTS), f"Which parts, comma-separated: {list(PARTS)}.")
     flags.DEFINE_list("rules_tasks", list(RULE_TASKS), f"Part 'rules': which of {RULE_TASKS}.")
     flags.DEFINE_list("rules_variants", list(VARIANTS), "Part 'rules': which rule variants.")
+    flags.DEFINE_list("transfer_rules", list(TRANSFER_RULES), "Part 'transfer': which rules.")
+    flags.DEFINE_list("transfer_archs", ["A", "B"], "Part 'transfer': which architectures.")
     flags.mark_flag_as_required("outdir")
 
 

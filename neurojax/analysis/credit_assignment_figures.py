@@ -89,7 +89,7 @@ def plot_depth(result: Mapping[str, Any], path: str) -> None:
             gap = [per_depth[str(d)]["gap_to_backprop"] for d in depths]
             ax_gap.errorbar(depths, [g["mean"] for g in gap], [g["std"] for g in gap],
                             color=colors[rule], marker="o", capsize=3, label=SHORT[rule])
-    ax_acc.set(title="shapes_small MLP: test accuracy", xlabel="hidden layers")
+    ax_acc.set(title="digits MLP (width 64): test accuracy", xlabel="hidden layers")
     ax_acc.legend(fontsize=8)
     ax_gap.axhline(0, color="gray", lw=0.5)
     ax_gap.set(title="backprop accuracy - rule accuracy (paired by seed)",
@@ -100,7 +100,7 @@ def plot_depth(result: Mapping[str, Any], path: str) -> None:
 
 def plot_transfer(result: Mapping[str, Any], path: str) -> None:
     """Per rule and architecture, test accuracy over the (rate, decay) grid; the
-    best cell of each architecture is boxed on both."""
+    best cell of each architecture is boxed on both (when both were run)."""
     names = list(result["rules"])
     rates, decays = result["rates"], result["decays"]
     fig = Figure(figsize=(4.2 * 2, 3.4 * len(names)))
@@ -108,6 +108,9 @@ def plot_transfer(result: Mapping[str, Any], path: str) -> None:
     for row, name in zip(axes, names):
         block = result["rules"][name]
         for ax, arch in zip(row, ("A", "B")):
+            if arch not in block["cells"]:
+                ax.set_axis_off()
+                continue
             grid = np.array([[block["cells"][arch][f"rate={r:g},decay={d:g}"]
                               ["test_accuracy"]["mean"] for d in decays] for r in rates])
             im = ax.imshow(grid, origin="lower", cmap="viridis", aspect="auto")
@@ -115,10 +118,12 @@ def plot_transfer(result: Mapping[str, Any], path: str) -> None:
                 for j in range(len(decays)):
                     ax.text(j, i, f"{grid[i, j]:.3f}", ha="center", va="center", fontsize=7,
                             color="w")
-            for best, style in ((block["regret"]["best_a"], "-"), (block["regret"]["best_b"], "--")):
+            regret = block.get("regret", {})
+            for best, style in ((regret.get("best_a"), "-"), (regret.get("best_b"), "--")):
+                if best is None:
+                    continue
                 r, d = (float(part.split("=")[1]) for part in best.split(","))
-                i, j = rates.index(r), decays.index(d)
-                ax.add_patch(_box(j, i, style))
+                ax.add_patch(_box(decays.index(d), rates.index(r), style))
             depth = len(result["architectures"][arch]["model_kwargs"]["widths"])
             ax.set(title=f"{SHORT[name]} on {arch} (depth {depth})", xlabel="decay x",
                    ylabel="rate x", xticks=range(len(decays)), yticks=range(len(rates)),

@@ -306,3 +306,25 @@ def test_merge_rules_joins_variants_and_pairs_them_with_backprop():
         ca.merge_rules([a, {"seeds": [0], "tasks": {}}])
     with pytest.raises(ValueError, match="variants must name"):
         ca.part_rules(variants=("nope",))
+
+
+def test_merge_transfer_joins_architectures_then_scores_the_transfer():
+    def share(name, arch, accs):
+        return {"seeds": [0, 1], "rates": [1.0], "decays": [1.0, 4.0], "architectures": {},
+                "rules": {name: {"cells": {arch: {k: {"test_accuracy": {"mean": v}}
+                                                  for k, v in accs.items()}}}}}
+    parts = [share(n, arch, {"s1": a1, "s2": a2})
+             for n, arch, a1, a2 in [("weight_mirror", "A", 0.9, 0.5), ("weight_mirror", "B", 0.2, 0.8),
+                                     ("information_alignment", "A", 0.9, 0.8),
+                                     ("information_alignment", "B", 0.85, 0.9)]]
+    partial = ca.merge_transfer(parts[:3])
+    assert "summary" not in partial and "regret" not in partial["rules"]["information_alignment"]
+    merged = ca.merge_transfer(parts)
+    assert merged["rules"]["weight_mirror"]["regret"]["a_to_b"] == pytest.approx(0.6)
+    assert merged["summary"]["total_regret"]["weight_mirror"] == pytest.approx(1.0)
+    assert merged["summary"]["total_regret"]["information_alignment"] == pytest.approx(0.15)
+    assert merged["summary"]["information_alignment_transfers_better"]
+    with pytest.raises(ValueError, match="repeat an architecture"):
+        ca.merge_transfer([parts[0], parts[0]])
+    with pytest.raises(ValueError, match="archs must be"):
+        ca.part_transfer(archs=("C",))
