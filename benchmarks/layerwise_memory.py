@@ -25,7 +25,7 @@ optimiser state (SGD with momentum), and the state is donated (its buffers
 are reused for the new state, as the loop's calls do). Step times (with
 ``--steps=N``: warm medians over N calls, in this run) give the epoch-time
 ratio: the mean stage step time over the end-to-end step time, for the
-stages of the setting ``memory_ratio`` names (every stage runs the same
+stages of the setting ``memory_ratio_setting`` names (every stage runs the same
 number of steps, so a DLL program with the total steps of an end-to-end run
 takes this fraction of its time, without the one forward pass per stage
 that fills the cache). Timing needs a quiet machine.
@@ -35,7 +35,8 @@ that fills the cache). Timing needs a quiet machine.
     python -m benchmarks.layerwise_memory --models=small_cnn     # one model
 
 The last line printed is JSON with ``memory_ratio`` (VGG-13, the loop's
-stage program in the best setting of head and cache dtype),
+stage program in the best setting of head and cached (float32 or bfloat16)
+or recomputed feednet, named in ``memory_ratio_setting``),
 ``memory_ratio_stage_params`` (the same stages holding only the parameters
 they read), ``memory_ratio_small_cnn`` (as ``memory_ratio``),
 ``memory_ratio_float32_block`` (decision blocks, float32 cache: the first
@@ -74,6 +75,10 @@ _VARIANTS = flags.DEFINE_list(
 MODEL_KWARGS = {"vgg13": dict(num_classes=10), "small_cnn": dict(
     widths=(32, 64, 128), hidden=256, num_classes=10, batch_norm=True)}
 VARIANTS = ("cached_float32", "cached_bfloat16", "recomputed", "stage_params_bfloat16")
+# the stage programs the training loop runs as they are (layerwise.cache_dtype, cache_features)
+LOOP_VARIANTS = ("cached_float32", "cached_bfloat16", "recomputed")
+SETTINGS = {"cached_float32": "cache_dtype=float32", "cached_bfloat16": "cache_dtype=bfloat16",
+            "recomputed": "cache_features=False"}
 
 
 def footprint(compiled) -> int:
@@ -135,8 +140,8 @@ def measure_head(model, variables, batch, tx, head_kind: str, e2e_bytes: int,
             stage, s, b = programs[variant]
             compiled = compiled_step(stage, s, b)
             row[f"{variant}_bytes"] = footprint(compiled)
-            if calls and variant == "cached_bfloat16":
-                row["cached_bfloat16_seconds"] = warm_seconds(compiled, s, b, calls)
+            if calls and variant in LOOP_VARIANTS:
+                row[f"{variant}_seconds"] = warm_seconds(compiled, s, b, calls)
         rows.append(row)
         print(f"  {head_kind} stage {start}: " + ", ".join(
             f"{v} {row[f'{v}_bytes'] / e2e_bytes:.3f}" for v in variants), flush=True)
@@ -162,21 +167,32 @@ def measure(name: str, batch_size: int, heads: list, calls: int, variants: list)
     out = {"model": name, "batch": batch_size, "end_to_end_bytes": e2e_bytes,
            "heads": {h: measure_head(model, variables, batch, tx, h, e2e_bytes, calls,
                                      variants) for h in heads}}
-    if "cached_bfloat16" in variants:
-        best = min(heads, key=lambda h: out["heads"][h]["memory_ratio_cached_bfloat16"])
-        out["memory_ratio"] = out["heads"][best]["memory_ratio_cached_bfloat16"]
-        out["memory_ratio_setting"] = (f"head={best}, cache_dtype=bfloat16, whole parameter "
-                                       f"tree")
-    if "stage_params_bfloat16" in variants:
-        out["memory_ratio_stage_params"] = min(
-            out["heads"][h]["memory_ratio_stage_params_bfloat16"] for h in heads)
-    if "block" in heads and "cached_float32" in variants:
-        out["memory_ratio_float32_block"] = out["heads"]["block"]["memory_ratio_cached_float32"]
-    if calls and "cached_bfloat16" in variants:
+    if calls:
         out["end_to_end_seconds"] = warm_seconds(e2e, base_state, batch, calls)
-        out["epoch_time_ratio"] = float(np.mean(
-            [r["cached_bfloat16_seconds"] for r in out["heads"][best]["stages"]])
-        ) / out["end_to_end_seconds"]
+    return summarize(out)
+
+
+def summarize(out: dict) -> dict:
+    """``out`` with the ratios of the summary: ``memory_ratio``, the largest
+    stage of the loop's best setting (head and stage program of
+    :data:`LOOP_VARIANTS`, over the measured ones) and its epoch-time ratio
+    when timed; ``memory_ratio_stage_params``; ``memory_ratio_float32_block``."""
+    options = [(ratios[f"memory_ratio_{v}"], head, v) for head, ratios in out["heads"].items()
+               for v in LOOP_VARIANTS if f"memory_ratio_{v}" in ratios]
+    if options:
+        ratio, head, variant = min(options)
+        out["memory_ratio"] = ratio
+        out["memory_ratio_setting"] = f"head={head}, {SETTINGS[variant]}, whole parameter tree"
+        stages = out["heads"][head]["stages"]
+        if "end_to_end_seconds" in out and f"{variant}_seconds" in stages[0]:
+            out["epoch_time_ratio"] = float(np.mean(
+                [r[f"{variant}_seconds"] for r in stages])) / out["end_to_end_seconds"]
+    own = [r["memory_ratio_stage_params_bfloat16"] for r in out["heads"].values()
+           if "memory_ratio_stage_params_bfloat16" in r]
+    if own:
+        out["memory_ratio_stage_params"] = min(own)
+    if "memory_ratio_cached_float32" in out["heads"].get("block", {}):
+        out["memory_ratio_float32_block"] = out["heads"]["block"]["memory_ratio_cached_float32"]
     return out
 
 
@@ -196,18 +212,23 @@ def main(argv):
         if "epoch_time_ratio" in r:
             line += f"; step time {r['epoch_time_ratio']:.3f}x"
         print(line)
-    vgg, small = results.get("vgg13", {}), results.get("small_cnn", {})
-    summary = {"memory_ratio": vgg.get("memory_ratio"),
-               "memory_ratio_setting": vgg.get("memory_ratio_setting"),
-               "memory_ratio_stage_params": vgg.get("memory_ratio_stage_params"),
-               "memory_ratio_small_cnn": small.get("memory_ratio"),
-               "memory_ratio_float32_block": vgg.get("memory_ratio_float32_block"),
-               "epoch_time_ratio": vgg.get("epoch_time_ratio"),
-               "jax": jax.__version__, "backend": jax.default_backend()}
+    summary = summary_of(results)
     if _JSON.value:
         with open(_JSON.value, "w") as f:
             json.dump({"summary": summary, "models": results}, f, indent=1)
     print(json.dumps(summary))
+
+
+def summary_of(results: dict) -> dict:
+    """The JSON summary line of :func:`measure`'s results per model."""
+    vgg, small = results.get("vgg13", {}), results.get("small_cnn", {})
+    return {"memory_ratio": vgg.get("memory_ratio"),
+            "memory_ratio_setting": vgg.get("memory_ratio_setting"),
+            "memory_ratio_stage_params": vgg.get("memory_ratio_stage_params"),
+            "memory_ratio_small_cnn": small.get("memory_ratio"),
+            "memory_ratio_float32_block": vgg.get("memory_ratio_float32_block"),
+            "epoch_time_ratio": vgg.get("epoch_time_ratio"),
+            "jax": jax.__version__, "backend": jax.default_backend()}
 
 
 if __name__ == "__main__":
