@@ -64,6 +64,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     # images, 2,000 test images); ``views.size`` alone needs a pooled encoder
     "res16": {"dataset.name": "shapes_small", "dataset.fraction": 1.0},
     "res16_gpool": {"views.size": 16, "model.global_pool": True},
+    "res16_random": {"dataset.name": "shapes_small", "dataset.fraction": 1.0, "optim.lr": 1e-12},
     "res16_strong": {"dataset.name": "shapes_small", "dataset.fraction": 1.0, **_COLOR_STRONG,
                      "views.augment.grayscale_p": 0.5, "optim.lr": 3e-3},
     "wide": {"model.widths": (64, 128, 256)},

@@ -55,6 +55,20 @@ def test_supervised_config_uses_the_ssl_encoder_with_a_linear_head():
     assert (config.train.num_steps, config.train.eval_every) == (11, 11)
 
 
+def test_the_cpu_config_is_the_sweeps_chosen_setting():
+    cpu = ssl_shapes.get_config("cpu")
+    validate_config(cpu)
+    chosen = sw.sweep_config(ssl_shapes.get_config(), sw.SETTINGS["res16_strong"], steps=5)
+    for key in ("dataset.name", "dataset.fraction", "dataset.batch_size", "optim.lr",
+                "views.num_views", "projector.output_dim", "loss.lambd", "model.widths"):
+        a, b = cpu, chosen
+        for part in key.split("."):
+            a, b = a[part], b[part]
+        assert a == b, key
+    assert dict(cpu.views.augment) == dict(chosen.views.augment)
+    assert cpu.train.num_steps == ssl_shapes.CPU_STEPS
+
+
 def test_quiet_step_budget_is_seconds_over_the_scaled_reference_step():
     # reference: 15 s per 39 steps; a step 2.5x as long fits 900 / (2.5 * 15 / 39) steps
     assert sw.quiet_step_budget(900.0, 2.5) == int(900 * 39 / (2.5 * 15))
