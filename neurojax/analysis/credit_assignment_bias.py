@@ -134,8 +134,8 @@ def twin_loss(x, y):
 def rule_points(variant: str, *, steps: int, x, y, true_loss=None) -> dict:
     """:func:`estimator_statistics` for ``variant`` at initialisation and after
     ``steps`` training steps (``{'init': ..., 'trained': ...}``)."""
-    from neurojax.analysis.credit_assignment import (SGD, cross_entropy_objective, rule_tx,
-                                                     variant_rule)
+    from neurojax.analysis.credit_assignment_runs import (SGD, cross_entropy_objective,
+                                                          rule_tx, variant_rule)
     from neurojax.models import get_model
     rule = variant_rule(variant)
     model = get_model("mlp", widths=WIDTHS, rule="backprop" if rule.name == "backprop" else rule)
@@ -181,9 +181,9 @@ def rule_points(variant: str, *, steps: int, x, y, true_loss=None) -> dict:
 
 
 def run(*, quick: bool = False, variants: Sequence[str] | None = None) -> dict:
-    """Every variant (``credit_assignment.VARIANTS``) on the digits MLP ``WIDTHS``
+    """Every variant (``credit_assignment_runs.VARIANTS``) on the digits MLP ``WIDTHS``
     in float64."""
-    from neurojax.analysis.credit_assignment import VARIANTS, split_arrays
+    from neurojax.analysis.credit_assignment_runs import VARIANTS, split_arrays
     variants = tuple(VARIANTS) if variants is None else tuple(variants)
     steps = 20 if quick else 300
     with _float64():

@@ -1,5 +1,5 @@
-"""Issue 18's experiment driver (neurojax.analysis.credit_assignment and its
-bias/variance part): statistics against numpy, the transfer regret against a
+"""Issue 18's experiment driver (neurojax.analysis.credit_assignment, its runs
+and its bias/variance part): statistics against numpy, the transfer regret against a
 brute-force loop, the bias/variance decomposition against a quadratic where
 Lemma 2.1 is exact, the training run against a plain loop (slow), and the
 ImageNet config's schedule."""
@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from neurojax.analysis import credit_assignment as ca
+from neurojax.analysis import credit_assignment_runs as runs
 from neurojax.analysis.credit_assignment_bias import estimator_statistics
 from neurojax.analysis.credit_assignment_figures import isotropic_excess_loss
 from neurojax.metrics.imperfect_gradients import lemma21_excess_loss
@@ -19,25 +20,25 @@ from tests._x64 import float64
 
 
 def test_variants_cover_every_rule_and_both_sign_symmetries():
-    assert {v["name"] for v in ca.VARIANTS.values()} == set(RULE_NAMES)
-    magnitudes = {ca.variant_rule(k).magnitude for k, v in ca.VARIANTS.items()
+    assert {v["name"] for v in runs.VARIANTS.values()} == set(RULE_NAMES)
+    magnitudes = {runs.variant_rule(k).magnitude for k, v in runs.VARIANTS.items()
                   if v["name"] == "sign_symmetry"}
     assert magnitudes == {"fixed", "random"}
     with pytest.raises(ValueError, match="variant must be one of"):
-        ca.variant_rule("nope")
+        runs.variant_rule("nope")
 
 
 def test_spread_and_paired_difference_against_numpy():
     v, r = [0.9, 0.7, 0.8], [0.95, 0.9, 0.85]
-    s = ca.spread(v)
+    s = runs.spread(v)
     assert s["mean"] == pytest.approx(np.mean(v))
     assert s["std"] == pytest.approx(math.sqrt(sum((x - 0.8) ** 2 for x in v) / 2))
-    d = ca.paired_difference(v, r)
+    d = runs.paired_difference(v, r)
     assert d["per_seed"] == pytest.approx([-0.05, -0.2, -0.05])
     assert d["std"] == pytest.approx(np.std(np.subtract(v, r), ddof=1))
-    assert ca.spread([0.5])["std"] == 0.0
+    assert runs.spread([0.5])["std"] == 0.0
     with pytest.raises(ValueError, match="same shape"):
-        ca.paired_difference([1.0, 2.0], [1.0])
+        runs.paired_difference([1.0, 2.0], [1.0])
 
 
 def test_transfer_regret_against_a_brute_force_loop():
@@ -70,7 +71,7 @@ def test_transfer_grid_scales_the_defaults(name, decay_key):
         if k in defaults:
             want = defaults[k] * 10.0 * (4.0 if k == decay_key else 1.0)
             assert coeffs[k] == pytest.approx(want)
-    ca.variant_rule(name, **coeffs)  # a valid Rule
+    runs.variant_rule(name, **coeffs)  # a valid Rule
     with pytest.raises(ValueError, match="name must be one of"):
         ca.transfer_grid("kolen_pollack")
 
@@ -158,13 +159,13 @@ def test_isotropic_contours_match_lemma21():
 
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="Task.steps"):
-        ca.Task("t", "digits", "mlp", (), ca.SGD, steps=10, batch_size=8, records=3)
+        runs.Task("t", "digits", "mlp", (), runs.SGD, steps=10, batch_size=8, records=3)
     with pytest.raises(ValueError, match="Task.dataset"):
-        ca.Task("t", "cifar10", "mlp", (), ca.SGD, steps=10, batch_size=8, records=2)
+        runs.Task("t", "cifar10", "mlp", (), runs.SGD, steps=10, batch_size=8, records=2)
     with pytest.raises(ValueError, match="parts must be"):
         ca.check_parts(["rules", "nope"])
     with pytest.raises(ValueError, match="seeds"):
-        ca.train_replicas(ca.digits_mlp(2, 1), ca.variant_rule("backprop"), ())
+        runs.train_replicas(runs.digits_mlp(2, 1), runs.variant_rule("backprop"), ())
 
 
 def test_imagenet_config_schedule_warms_up_then_drops_at_30_60_80():
@@ -192,10 +193,10 @@ def test_train_replicas_matches_a_plain_loop():
     sgd = (("name", "sgd"), ("lr", 0.1), ("momentum", 0.0), ("schedule", "constant"),
            ("warmup_steps", 0), ("weight_decay", 0.0), ("grad_clip_norm", 0.0),
            ("transforms", ()))
-    task = ca.Task("tiny", "digits", "mlp", (("widths", (8,)),), sgd, steps=6, batch_size=16,
+    task = runs.Task("tiny", "digits", "mlp", (("widths", (8,)),), sgd, steps=6, batch_size=16,
                    records=2, align_examples=32)
-    run = ca.train_replicas(task, ca.variant_rule("backprop"), (0, 1))
-    x, y, xt, yt = ca.split_arrays("digits", True)
+    run = runs.train_replicas(task, runs.variant_rule("backprop"), (0, 1))
+    x, y, xt, yt = runs.split_arrays("digits", True)
     model = get_model("mlp", widths=(8,))
 
     def loss(p, xb, yb):
@@ -217,10 +218,10 @@ def test_train_replicas_matches_a_plain_loop():
         np.testing.assert_allclose(run["train_loss"][s, 1:],
                                    [np.mean(losses[:3]), np.mean(losses[3:])], rtol=1e-4)
     assert np.all(run["grad_angle"]["all"] < 0.05)
-    fa = ca.train_replicas(task, ca.variant_rule("feedback_alignment"), (0,))
+    fa = runs.train_replicas(task, runs.variant_rule("feedback_alignment"), (0,))
     np.testing.assert_allclose(fa["grad_angle"]["head"][0, 0], 0.0, atol=0.05)
     assert fa["grad_angle"]["dense_0"][0, 0] > 30.0
-    params = get_model("mlp", widths=(8,), rule=ca.variant_rule("feedback_alignment")).init(
+    params = get_model("mlp", widths=(8,), rule=runs.variant_rule("feedback_alignment")).init(
         jax.random.split(jax.random.PRNGKey(0), 3)[0], x[:1])["params"]["head"]
     w, b = np.ravel(params["kernel"]), np.ravel(params["feedback_kernel"])
     want = np.degrees(np.arccos(w @ b / np.linalg.norm(w) / np.linalg.norm(b)))
@@ -234,7 +235,7 @@ def test_rule_points_on_the_digits_mlp():
     equals its own full-batch gradient."""
     from neurojax.analysis.credit_assignment_bias import _float64, rule_points
     with _float64():
-        x, y, _, _ = ca.split_arrays("digits", True)
+        x, y, _, _ = runs.split_arrays("digits", True)
         x = jnp.asarray(np.asarray(x)[:128], jnp.float64)
         y = jnp.asarray(np.asarray(y)[:128])
         bp = rule_points("backprop", steps=2, x=x, y=y)
@@ -257,7 +258,7 @@ def _fake_results():
                                                               "head": s(70.0)}},
         "curves": {"step": [0, 10], "test_accuracy": [0.1, 0.9], "train_loss": [None, 0.3],
                    "grad_angle": {"dense_0": [None, 40.0]}, "weight_angle": {}}}
-        for v in ca.VARIANTS}
+        for v in runs.VARIANTS}
     rules_result = {"seeds": [0, 1, 2], "tasks": {"digits_mlp": {"rules": rules_rows}}}
     depth = {"depths": [1, 3], "rules": {r: {str(d): {"test_accuracy": s(0.5),
                                                       "gap_to_backprop": s(0.1 * d)}
@@ -273,7 +274,7 @@ def _fake_results():
                           for n in ca.TRANSFER_RULES}}
     point = {"relative_bias": 0.5, "relative_noise": 1.0, "grad_norm": 1.0,
              "trace_over_n": 0.1, "predicted": {"total": 1e-3}, "measured": {"total": 1.1e-3}}
-    bias = {"dt": 0.05, "points": {v: {"init": point, "trained": point} for v in ca.VARIANTS}}
+    bias = {"dt": 0.05, "points": {v: {"init": point, "trained": point} for v in runs.VARIANTS}}
     return {"rules": rules_result, "depth": depth, "transfer": transfer,
             "bias_variance": bias}
 
@@ -288,7 +289,7 @@ def test_every_part_draws_its_figure(tmp_path):
 
 def test_merge_rules_joins_variants_and_pairs_them_with_backprop():
     def row(accs):
-        return {"final": {"test_accuracy": ca.spread(accs)}}
+        return {"final": {"test_accuracy": runs.spread(accs)}}
     task = {"name": "t"}
     a = {"seeds": [0, 1], "tasks": {"t": {"task": task, "rules": {
         "feedback_alignment": row([0.7, 0.9])}}}}
