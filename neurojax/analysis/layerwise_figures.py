@@ -23,13 +23,13 @@ def plot_table(result: dict, path: str) -> None:
     ax, ax2 = fig.subplots(1, 2)
     runs = result["runs"]
     for i, name in enumerate(runs):
-        for j, key in enumerate(("final", "peak")):
+        for j, key in enumerate(("network", "peak")):
             if key not in runs[name]:
                 continue
             x = i + (0.2 * j - 0.1 if "peak" in runs[name] else 0.0)
             stat = runs[name][key]
             ax.errorbar([x], [100 * stat["mean"]], yerr=[100 * stat["std"]], capsize=4,
-                        fmt="o" if key == "final" else "s", color=COLORS[name])
+                        fmt="o" if key == "network" else "s", color=COLORS[name])
             ax.plot([x] * stat["n"], [100 * v for v in stat["values"]], ".", color="0.5")
     ax.set_xticks(range(len(runs)), [LABELS[n] for n in runs])
     diffs = result["difference_vs_backprop"]
@@ -40,7 +40,7 @@ def plot_table(result: dict, path: str) -> None:
     s = result["setting"]
     ax.set(ylabel="test accuracy (%)",
            title=f"small CNN, shapes_small, {s['num_steps']} steps, {s['replicas']} seeds\n"
-                 f"o: final network, s: peak read-out (validation)")
+                 f"o: the trained network, s: peak read-out (chosen on validation)")
     rank = result["stable_rank"]
     layers = list(rank["backprop"])
     for name in ("init", "backprop", "dll", "random_robin", "dll_pooled_layer"):
