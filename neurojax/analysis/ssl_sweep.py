@@ -23,6 +23,12 @@ Run:
     python -m neurojax.analysis.ssl_sweep --settings=reference,color_strong --steps=120 \
         --out benchmarks/results/ssl_sweep.json --workdir /tmp/ssl_sweep
 
+    python -m neurojax.analysis.ssl_sweep --timing=res16_strong --steps=15
+    python -m neurojax.analysis.ssl_sweep --supervised_steps=300
+
+Results so far (seed 0, short runs; 60% not reached): the docstring of
+``configs/ssl_shapes.py`` and ``benchmarks/results/ssl_sweep.json``.
+
 Each run appends a record (setting, overrides, seed, steps, images seen, ridge/kNN
 accuracy, alpha, final loss, loaded training seconds) to the JSON; a record
 with the same (setting, steps, seed, probe size) is replaced.
@@ -32,7 +38,7 @@ import json
 import os
 import sys
 import time
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -65,6 +71,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "res16": {"dataset.name": "shapes_small", "dataset.fraction": 1.0},
     "res16_gpool": {"views.size": 16, "model.global_pool": True},
     "res16_random": {"dataset.name": "shapes_small", "dataset.fraction": 1.0, "optim.lr": 1e-12},
+    # the recipe of configs/ssl_shapes.py:cpu
     "res16_strong": {"dataset.name": "shapes_small", "dataset.fraction": 1.0, **_COLOR_STRONG,
                      "views.augment.grayscale_p": 0.5, "optim.lr": 3e-3},
     "wide": {"model.widths": (64, 128, 256)},
