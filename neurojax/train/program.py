@@ -316,8 +316,10 @@ def stage_data(stage: Stage, state: TrainState, device_data: DeviceData, *,
     placed like ``device_data``'s arrays."""
     if stage.inputs is None:
         return device_data
-    fn = lambda params, model_state: stage.inputs(params, model_state, device_data.arrays)
-    arrays = jax.jit(jax.vmap(fn) if replicas else fn)(state.params, state.model_state)
+    # the split is an argument, not a captured constant: XLA would constant-fold
+    # the computation over the whole split at compile time (seconds per stage)
+    fn = jax.vmap(stage.inputs, in_axes=(0, 0, None)) if replicas else stage.inputs
+    arrays = jax.jit(fn)(state.params, state.model_state, device_data.arrays)
     sharding = next(iter(device_data.arrays.values())).sharding
     return DeviceData(jax.device_put(arrays, sharding), device_data.batch_size,
                       per_replica=replicas)
