@@ -53,6 +53,7 @@ import numpy as np
 import optax
 from absl import app, flags
 
+from neurojax.analysis.layerwise_memory import compiled_bytes
 from neurojax.losses import softmax_cross_entropy
 from neurojax.models import get_model
 from neurojax.models.heads import decision_head
@@ -79,13 +80,6 @@ VARIANTS = ("cached_float32", "cached_bfloat16", "recomputed", "stage_params_bfl
 LOOP_VARIANTS = ("cached_float32", "cached_bfloat16", "recomputed")
 SETTINGS = {"cached_float32": "cache_dtype=float32", "cached_bfloat16": "cache_dtype=bfloat16",
             "recomputed": "cache_features=False"}
-
-
-def footprint(compiled) -> int:
-    """arguments + outputs - aliased + temporaries, in bytes (XLA's accounting)."""
-    m = compiled.memory_analysis()
-    return int(m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes
-               + m.temp_size_in_bytes)
 
 
 def warm_seconds(compiled, state, batch, calls: int) -> float:
@@ -139,7 +133,7 @@ def measure_head(model, variables, batch, tx, head_kind: str, e2e_bytes: int,
         for variant in variants:
             stage, s, b = programs[variant]
             compiled = compiled_step(stage, s, b)
-            row[f"{variant}_bytes"] = footprint(compiled)
+            row[f"{variant}_bytes"] = compiled_bytes(compiled)
             if calls and variant in LOOP_VARIANTS:
                 row[f"{variant}_seconds"] = warm_seconds(compiled, s, b, calls)
         rows.append(row)
@@ -162,7 +156,7 @@ def measure(name: str, batch_size: int, heads: list, calls: int, variants: list)
     base_state = create_train_state(variables["params"], tx, model_state=model_state, rng=key)
     step = train_step_fn(model_objective(model, softmax_cross_entropy), tx)
     e2e = jax.jit(step, donate_argnums=(0,)).lower(base_state, batch).compile()
-    e2e_bytes = footprint(e2e)
+    e2e_bytes = compiled_bytes(e2e)
     print(f"{name}: end-to-end {e2e_bytes / 2**20:.0f} MiB", flush=True)
     out = {"model": name, "batch": batch_size, "end_to_end_bytes": e2e_bytes,
            "heads": {h: measure_head(model, variables, batch, tx, h, e2e_bytes, calls,
