@@ -187,7 +187,8 @@ def time_to_thresholds(records: list[dict], thresholds) -> dict:
 
 
 def _check_resolution_independent(model: SSLNetwork, size: int, small_size: int,
-                                  channels: int) -> None:
+                                  channels: int, field: str = "config.views.small_views"
+                                  ) -> None:
     """ValueError unless the encoder's parameters (hence its representation
     size) are the same for large and small views (shapes only, no compute)."""
     def shapes(side):
@@ -201,7 +202,7 @@ def _check_resolution_independent(model: SSLNetwork, size: int, small_size: int,
         same = False
     if not same:
         raise ValueError(
-            f"config.views.small_views needs an encoder whose representation does not "
+            f"{field} needs an encoder whose representation does not "
             f"depend on the input size ({size} vs {small_size}): use a globally pooled "
             f"one (a ResNet, or config.model.global_pool=True for small_cnn)")
 
@@ -216,6 +217,9 @@ def ssl_task(config, info, mesh, data_dir) -> Task:
     loss_hyper = {k: v for k, v in config.loss.items() if k != "name"}
     loss_fn = ssl_loss_fn(config.loss.name, num_views, **loss_hyper)
     objective = ssl_objective(model, loss_fn, view_function(config, image_size))
+    if view_size(config, image_size) != image_size:  # the model is initialised on images
+        _check_resolution_independent(model, image_size, view_size(config, image_size),
+                                      int(info.image_shape[-1]), field="config.views.size")
     if config.views.get("small_views", 0):
         _check_resolution_independent(model, view_size(config, image_size),
                                       config.views.small_size, int(info.image_shape[-1]))

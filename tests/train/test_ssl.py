@@ -219,6 +219,15 @@ def test_multicrop_with_a_flattening_encoder_fails_before_training(data_dir, tmp
         train_and_evaluate(config, str(tmp_path), progress=False)
 
 
+def test_view_size_unlike_the_images_with_a_flattening_encoder_fails_before_training(
+        data_dir, tmp_path):
+    from neurojax.train.loop import train_and_evaluate
+    config = _ssl_shapes_config(data_dir)  # small_cnn flattens its last stage
+    config.views.size = 8
+    with pytest.raises(ValueError, match="config.views.size needs"):
+        train_and_evaluate(config, str(tmp_path), progress=False)
+
+
 def test_resolution_check_accepts_pooled_encoders_and_refuses_flattening_ones():
     from neurojax.train.ssl import _check_resolution_independent
     pooled = build_ssl_network("small_cnn", {"output_dim": 8}, widths=(4, 8), hidden=None,
