@@ -88,6 +88,7 @@ def test_run_writes_pngs_and_json(tmp_path, monkeypatch):
     assert not any(isinstance(v, float) and math.isnan(v) for v in sel["accuracy"])
 
 
+@pytest.mark.slow  # suite time: a CLI / quick-run path; -m slow runs it
 def test_cli(tmp_path):
     # the documented command line (absl flags), on its quickest part
     proc = subprocess.run([sys.executable, "-m", "neurojax.analysis.alpha_req", "--outdir",

@@ -70,6 +70,7 @@ def test_collect_averages_seeds_per_cell_and_draws_the_heatmaps(tmp_path):
     assert saved["test_acc"][0][1] is None and saved["summary"]["runs"] == 4
 
 
+@pytest.mark.slow  # suite time: a CLI / quick-run path; -m slow runs it
 def test_cli_collects_from_patterns(tmp_path):
     fake_run(tmp_path / "runs", "bias=0,noise=0,seed=0", [0.5, 0.9], 0.8)
     fake_run(tmp_path / "runs", "bias=0,noise=10,seed=0", [0.5, 0.2], 0.1)

@@ -41,6 +41,7 @@ def _strict_json_load(f):
     return json.load(f, parse_constant=_reject_constant)
 
 
+@pytest.mark.slow  # suite time: a CLI / quick-run path; -m slow runs it
 def test_quick_run_writes_consistent_json_and_png(data_dir, tmp_path):
     rundir = str(tmp_path / "runs")
     results = exp.run_experiment(_config(data_dir), rundir, progress=False)

@@ -70,6 +70,7 @@ def test_probes_agree_with_scikit_learn():
     assert ours["test_accuracy"] == pytest.approx(ref, abs=0.011)
 
 
+@pytest.mark.slow  # suite time: a CLI / quick-run path; -m slow runs it
 def test_calibrate_writes_json_and_png(tiny_dataset, tmp_path, monkeypatch):
     # The training loop's curves figure costs seconds and is tested with the loop.
     monkeypatch.setattr(plots, "plot_training_curves", lambda *args, **kwargs: None)

@@ -24,6 +24,7 @@ def test_run_writes_png_and_json(tmp_path):
     assert data["dynamics"]["runs"][0]["top1_alignment"][-1] > 0.5
 
 
+@pytest.mark.slow  # suite time: a CLI / quick-run path; -m slow runs it
 def test_cli_flags(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "neurojax.analysis.ssl_theory", "--outdir",
                            str(tmp_path), "--betas=0.5", "--t_end=0.5", "--num_trials=10",

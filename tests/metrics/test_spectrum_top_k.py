@@ -38,7 +38,9 @@ def features():
     return {a: planted(N, D, a, seed=int(10 * a)) for a in (0.5, 1.0, 2.0)}
 
 
-@pytest.mark.parametrize("method", TRUNCATED_METHODS)
+# the default method in the default run; 'randomized' with -m slow (suite time)
+@pytest.mark.parametrize("method", [pytest.param(m, marks=pytest.mark.slow) if m == "randomized"
+                                    else m for m in TRUNCATED_METHODS])
 def test_top_k_match_dense_eigvalsh(features, method):
     # Ritz values are lower bounds (interlacing); on these spectra the default
     # subspaces give a relative error <= 2e-2 up to rank 100 for the flattest
@@ -88,6 +90,7 @@ def test_alpha_auto_switches_to_block_krylov(features, monkeypatch):
     assert not spectrum._prefer_top_k(600, 400, None)
 
 
+@pytest.mark.slow  # suite time: a CLI / quick-run path; -m slow runs it
 def test_deterministic_seed_and_jit(features):
     x = features[1.0]
     a = eigenspectrum(x, method="block_krylov")
