@@ -30,7 +30,6 @@ trained point.
 """
 from __future__ import annotations
 
-import contextlib
 from typing import Sequence
 
 import jax
@@ -49,16 +48,6 @@ SUBSET = 1408          # 22 batches of 64: the "full batch" of this part
 BATCH = 64
 EPOCHS = 2             # noise set: 2 epochs of disjoint batches (44 vectors)
 DT = 0.05              # the step of Eq. 2 (the digits optimiser's learning rate)
-
-
-@contextlib.contextmanager
-def _float64():
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_enable_x64", previous)
 
 
 def estimator_statistics(rule_grads, true_loss, rule_full_grad, w, dt: float) -> dict:
@@ -186,7 +175,7 @@ def run(*, quick: bool = False, variants: Sequence[str] | None = None) -> dict:
     from neurojax.analysis.credit_assignment_runs import VARIANTS, split_arrays
     variants = tuple(VARIANTS) if variants is None else tuple(variants)
     steps = 20 if quick else 300
-    with _float64():
+    with jax.enable_x64(True):
         xtr, ytr, _, _ = split_arrays("digits", True)
         x = jnp.asarray(np.asarray(xtr)[:SUBSET], jnp.float64)
         y = jnp.asarray(np.asarray(ytr)[:SUBSET])

@@ -233,8 +233,9 @@ def test_rule_points_on_the_digits_mlp():
     """On the real network: backprop's minibatch mean is the true full-batch
     gradient (no bias); feedback alignment's is biased and its minibatch mean
     equals its own full-batch gradient."""
-    from neurojax.analysis.credit_assignment_bias import _float64, rule_points
-    with _float64():
+    from neurojax.analysis.credit_assignment_bias import rule_points
+    from tests._x64 import float64
+    with float64():
         x, y, _, _ = runs.split_arrays("digits", True)
         x = jnp.asarray(np.asarray(x)[:128], jnp.float64)
         y = jnp.asarray(np.asarray(y)[:128])
