@@ -54,6 +54,7 @@ from neurojax import rules
 from neurojax.analysis.credit_assignment_runs import (
     VARIANTS, _seeds, digits_cnn, digits_depth, digits_mlp, paired_difference, spread,
     summarize_run, task_record, train_replicas, variant_rule)
+from neurojax.analysis import outputs
 from neurojax.analysis.outputs import jsonable, write_json
 
 PARTS = ("rules", "depth", "transfer", "bias_variance", "anchors")
@@ -307,12 +308,7 @@ def plot_part(part: str, result: Mapping[str, Any], outdir: str) -> Optional[str
 
 def check_parts(parts: Sequence[str]) -> tuple[str, ...]:
     """``parts`` as a tuple; ``ValueError`` naming the known ones otherwise."""
-    parts = tuple(parts)
-    bad = [p for p in parts if p not in PARTS]
-    if bad or not parts or len(set(parts)) != len(parts):
-        raise ValueError(f"parts must be a non-empty list of distinct names from "
-                         f"{list(PARTS)}, got {list(parts)}")
-    return parts
+    return outputs.check_parts(parts, PARTS)
 
 
 def run(outdir: str, *, quick: bool = False, parts: Sequence[str] = PARTS,

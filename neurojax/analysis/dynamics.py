@@ -31,13 +31,13 @@ the part, in one table.
 from __future__ import annotations
 
 import importlib
-import json
 import pathlib
 import time
 from typing import Optional, Sequence
 
 import jax
 
+from neurojax.analysis import outputs
 from neurojax.analysis.outputs import jsonable, write_json
 
 PARTS = {"linear": "neurojax.analysis.dynamics_linear",
@@ -50,12 +50,7 @@ PARTS = {"linear": "neurojax.analysis.dynamics_linear",
 
 def check_parts(parts: Sequence[str]) -> tuple[str, ...]:
     """``parts`` as a tuple; ``ValueError`` naming the known ones otherwise."""
-    parts = tuple(parts)
-    bad = [p for p in parts if p not in PARTS]
-    if bad or not parts or len(set(parts)) != len(parts):
-        raise ValueError(f"parts must be a non-empty list of distinct names from "
-                         f"{list(PARTS)}, got {list(parts)}")
-    return parts
+    return outputs.check_parts(parts, PARTS)
 
 
 def run(outdir: str, *, quick: bool = False, parts: Sequence[str] = tuple(PARTS),
@@ -70,15 +65,7 @@ def run(outdir: str, *, quick: bool = False, parts: Sequence[str] = tuple(PARTS)
     out.mkdir(parents=True, exist_ok=True)
     name = "quick" if quick else "full"
     path = out / f"dynamics_{name}.json"
-    # a rerun of some parts keeps the other parts' results already in the file
     results: dict = {"quick": quick, "parts": {}, "seconds": {}, "commands": {}}
-    if path.exists():
-        previous = json.loads(path.read_text())
-        if "command" in previous:  # files written before per-part commands
-            previous["commands"] = {p: previous["command"] for p in previous["parts"]}
-        for key in ("parts", "seconds", "commands"):
-            results[key].update({k: v for k, v in previous.get(key, {}).items()
-                                 if k not in parts})
     for part in parts:
         module = importlib.import_module(PARTS[part])
         kwargs = {"data_dir": data_dir} if part == "pruning" and data_dir else {}
@@ -90,7 +77,8 @@ def run(outdir: str, *, quick: bool = False, parts: Sequence[str] = tuple(PARTS)
                                      + (" --quick" if quick else "") + f" --parts {part}")
         print(f"{part}: {results['seconds'][part]} s, {len(result.get('checks', []))} checks",
               flush=True)
-    results["parts"] = {p: results["parts"][p] for p in PARTS if p in results["parts"]}
+    # a rerun of some parts keeps the other parts' results already in the file
+    results = outputs.merge_parts(str(path), results, PARTS)
     results["checks"] = [{**check, "name": f"{part}/{check['name']}"}
                          for part, result in results["parts"].items()
                          for check in result.get("checks", [])]

@@ -64,6 +64,7 @@ import jax
 import numpy as np
 
 from neurojax.analysis.layerwise_memory import compiled_bytes, stage_memory  # noqa: F401
+from neurojax.analysis import outputs
 from neurojax.analysis.outputs import jsonable, write_json
 from neurojax.metrics.stable_rank import kernel_stable_ranks
 from neurojax.train import layerwise as lw
@@ -442,11 +443,7 @@ RUNNERS = {"table": run_table, "depth": run_depth, "window": run_window}
 
 def check_parts(parts: Sequence[str]) -> tuple[str, ...]:
     """``parts`` as a tuple; ``ValueError`` naming the known ones otherwise."""
-    parts = tuple(parts)
-    if not parts or any(p not in PARTS for p in parts) or len(set(parts)) != len(parts):
-        raise ValueError(f"parts must be a non-empty list of distinct names from "
-                         f"{list(PARTS)}, got {list(parts)}")
-    return parts
+    return outputs.check_parts(parts, PARTS)
 
 
 def run(outdir: str, *, quick: bool = False, parts: Sequence[str] = PARTS,
@@ -480,7 +477,7 @@ def run(outdir: str, *, quick: bool = False, parts: Sequence[str] = PARTS,
                           f"other jobs (seconds are loaded wall clock)")
     results["jax"] = jax.__version__
     path = os.path.join(outdir, f"layerwise_{mode}.json")
-    results = _merged(path, results)
+    results = outputs.merge_parts(path, results, PARTS)
     if _with_window_one(results):
         figures.PLOTS["window"](results["parts"]["window"],
                                 os.path.join(outdir, "layerwise_window.png"))
@@ -504,24 +501,6 @@ def _with_window_one(results: dict) -> bool:
                source="the table part's dll_pooled_layer run (the same program)")
     parts["window"]["windows"] = {"1": dll, **parts["window"]["windows"]}
     return True
-
-
-def _merged(path: str, results: dict) -> dict:
-    """``results`` with the parts of an earlier ``path`` that this run did not
-    redo (so parts can run as separate commands into one JSON)."""
-    import json
-    if not os.path.exists(path):
-        return results
-    with open(path) as f:
-        old = json.load(f)
-    if old.get("quick") != results["quick"]:
-        return results
-    redone = set(results["parts"])
-    for key in ("parts", "seconds", "commands"):
-        results[key] = {**{k: v for k, v in old.get(key, {}).items() if k not in redone},
-                        **results[key]}
-    results["parts"] = {p: results["parts"][p] for p in PARTS if p in results["parts"]}
-    return results
 
 
 def main(argv: Sequence[str]) -> None:

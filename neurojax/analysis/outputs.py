@@ -52,3 +52,35 @@ def save_figure(fig, path: str, *, dpi: int = 90) -> None:
     """Save a ``matplotlib.figure.Figure`` as PNG at ``path``."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=dpi)
+
+
+def check_parts(parts: Sequence[str], known: Sequence[str]) -> tuple[str, ...]:
+    """A driver's ``parts`` as a tuple; ``ValueError`` naming the ``known``
+    ones unless they are a non-empty list of distinct known names."""
+    parts = tuple(parts)
+    if not parts or any(p not in known for p in parts) or len(set(parts)) != len(parts):
+        raise ValueError(f"parts must be a non-empty list of distinct names from "
+                         f"{list(known)}, got {list(parts)}")
+    return parts
+
+
+def merge_parts(path: str, results: dict, known: Sequence[str]) -> dict:
+    """``results`` (``{'quick', 'parts', 'seconds', 'commands', ...}``) with
+    the parts of an earlier JSON at ``path`` that this run did not redo, so
+    a driver's parts can run as separate commands into one file. A file of
+    the other size (``quick``) is not merged; one written with a single
+    ``command`` gives it to each of its parts. Parts are ordered as ``known``."""
+    if not os.path.exists(path):
+        return results
+    with open(path) as f:
+        old = json.load(f)
+    if old.get("quick") != results["quick"]:
+        return results
+    if "command" in old and "commands" not in old:
+        old["commands"] = {p: old["command"] for p in old.get("parts", {})}
+    redone = set(results["parts"])
+    for key in ("parts", "seconds", "commands"):
+        results[key] = {**{k: v for k, v in old.get(key, {}).items() if k not in redone},
+                        **results[key]}
+    results["parts"] = {p: results["parts"][p] for p in known if p in results["parts"]}
+    return results

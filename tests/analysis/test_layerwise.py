@@ -154,16 +154,17 @@ def test_parts_run_separately_merge_into_one_json(tmp_path):
     path = str(tmp_path / "layerwise_full.json")
     first = {"quick": False, "parts": {"depth": {"a": 1}}, "seconds": {"depth": 3.0},
              "commands": {"depth": "c1"}}
-    la.write_json(la._merged(path, first), path)
+    la.write_json(la.outputs.merge_parts(path, first, la.PARTS), path)
     second = {"quick": False, "parts": {"table": {"b": 2}}, "seconds": {"table": 4.0},
               "commands": {"table": "c2"}}
-    merged = la._merged(path, second)
+    merged = la.outputs.merge_parts(path, second, la.PARTS)
     assert list(merged["parts"]) == ["table", "depth"]  # in PARTS order
     assert merged["seconds"] == {"depth": 3.0, "table": 4.0}
     assert merged["commands"] == {"depth": "c1", "table": "c2"}
     # a part that is run again replaces the old one; a quick JSON is not mixed in
-    again = la._merged(path, {"quick": False, "parts": {"depth": {"a": 9}},
-                              "seconds": {"depth": 1.0}, "commands": {"depth": "c3"}})
+    again = la.outputs.merge_parts(path, {"quick": False, "parts": {"depth": {"a": 9}},
+                              "seconds": {"depth": 1.0}, "commands": {"depth": "c3"}},
+                                   la.PARTS)
     assert again["parts"] == {"depth": {"a": 9}} and again["seconds"] == {"depth": 1.0}
     quick = {"quick": True, "parts": {"table": {}}, "seconds": {}, "commands": {}}
-    assert la._merged(path, quick) is quick
+    assert la.outputs.merge_parts(path, quick, la.PARTS) is quick
