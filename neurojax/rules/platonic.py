@@ -112,6 +112,20 @@ def _with_bias(z: Array) -> Array:
     return jnp.concatenate([jnp.ones((z.shape[0], 1), z.dtype), z], axis=1)
 
 
+def _thin_svd(z: Array) -> tuple[Array, Array, Array]:
+    """``jnp.linalg.svd(z, full_matrices=False)`` by way of a QR for tall z:
+    Z = QR, R = U_R S V^T, U = Q U_R. Householder QR is backward stable, so the
+    singular values agree with the direct SVD's to rounding; on CPU it is
+    ~1.5x faster for the 5000 x 33 layers of the two-spirals fit (the direct
+    SVD forms its m x n U through a longer LAPACK path)."""
+    m, n = z.shape
+    if m < 2 * n:  # nearly square or wide: nothing to gain
+        return jnp.linalg.svd(z, full_matrices=False)
+    q, r = jnp.linalg.qr(z)
+    u_r, s, vt = jnp.linalg.svd(r)
+    return q @ u_r, s, vt
+
+
 def _factor(z: Array, solver: str, rtol: Array, atol: Array, ridge: Array) -> tuple:
     """The solver's factorisation of ``z``, for :func:`_apply` to any number of
     right-hand sides: the SVD with the cut singular values' inverses zeroed
@@ -119,7 +133,7 @@ def _factor(z: Array, solver: str, rtol: Array, atol: Array, ridge: Array) -> tu
     ``jnp.linalg.lstsq``, which is SVD-based), or the LU of the ridge Gram
     matrix (as ``jnp.linalg.solve`` factors it)."""
     if solver in ("pinv", "lstsq"):
-        u, s, vt = jnp.linalg.svd(z, full_matrices=False)
+        u, s, vt = _thin_svd(z)
         keep = ((s > jnp.maximum(atol, rtol * s[0])) if solver == "pinv"
                 else (s >= rtol * s[0])) & (s > 0)
         return u, jnp.where(keep, 1.0 / jnp.where(keep, s, 1.0), 0.0), vt

@@ -166,6 +166,23 @@ def test_solve_linear_tolerances_and_lstsq_solver():
     assert pp.default_tolerance(jnp.float32) == (float(np.finfo(np.float32).eps), 0.0)
 
 
+@pytest.mark.parametrize("shape", [(500, 33), (40, 33), (20, 33)])
+def test_thin_svd_matches_numpy_for_tall_and_wide_matrices(shape):
+    """The QR route (tall) and the direct SVD (near-square, wide): singular
+    values as numpy's to float32 rounding, orthonormal U and V, U S V^T = Z."""
+    rng = np.random.default_rng(7)
+    z = np.tanh(rng.standard_normal(shape) @ rng.standard_normal((shape[1], shape[1])))
+    z = z.astype(np.float32)
+    u, s, vt = (np.asarray(a, np.float64) for a in pp._thin_svd(jnp.asarray(z)))
+    k = min(shape)
+    assert u.shape == (shape[0], k) and s.shape == (k,) and vt.shape == (k, shape[1])
+    s_ref = np.linalg.svd(z.astype(np.float64), compute_uv=False)
+    np.testing.assert_allclose(s, s_ref, rtol=0, atol=2e-6 * s_ref[0])
+    np.testing.assert_allclose(u.T @ u, np.eye(k), atol=5e-6)
+    np.testing.assert_allclose(vt @ vt.T, np.eye(k), atol=5e-6)
+    np.testing.assert_allclose((u * s) @ vt, z, atol=5e-6 * s_ref[0])
+
+
 def test_ridge_is_the_inverse_formula_and_tends_to_the_pseudo_inverse():
     with float64():
         rng = np.random.default_rng(7)
