@@ -1,4 +1,13 @@
-"""ImageNet-100: the 100-class subset of ImageNet-1k used by CMC, solo-learn and FastSSL.
+"""Fixed-size views of ImageNet: ImageNet-100 (the 100-class subset of CMC,
+solo-learn and FastSSL) and the whole 1000-class set.
+
+Two names are served as views of the prepared ``imagenet2012`` TFDS dataset
+(:data:`VIEWS`): ``imagenet100`` (the class subset below, relabelled) and
+``imagenet2012_224`` (every record of a split with its ``imagenet2012`` label
+unchanged, no subset filter and no label scan). Both decode and resize the
+same way (below), so their batches have one shape, which ``imagenet2012``'s
+variable-size images do not. The ``test`` split of ``imagenet2012`` has no
+labels: ``imagenet2012_224`` serves its 100,000 records with label -1.
 
 The paper's ImageNet-100 (thesis Part III, "100 classes of ImageNet-1k from a
 fixed list [39]") is served as a view of the prepared ``imagenet2012`` TFDS
@@ -31,13 +40,15 @@ dataset: nothing is copied or re-encoded, and no TensorFlow is needed.
   ``crop_fraction=0.875`` is the usual evaluation transform (shorter side to
   256, centre crop 224).
 
-Examples are ``{"image": uint8 (image_size, image_size, 3), "label": int64
-in [0, 100)}``; ``imagenet2012``'s ``file_name`` is dropped (strings cannot
-go through a compiled step).
+Examples are ``{"image": uint8 (image_size, image_size, 3), "label": int64}``
+(in [0, 100) for ImageNet-100, in [0, 1000) or -1 for ``imagenet2012_224``);
+``imagenet2012``'s ``file_name`` is dropped (strings cannot go through a
+compiled step).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import math
@@ -175,70 +186,84 @@ def load_image(value: Any, image_size: int = IMAGE_SIZE, crop_fraction: float = 
     return np.asarray(image, dtype=np.uint8)
 
 
-class Imagenet100Source:
-    """Random access to the ImageNet-100 examples of a base ImageNet-1k source.
+class ImagenetViewSource:
+    """Random access to fixed-size examples of a base ImageNet-1k source.
 
-    Record ``i`` is the base record ``positions[i]``, with its label mapped
-    through ``mapping`` and its image decoded by :func:`load_image`.
+    Record ``i`` is the base record ``positions[i]`` (every record when
+    ``positions`` is None), with its label mapped through ``mapping`` (kept
+    as stored when ``mapping`` is None) and its image decoded by
+    :func:`load_image`.
 
     Args:
         source: a random-access source of ``{"image", "label", ...}`` dicts
             (a TFDS data source of an ``imagenet2012`` split).
-        positions: the base records to serve, e.g. :func:`subset_positions`.
-        mapping: base label -> ImageNet-100 label (see :func:`label_map`).
+        positions: the base records to serve, e.g. :func:`subset_positions`;
+            None: all of them, in order.
+        mapping: base label -> served label (see :func:`label_map`); None:
+            the base label unchanged.
         image_size, crop_fraction: see :func:`load_image`.
     """
 
-    def __init__(self, source: Sequence[dict[str, Any]], positions: Sequence[int],
-                 mapping: np.ndarray, *, image_size: int = IMAGE_SIZE,
+    def __init__(self, source: Sequence[dict[str, Any]], positions: Sequence[int] | None,
+                 mapping: np.ndarray | None, *, image_size: int = IMAGE_SIZE,
                  crop_fraction: float = 1.0):
         _check_image_size(image_size)
         _check_crop_fraction(crop_fraction)
         self._source = source
-        self._positions = np.asarray(positions, dtype=np.int64).reshape(-1)
-        self._mapping = np.asarray(mapping, dtype=np.int64)
+        self._positions = (None if positions is None
+                           else np.asarray(positions, dtype=np.int64).reshape(-1))
+        self._mapping = None if mapping is None else np.asarray(mapping, dtype=np.int64)
         self._image_size = int(image_size)
         self._crop_fraction = float(crop_fraction)
-        if len(self._positions) and not (
+        if self._positions is not None and len(self._positions) and not (
             0 <= self._positions.min() and self._positions.max() < len(source)
         ):
             raise ValueError(f"positions must lie in [0, {len(source)}), the source's records")
 
     def __len__(self) -> int:
-        return len(self._positions)
+        return len(self._source) if self._positions is None else len(self._positions)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        example = self._source[int(self._positions[index])]
-        base_label = int(example["label"])
-        label = self._mapping[base_label] if 0 <= base_label < len(self._mapping) else -1
-        if label < 0:
-            raise ValueError(
-                f"record {int(self._positions[index])} of the base source has label "
-                f"{base_label}, not an ImageNet-100 class: the positions are stale"
-            )
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} records")
+        record = int(index % len(self) if self._positions is None else self._positions[index])
+        example = self._source[record]
+        label = base_label = int(example["label"])
+        if self._mapping is not None:
+            label = self._mapping[base_label] if 0 <= base_label < len(self._mapping) else -1
+            if label < 0:
+                raise ValueError(
+                    f"record {record} of the base source has label {base_label}, not a "
+                    f"class of the subset: the positions are stale"
+                )
         image = load_image(example["image"], self._image_size, self._crop_fraction)
         return {"image": image, "label": np.int64(label)}
 
     def __repr__(self) -> str:
-        return (f"Imagenet100Source({len(self)} of {len(self._source)} records, "
+        classes = "all classes" if self._mapping is None else \
+            f"{int(np.sum(self._mapping >= 0))} classes"
+        return (f"ImagenetViewSource({len(self)} of {len(self._source)} records, {classes}, "
                 f"{self._image_size}x{self._image_size}, crop_fraction={self._crop_fraction}, "
                 f"of {self._source!r})")
 
 
-def data_source(builder: tfds.core.DatasetBuilder, split: str, *,
+def data_source(builder: tfds.core.DatasetBuilder, split: str, *, subset: bool = True,
                 image_size: int = IMAGE_SIZE, crop_fraction: float = 1.0,
-                cache: bool = True) -> Imagenet100Source:
-    """The ImageNet-100 examples of ``split`` of an ``imagenet2012`` builder.
+                cache: bool = True) -> ImagenetViewSource:
+    """The fixed-size examples of ``split`` of an ``imagenet2012`` builder.
 
     A prepared builder is read with the images left encoded (decoded here
-    with PIL) and its subset positions come from the cache or one label
-    scan (see the module docstring). An unprepared builder's
+    with PIL). With ``subset``, only the ImageNet-100 records are served,
+    relabelled, and their positions come from the cache or one label scan
+    (see the module docstring); without it every record is served with its
+    label as stored (no scan, no cache). An unprepared builder's
     ``as_data_source`` raises, except under ``tfds.testing.mock_data``,
     whose random decoded examples are filtered and resized the same way.
 
     Args:
         builder: the ``imagenet2012`` TFDS builder.
         split: a TFDS split of it, e.g. ``"train"`` or ``"validation[:50%]"``.
+        subset: ImageNet-100 (True) or all 1000 classes (False).
         image_size, crop_fraction: see :func:`load_image`.
         cache: read and write the positions' cache (only for prepared data).
     """
@@ -246,12 +271,17 @@ def data_source(builder: tfds.core.DatasetBuilder, split: str, *,
     _check_crop_fraction(crop_fraction)
     if not isinstance(split, str) or not split.strip():
         raise ValueError(f"split must be a non-empty string, got {split!r}")
-    mapping = label_map(builder.info.features["label"].names)
+    if not isinstance(subset, bool):
+        raise ValueError(f"subset must be a bool, got {subset!r}")
+    mapping = label_map(builder.info.features["label"].names) if subset else None
     prepared = builder.is_prepared()
     # Decoders only for real files: the mock's fake examples are already
     # decoded, and it encodes them with TensorFlow when decoders are given.
     decoders = {"image": tfds.decode.SkipDecoding()} if prepared else None
     source = builder.as_data_source(split=split, decoders=decoders)
+    if not subset:
+        return ImagenetViewSource(source, None, None, image_size=image_size,
+                                  crop_fraction=crop_fraction)
     path = _cache_path(builder, split) if (prepared and cache) else None
     positions = _cached_positions(path, source, mapping)
     if positions is None:
@@ -260,8 +290,8 @@ def data_source(builder: tfds.core.DatasetBuilder, split: str, *,
         positions = subset_positions(read_labels(source, batched=prepared), mapping)
         if path is not None:
             _write_cache(path, source, positions)
-    return Imagenet100Source(source, positions, mapping, image_size=image_size,
-                             crop_fraction=crop_fraction)
+    return ImagenetViewSource(source, positions, mapping, image_size=image_size,
+                              crop_fraction=crop_fraction)
 
 
 def read_labels(source: Sequence[dict[str, Any]], *, batched: bool = True) -> np.ndarray:
@@ -284,14 +314,47 @@ def read_labels(source: Sequence[dict[str, Any]], *, batched: bool = True) -> np
     return labels
 
 
-def split_sizes(builder: tfds.core.DatasetBuilder) -> Mapping[str, int]:
-    """ImageNet-100 examples per split of ``builder``, counted on first access.
+def split_sizes(builder: tfds.core.DatasetBuilder, *, subset: bool = True) -> Mapping[str, int]:
+    """Examples per split of ``builder``'s view (see :func:`data_source`).
 
-    Empty when the builder is not prepared (its splits are unknown). A split's
-    count comes from :func:`data_source` (the cache, or one label scan).
+    Empty when the builder is not prepared (its splits are unknown). Without
+    ``subset``, the builder's own split sizes; with it, a split's ImageNet-100
+    count, from :func:`data_source` (the cache, or one label scan) on first
+    access.
     """
     splits = tuple(builder.info.splits.keys()) if builder.is_prepared() else ()
+    if not subset:
+        return {s: int(builder.info.splits[s].num_examples) for s in splits}
     return _SplitSizes(builder, splits)
+
+
+@dataclasses.dataclass(frozen=True)
+class View:
+    """A named fixed-size view of ``imagenet2012``, as ``neurojax.data.sources``
+    serves it: ``subset`` and ``image_size`` as in :func:`data_source`."""
+
+    subset: bool
+    image_size: int = IMAGE_SIZE
+
+    def num_classes(self, builder: tfds.core.DatasetBuilder) -> int:
+        return NUM_CLASSES if self.subset else int(builder.info.features["label"].num_classes)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (self.image_size, self.image_size, 3)
+
+    def split_sizes(self, builder: tfds.core.DatasetBuilder) -> Mapping[str, int]:
+        return split_sizes(builder, subset=self.subset)
+
+    def data_source(self, builder: tfds.core.DatasetBuilder, split: str) -> ImagenetViewSource:
+        return data_source(builder, split, subset=self.subset, image_size=self.image_size)
+
+
+# Public dataset name -> view; every one reads BASE.
+VIEWS: Mapping[str, View] = {
+    NAME: View(subset=True),
+    "imagenet2012_224": View(subset=False),
+}
 
 
 class _SplitSizes(Mapping):

@@ -120,7 +120,8 @@ def load(
 
     Args:
         name: one of ``sources.DATASETS`` (digits, shapes, shapes_small,
-            mnist, cifar10, cifar100, stl10, imagenet2012).
+            mnist, cifar10, cifar100, stl10, imagenet2012, imagenet100,
+            imagenet2012_224).
         split: a TFDS split such as ``"train"``, ``"test"``, ``"train[:90%]"``.
         data_dir: defaults to ``$NEUROJAX_DATA_DIR`` or ``~/tensorflow_datasets``.
         Other arguments: see :func:`make_loader`.

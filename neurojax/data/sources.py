@@ -32,7 +32,8 @@ DATASETS: Mapping[str, str] = {
     "cifar100": "cifar100",
     "stl10": "stl10",
     "imagenet2012": "imagenet2012",
-    "imagenet100": imagenet100.BASE,
+    # fixed-size views of imagenet2012 (imagenet100, imagenet2012_224)
+    **{name: imagenet100.BASE for name in imagenet100.VIEWS},
 }
 
 # Prepared here on first use: the data ship inside a dependency or are generated.
@@ -42,9 +43,10 @@ _OFFLINE = {
     "shapes_small": functools.partial(shapes.NeurojaxShapes, config="small"),
 }
 
-# Served as a view of their TFDS dataset (a class subset decoded to one size);
-# each module gives NUM_CLASSES, IMAGE_SHAPE, split_sizes and data_source.
-_VIEWS = {"imagenet100": imagenet100}
+# Served as a view of their TFDS dataset (all classes or a subset, decoded to
+# one size); each gives num_classes(builder), image_shape, split_sizes(builder)
+# and data_source(builder, split).
+_VIEWS = imagenet100.VIEWS
 
 _FILE_FORMAT = "array_record"
 
@@ -61,7 +63,8 @@ class DatasetInfo:
         name: the public dataset name (a key of ``DATASETS``).
         num_classes: number of label classes.
         image_shape: per-example image shape (H, W, C); ``None`` entries mean
-            variable size (imagenet2012).
+            variable size (imagenet2012; ``imagenet2012_224`` serves it at
+            224 x 224).
         num_examples: examples per split; empty when the dataset is not
             prepared (splits are only known after preparation).
         prepared: whether the data are prepared in ``data_dir``.
@@ -118,8 +121,8 @@ def dataset_info(name: str, data_dir: str | os.PathLike[str] | None = None) -> D
     builder = get_builder(name, data_dir)
     if name in _VIEWS:
         view = _VIEWS[name]
-        return DatasetInfo(name=name, num_classes=view.NUM_CLASSES,
-                           image_shape=view.IMAGE_SHAPE, num_examples=view.split_sizes(builder),
+        return DatasetInfo(name=name, num_classes=view.num_classes(builder),
+                           image_shape=view.image_shape, num_examples=view.split_sizes(builder),
                            prepared=builder.is_prepared())
     info = builder.info
     return DatasetInfo(

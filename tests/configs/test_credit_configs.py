@@ -1,18 +1,21 @@
 """The credit-assignment configs: every rule builds and validates, the
 arguments are checked, the ResNet-20 stand-in has He et al.'s 20 weighted
-layers, and biotorch's step schedule (and the step schedule's warm-up)."""
+layers, biotorch's step schedule (and the step schedule's warm-up), and the
+ImageNet config's dataset resolves to the fixed-size 1000-class view."""
 import jax
 import numpy as np
 import pytest
 
-from configs import credit_cifar10, credit_digits, credit_shapes
+from configs import credit_cifar10, credit_digits, credit_imagenet, credit_shapes
+from neurojax.data import sources
 from neurojax.optim.factory import make_schedule
 from neurojax.rules import RULE_NAMES, rule_metaparameters
 from neurojax.train import validate_config
 from neurojax.train.task import build_model
 
 
-@pytest.mark.parametrize("module", [credit_digits, credit_shapes, credit_cifar10])
+@pytest.mark.parametrize("module", [credit_digits, credit_shapes, credit_cifar10,
+                                    credit_imagenet])
 @pytest.mark.parametrize("rule", RULE_NAMES)
 def test_every_rule_builds_and_validates(module, rule):
     for arg in (rule, f"{rule},runlocal"):
@@ -55,3 +58,14 @@ def test_step_schedule_warms_up_then_drops_at_fractions_of_all_steps():
     np.testing.assert_allclose([float(sched(s)) for s in (0, 25, 50, 299, 300, 600, 800, 899)],
                                [0.0, 0.05, 0.1, 0.1, 0.01, 1e-3, 1e-4, 1e-4], rtol=1e-5,
                                atol=1e-9)
+
+
+def test_imagenet_config_reads_the_1000_class_view_at_224(tmp_path):
+    for arg in (None, "runlocal"):
+        config = credit_imagenet.get_config(arg)
+        assert config.dataset.name == "imagenet2012_224"
+        assert config.dataset.eval_split == "validation"
+        info = sources.dataset_info(config.dataset.name, tmp_path)  # from code, no data
+        assert (info.num_classes, info.image_shape) == (1000, (224, 224, 3))
+        assert sources.prepare_command(config.dataset.name, tmp_path).startswith(
+            "tfds build imagenet2012 ")

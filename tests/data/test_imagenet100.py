@@ -1,4 +1,5 @@
-"""ImageNet-100 as a view of imagenet2012: class list, label map, decoding, subset, cache."""
+"""Fixed-size views of imagenet2012 (ImageNet-100 and all 1000 classes): class list,
+label map, decoding, subset, cache."""
 
 import io
 import os
@@ -11,7 +12,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 from tensorflow_datasets.datasets.imagenet2012 import imagenet2012_dataset_builder
 
-from neurojax.data import imagenet100, pipeline, sources
+from neurojax.data import imagenet100, on_device, pipeline, sources
 
 
 def _imagenet_names():
@@ -140,7 +141,7 @@ def test_bad_arguments_name_themselves():
     with pytest.raises(ValueError, match="value must be"):
         imagenet100.load_image(np.zeros((8, 8, 3), np.float32), 4)
     with pytest.raises(ValueError, match="positions"):
-        imagenet100.Imagenet100Source([{}] * 3, [0, 3], np.zeros(4, int))
+        imagenet100.ImagenetViewSource([{}] * 3, [0, 3], np.zeros(4, int))
 
 
 # --- through TFDS: mocked, and a real prepared copy --------------------------------------
@@ -329,3 +330,90 @@ def test_split_slices_and_arguments(prepared_dir):
         imagenet100.data_source(builder, "train", image_size=0)
     with pytest.raises(ValueError, match="split"):
         sources.data_source("imagenet100", "test2", prepared_dir)
+
+
+# --- imagenet2012_224: all 1000 classes, labels as stored, one size ------------------------
+
+def test_view_source_without_subset_serves_every_record_unchanged():
+    images = [_smooth_image(30, 50, 0), _smooth_image(64, 40, 1), _smooth_image(20, 20, 2)]
+    base = [{"image": im, "label": np.int64(lab), "file_name": "x"}
+            for im, lab in zip(images, (999, -1, 0))]
+    view = imagenet100.ImagenetViewSource(base, None, None, image_size=12)
+    assert len(view) == 3
+    for i, image in enumerate(images):
+        assert set(view[i]) == {"image", "label"}
+        assert view[i]["label"] == base[i]["label"]  # -1 too (imagenet2012's test split)
+        np.testing.assert_array_equal(view[i]["image"], imagenet100.load_image(image, 12))
+    np.testing.assert_array_equal(view[-1]["image"], view[2]["image"])
+    with pytest.raises(IndexError):
+        view[3]
+
+
+def test_mock_imagenet2012_224_is_every_record_resized(tmp_path):
+    with tfds.testing.mock_data(num_examples=20, policy=tfds.testing.MockPolicy.USE_CODE):
+        base = sources.data_source("imagenet2012", "validation", tmp_path)
+        full = sources.data_source("imagenet2012_224", "validation", tmp_path)
+        examples = [base[i] for i in range(len(base))]
+        assert len({ex["image"].shape for ex in examples}) > 1 and len(full) == 20
+        for i, ex in enumerate(examples):
+            assert full[i]["label"] == ex["label"]
+            np.testing.assert_array_equal(full[i]["image"], imagenet100.load_image(ex["image"]))
+    assert not any(tmp_path.iterdir())
+
+
+def test_imagenet2012_224_not_prepared_names_the_imagenet2012_build(tmp_path):
+    info = sources.dataset_info("imagenet2012_224", tmp_path)
+    assert (info.num_classes, info.image_shape) == (1000, (224, 224, 3))
+    assert dict(info.num_examples) == {} and not info.prepared
+    with pytest.raises(sources.DatasetNotPreparedError) as err:
+        pipeline.load("imagenet2012_224", "train", batch_size=8, data_dir=tmp_path)
+    assert f"tfds build imagenet2012 --data_dir={tmp_path}" in str(err.value)
+    assert "manual" in str(err.value)
+
+
+def _all_rows(split):
+    """(label, colour) of every record of the split, sorted."""
+    rows = []
+    for record, label in enumerate(LABELS[split]):
+        colour = _colour(split, record)
+        rows.append((int(label), tuple((np.full(3, colour[0]) if record == 3 else colour)
+                                       .tolist())))
+    return sorted(rows)
+
+
+def test_prepared_imagenet2012_224_serves_all_labels_at_one_size(prepared_dir, monkeypatch):
+    def no_scan(*args, **kwargs):
+        raise AssertionError("the 1000-class view scanned the labels")
+
+    monkeypatch.setattr(imagenet100, "read_labels", no_scan)
+    # The stored JPEGs have several sizes.
+    raw = tfds.builder("imagenet2012", data_dir=prepared_dir).as_data_source(
+        split="train", decoders={"image": tfds.decode.SkipDecoding()})
+    sizes = {Image.open(io.BytesIO(raw[i]["image"])).size for i in range(len(raw))}
+    assert len(sizes) > 2
+
+    info = sources.dataset_info("imagenet2012_224", prepared_dir)
+    assert (info.num_classes, info.image_shape) == (1000, (224, 224, 3))
+    assert info.prepared and dict(info.num_examples) == {"train": 50, "validation": 6}
+    source = sources.data_source("imagenet2012_224", "validation", prepared_dir)
+    example = source[0]
+    assert example["image"].dtype == np.uint8 and example["image"].shape == (224, 224, 3)
+    assert set(example) == {"image", "label"}
+
+    for split in ("train", "validation"):
+        # The loader the training loop streams from (and its on-device copy).
+        batches = list(pipeline.load("imagenet2012_224", split, batch_size=7,
+                                     data_dir=prepared_dir, shuffle=False,
+                                     drop_remainder=False))
+        images = np.concatenate([b["image"] for b in batches])
+        labels = np.concatenate([b["label"] for b in batches])
+        chex.assert_shape(images, (len(LABELS[split]), 224, 224, 3))
+        pixels = np.rint(images * 255).astype(int)
+        got, want = _rows(pixels, labels), _all_rows(split)
+        assert [g[0] for g in got] == [w[0] for w in want]  # every label, not remapped
+        assert max(np.abs(np.subtract(g[1], w[1])).max() for g, w in zip(got, want)) <= 4
+    # Labels outside ImageNet-100 are served as they are.
+    assert set(labels.tolist()) == set(LABELS["validation"].tolist())
+    arrays = on_device.load_split_arrays("imagenet2012_224", "validation", data_dir=prepared_dir)
+    np.testing.assert_array_equal(np.sort(arrays["label"]), np.sort(LABELS["validation"]))
+    chex.assert_shape(arrays["image"], (6, 224, 224, 3))
