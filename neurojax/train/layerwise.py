@@ -90,10 +90,10 @@ from neurojax.data.pipeline import fraction_indices
 from neurojax.models.heads import decision_head
 from neurojax.optim import make_optimizer
 from neurojax.train.layerwise_forward import (  # noqa: F401 (re-exported)
-    CACHE_DTYPES, CHECKPOINT_PLACES, HEADS, INPUT_DROPOUT_DECAY, FeatureCheckpoint,
-    _apply, _model_num_blocks, backward_dropout, cached_features, feednet, forward_dropout,
-    head_name, input_dropout_rate, readout, record_features, stage_objective,
-    window_forward)
+    CACHE_DTYPES, CHECKPOINT_PLACES, HEADS, INPUT_DROPOUT_DECAY, REMAT_POLICIES,
+    FeatureCheckpoint, _apply, _model_num_blocks, backward_dropout, blocks_forward,
+    cached_features, feednet, forward_dropout, head_name, input_dropout_rate, readout,
+    record_features, stage_objective, window_forward)
 from neurojax.train.program import Stage, stage_bounds
 from neurojax.train.state import PyTree
 from neurojax.train.step import make_eval_step, model_objective
@@ -165,6 +165,14 @@ class LayerwiseSpec:
             feednet above ``j`` (needs the training split on the device).
             0: off.
         checkpoint_dtype: 'float32' or 'bfloat16' for the checkpointed features.
+        remat: rematerialisation of the trained window's blocks in each
+            step (``jax.checkpoint`` per block, ``REMAT_POLICIES``): 'off'
+            keeps every intermediate for the backward pass; 'dots' keeps
+            only the convolution and matmul outputs and recomputes
+            BatchNorm, activation and pooling from them; 'nothing' keeps
+            only each block's input and recomputes the block. The gradients
+            are the same (to float rounding); it trades compute for the
+            stage's peak memory (``benchmarks/layerwise_memory.py``).
         validation_split: a split (e.g. 'train[90%:]', with the dataset's
             ``train_split`` 'train[:90%]') on which every evaluation also reads
             the network out; the final evaluation then names the peak stage
@@ -189,6 +197,7 @@ class LayerwiseSpec:
     input_dropout_decay: float = INPUT_DROPOUT_DECAY
     checkpoint_block: int = 0
     checkpoint_dtype: str = "float32"
+    remat: str = "off"
 
     def __post_init__(self):
         check_choice("layerwise.method", self.method, METHODS)
@@ -206,6 +215,7 @@ class LayerwiseSpec:
                    low_open=True, high=1.0)
         check_int("layerwise.checkpoint_block", self.checkpoint_block, minimum=0)
         check_choice("layerwise.checkpoint_dtype", self.checkpoint_dtype, CACHE_DTYPES)
+        check_choice("layerwise.remat", self.remat, tuple(REMAT_POLICIES))
 
     @property
     def persistent(self) -> bool:
@@ -314,7 +324,7 @@ def layerwise_stages(model: nn.Module, head: Optional[nn.Module], loss_fn: Calla
             feed_from=j if replay else 0, grad_dropout=spec.grad_dropout,
             input_dropout=spec.input_dropout, input_dropout_decay=spec.input_dropout_decay,
             steps_per_epoch=steps_per_epoch, step_offset=first - done[i],
-            **(loss_hyper or {}))
+            remat=spec.remat, **(loss_hyper or {}))
         done[i] += n
         first += n
         inputs = None
@@ -386,7 +396,9 @@ def layerwise_task(config, info, mesh, data_dir):
     """``config.task = 'layerwise'``: the supervised task's model and loss,
     trained as the stages of ``config.layerwise``; each evaluation reads the
     network out after the current stage's window (its head, or the model's
-    top in the last stage), logged with ``stage`` and ``readout_block``."""
+    top in the last stage), logged with ``stage`` and ``readout_block``; the
+    evaluation after the last step reads out the whole network (under Random
+    Robin the last visit may be a lower window)."""
     spec = spec_from_config(config)
     model = build_model(config, info.num_classes)
     num_blocks = _model_num_blocks(model)
@@ -429,7 +441,10 @@ def layerwise_task(config, info, mesh, data_dir):
         step = int(jax.device_get(state.step))
         # the stage that ran the last step (steps (first, end] of stage i)
         i = next((j for j, (_, end) in enumerate(bounds) if step <= end), len(visits) - 1)
-        stop = windows[visits[i][1]][1]
+        # after the program's last step the whole network is read out (its own
+        # top), whichever window Random Robin visited last
+        done = bool(bounds) and step >= bounds[-1][1]
+        stop = num_blocks if done else windows[visits[i][1]][1]
         if stop not in eval_steps:
             eval_steps[stop] = make_eval_step(
                 model, functools.partial(loss_fn, **loss_hyper), mesh=mesh,
