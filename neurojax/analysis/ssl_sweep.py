@@ -203,10 +203,11 @@ def probe_state(model, variables, config, *, stop: int, probe_train_examples: in
 
 
 def run_supervised(base, ssl_base, *, steps: int, workdir: str, seed: int = 0,
-                   probe_train_examples: int = 10_000) -> dict:
-    """The supervised ceiling under the SSL probe: its record."""
+                   probe_train_examples: int = 10_000, setting: str = "reference") -> dict:
+    """The supervised ceiling under the SSL probe, on the dataset and encoder
+    of the SSL sweep setting ``setting``: its record."""
     from neurojax.train.loop import train_and_evaluate
-    ssl_config = sweep_config(ssl_base, {}, steps=1)
+    ssl_config = sweep_config(ssl_base, SETTINGS[setting], steps=1)
     config = supervised_config(base, steps=steps, ssl_config=ssl_config, seed=seed)
     os.makedirs(workdir, exist_ok=True)
     start = time.time()
@@ -216,7 +217,9 @@ def run_supervised(base, ssl_base, *, steps: int, workdir: str, seed: int = 0,
     variables = {"params": result.state.params, **result.state.model_state}
     out = probe_state(model, variables, config, stop=len(config.model.widths),
                       probe_train_examples=probe_train_examples)
-    return {"setting": "supervised_ceiling", "overrides": {}, "seed": seed,
+    return {"setting": "supervised_ceiling" + ("" if setting == "reference" else f"_{setting}"),
+            "overrides": {"ssl_setting": setting, "dataset.name": config.dataset.name,
+                          "dataset.fraction": config.dataset.fraction}, "seed": seed,
             "steps": int(result.num_steps), "batch_size": int(config.dataset.batch_size),
             "images_seen": int(result.num_steps) * int(config.dataset.batch_size),
             "probe_train_examples": probe_train_examples,
@@ -279,7 +282,8 @@ def main(argv) -> None:
     f = flags.FLAGS
     logging.set_verbosity(logging.WARNING)
     command = " ".join(["python -m neurojax.analysis.ssl_sweep", *sys.argv[1:]])
-    unknown = [s for s in [*f.settings, *([f.timing] if f.timing else [])] if s not in SETTINGS]
+    unknown = [s for s in [*f.settings, *([f.timing] if f.timing else []),
+                           f.supervised_setting] if s not in SETTINGS]
     if unknown:
         raise app.UsageError(f"unknown settings {unknown}; known: {sorted(SETTINGS)}")
     if f.timing:
@@ -293,7 +297,8 @@ def main(argv) -> None:
         for seed in seeds:
             record = run_supervised(f.supervised_config, f.config, steps=f.supervised_steps,
                                     workdir=os.path.join(f.workdir, f"supervised_s{seed}"),
-                                    seed=seed, probe_train_examples=f.probe_train_examples)
+                                    seed=seed, probe_train_examples=f.probe_train_examples,
+                                    setting=f.supervised_setting)
             merge_record(f.out, {**record, "command": command})
             print(json.dumps(record), flush=True)
         return
@@ -327,6 +332,8 @@ def _define_flags() -> None:
     flags.DEFINE_integer("timing_repeats", 2, "Pairs of timed runs.")
     flags.DEFINE_integer("supervised_steps", 0, "Train the supervised ceiling this many "
                          "steps instead of sweeping.")
+    flags.DEFINE_string("supervised_setting", "reference",
+                        "The SSL setting whose dataset and encoder the supervised ceiling uses.")
     config_flags.DEFINE_config_file("supervised_config", "configs/supervised_shapes.py",
                                     "The supervised ceiling's base config.")
 

@@ -107,6 +107,9 @@ def test_a_short_run_and_the_supervised_probe_give_records(tmp_path):
     sup_base = supervised_shapes.get_config("small")
     sup_base.dataset.batch_size = 32
     sup = sw.run_supervised(sup_base, base, steps=3, workdir=str(tmp_path / "s"),
-                            probe_train_examples=200)
-    assert sup["setting"] == "supervised_ceiling" and 0 <= sup["ridge_accuracy"] <= 1
+                            probe_train_examples=200, setting="res16")
+    # the setting's data (all 10,000 images), not the reference's 20%
+    assert sup["overrides"] == {"ssl_setting": "res16", "dataset.name": "shapes_small",
+                                "dataset.fraction": 1.0}
+    assert sup["setting"] == "supervised_ceiling_res16" and 0 <= sup["ridge_accuracy"] <= 1
     assert 0 <= sup["classifier_accuracy"] <= 1
