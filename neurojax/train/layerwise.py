@@ -172,7 +172,8 @@ class LayerwiseSpec:
             BatchNorm, activation and pooling from them; 'nothing' keeps
             only each block's input and recomputes the block. The gradients
             are the same (to float rounding); it trades compute for the
-            stage's peak memory (``benchmarks/layerwise_memory.py``).
+            stage's peak memory where the compiler keeps the recomputation
+            (not XLA:CPU in jaxlib 0.10.2: ``benchmarks/layerwise_memory.py``).
         validation_split: a split (e.g. 'train[90%:]', with the dataset's
             ``train_split`` 'train[:90%]') on which every evaluation also reads
             the network out; the final evaluation then names the peak stage

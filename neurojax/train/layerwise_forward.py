@@ -54,6 +54,19 @@ from neurojax.train.step import Objective
 HEADS = "layerwise_heads"
 CACHE_DTYPES = ("float32", "bfloat16")
 CHECKPOINT_PLACES = ("device", "host")
+# Rematerialisation of the trained blocks (``jax.checkpoint`` per block): which
+# intermediates the forward pass keeps for the backward pass. 'off': all (no
+# checkpoint); 'dots': only the outputs of convolutions and matrix products
+# (``jax.checkpoint_policies.dots_saveable``), BatchNorm, activations and
+# pooling recomputed from them; 'nothing': the block's input only, the whole
+# block recomputed (``jax.checkpoint_policies.nothing_saveable``). On XLA:CPU
+# (jaxlib 0.10.2) it does not lower the compiled step's peak memory: the
+# optimised program holds no recomputation (the stage of VGG-13 blocks [1, 2)
+# keeps one forward convolution) and its temporaries grow by 16-24 MiB
+# (``benchmarks/layerwise_memory.py``); the lever is for backends that keep
+# the recomputation.
+REMAT_POLICIES = {"off": None, "dots": jax.checkpoint_policies.dots_saveable,
+                  "nothing": jax.checkpoint_policies.nothing_saveable}
 INPUT_DROPOUT_DECAY = 0.95  # Sec. 6.8: p_in(e) = p0 * 0.95**e
 
 
@@ -133,17 +146,41 @@ def feednet(model: nn.Module, params: PyTree, model_state: PyTree, x: jax.Array,
     return jax.lax.stop_gradient(out)
 
 
+def _block(model, block, train, params, model_state, x, rng):
+    return _apply(model, params, model_state, x, train=train, rng=rng, start=block,
+                  stop=block + 1)
+
+
+def blocks_forward(model: nn.Module, params: PyTree, model_state: PyTree, z: jax.Array,
+                   start: int, stop: int, *, train: bool, rng: Optional[jax.Array] = None,
+                   remat: str = "off") -> tuple[jax.Array, PyTree]:
+    """Blocks ``[start, stop)`` on ``z``; returns ``(output, model_state)``.
+    ``remat`` (:data:`REMAT_POLICIES`) other than 'off' runs every block
+    under its own ``jax.checkpoint``: the same values and gradients, with
+    what the backward pass needs recomputed instead of kept."""
+    check_choice("remat", remat, tuple(REMAT_POLICIES))
+    if remat == "off":
+        return _apply(model, params, model_state, z, train=train, rng=rng, start=start,
+                      stop=stop)
+    for block in range(start, stop):
+        run = jax.checkpoint(functools.partial(_block, model, block, train),
+                             policy=REMAT_POLICIES[remat])
+        z, model_state = run(params, model_state, z, rng)
+    return z, model_state
+
+
 def window_forward(model: nn.Module, head: Optional[nn.Module], params: PyTree,
                    model_state: PyTree, z: jax.Array, start: int, stop: int, *,
                    train: bool, rng: Optional[jax.Array] = None,
-                   grad_dropout: float = 0.0) -> tuple[jax.Array, PyTree]:
+                   grad_dropout: float = 0.0, remat: str = "off") -> tuple[jax.Array, PyTree]:
     """Logits of the window ``[start, stop)`` and its read-out on the
-    feednet's output ``z``: the window's blocks, then the decision head
+    feednet's output ``z``: the window's blocks (rematerialised per block
+    with ``remat``, :func:`blocks_forward`), then the decision head
     (``head_{stop}``) or, when ``stop`` is the model's top block, the
     model's own top. Returns ``(logits, model_state)``."""
     top = stop == _model_num_blocks(model)
-    out, model_state = _apply(model, params, model_state, z, train=train, rng=rng,
-                              start=start, stop=stop)
+    out, model_state = blocks_forward(model, params, model_state, z, start, stop,
+                                      train=train, rng=rng, remat=remat)
     if train and grad_dropout > 0.0:
         out = backward_dropout(out, jax.random.fold_in(rng, 1), grad_dropout)
     if top:
@@ -157,7 +194,7 @@ def stage_objective(model: nn.Module, head: Optional[nn.Module], loss_fn: Callab
                     grad_dropout: float = 0.0, input_dropout: float = 0.0,
                     input_dropout_decay: float = INPUT_DROPOUT_DECAY,
                     steps_per_epoch: Optional[int] = None, step_offset: int = 0,
-                    feed_from: int = 0, input_key: str = "image",
+                    feed_from: int = 0, input_key: str = "image", remat: str = "off",
                     **loss_hyper) -> Objective:
     """The objective of the stage training blocks ``[start, stop)`` with
     their read-out.
@@ -178,6 +215,7 @@ def stage_objective(model: nn.Module, head: Optional[nn.Module], loss_fn: Callab
         raise ValueError(f"feed_from must be <= start ({start}): the replayed features feed "
                          f"the blocks below the window; got {feed_from}")
     check_real("input_dropout", input_dropout, low=0.0, high=1.0, high_open=True)
+    check_choice("remat", remat, tuple(REMAT_POLICIES))
     if input_dropout > 0.0:
         check_real("input_dropout_decay", input_dropout_decay, low=0.0, low_open=True,
                    high=1.0)
@@ -199,7 +237,7 @@ def stage_objective(model: nn.Module, head: Optional[nn.Module], loss_fn: Callab
             z = forward_dropout(z, jax.random.fold_in(rng, 2), rate)
         logits, model_state = window_forward(model, head, params, model_state, z, start,
                                              stop, train=True, rng=rng,
-                                             grad_dropout=grad_dropout)
+                                             grad_dropout=grad_dropout, remat=remat)
         loss, aux = loss_fn(logits, batch, **loss_hyper)
         return loss, (aux, dict(model_state))
     objective.takes_step = input_dropout > 0.0

@@ -349,3 +349,62 @@ def test_bad_layerwise_fields_fail_before_training(data_dir, tmp_path):
         with pytest.raises(ValueError, match=match):
             train_and_evaluate(config, str(tmp_path / field), progress=False)
         assert not os.path.exists(tmp_path / field / "checkpoints")
+
+
+def test_remat_window_of_an_mlp_gives_the_plain_gradients():
+    """Two blocks, each under its own jax.checkpoint: the same loss and
+    gradients as the plain window (fast check; BatchNorm and convolutions in
+    the slow test below)."""
+    model, batch = _mlp(), _data()
+    state = _state(model, None, [(1, 3)], batch)
+    for remat in ("dots", "nothing"):
+        grads = [jax.jit(jax.grad(lambda p, r=r: lw.stage_objective(
+            model, None, softmax_cross_entropy, 1, 3, recompute_feednet=True,
+            remat=r)(p, {}, batch, state.rng)[0]))(state.params) for r in ("off", remat)]
+        chex.assert_trees_all_close(grads[1], grads[0], rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.slow
+def test_remat_stage_gives_the_plain_stage_gradients():
+    """A window under jax.checkpoint (layerwise.remat) recomputes, it does not
+    change: loss, gradients of the trained blocks and head and the new
+    BatchNorm statistics equal the plain stage's; the whole network as one
+    rematerialised window has the end-to-end gradient."""
+    from neurojax.train.program import combine
+    model = SmallCNN(widths=(4, 6), hidden=8, num_classes=3, batch_norm=True)
+    rng = np.random.default_rng(0)
+    batch = {"image": jnp.asarray(rng.normal(size=(6, 8, 8, 3)), jnp.float32),
+             "label": jnp.asarray(rng.integers(0, 3, 6), jnp.int32)}
+    head = decision_head("block", 3, channels=(5,))
+    variables = model.init(jax.random.PRNGKey(0), batch["image"])
+    model_state = {"batch_stats": variables["batch_stats"]}
+    heads = lw.init_heads(model, head, jax.random.PRNGKey(1), variables, batch["image"],
+                          [(1, 3)])
+    params = {**variables["params"], lw.HEADS: heads}
+    trainable = lw.trainable_prefixes(model, params, 1, 3, model.block_params)
+    train, frozen = partition(params, trainable)
+    key = jax.random.PRNGKey(2)
+
+    def grads(objective, train, frozen):
+        return jax.jit(jax.value_and_grad(lambda t: objective(
+            combine(t, frozen), model_state, batch, key), has_aux=True))(train)
+
+    def stage(**kw):
+        return lw.stage_objective(model, head, softmax_cross_entropy, 1, 3,
+                                  recompute_feednet=True, **kw)
+    (la, (_, sa)), ga = grads(stage(), train, frozen)
+    for remat in ("dots", "nothing"):
+        (lb, (_, sb)), gb = grads(stage(remat=remat), train, frozen)
+        np.testing.assert_allclose(lb, la, rtol=1e-6)
+        chex.assert_trees_all_close(gb, ga, rtol=1e-5, atol=1e-7)
+        chex.assert_trees_all_close(sb, sa, rtol=1e-6, atol=1e-7)
+    # the whole network as one rematerialised window: the end-to-end gradient
+    whole = lw.stage_objective(model, None, softmax_cross_entropy, 0, model.num_blocks,
+                               recompute_feednet=False, remat="dots")
+    plain = {k: v for k, v in params.items() if k != lw.HEADS}
+    (lc, _), gc = grads(whole, plain, {})
+    (ld, _), gd = grads(model_objective(model, softmax_cross_entropy), plain, {})
+    np.testing.assert_allclose(lc, ld, rtol=1e-6)
+    chex.assert_trees_all_close(gc, gd, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="remat"):
+        lw.LayerwiseSpec(remat="everything")
