@@ -17,9 +17,14 @@ Differences from biotorch, stated: ResNet-20 is not a registered model; the
 closest is ``resnet`` with ``stage_sizes=(3, 3, 3)``, ``width=0.25`` (16, 32
 and 64 channels) and the CIFAR stem: He et al.'s 20 weighted layers, but
 with 1x1-projection shortcuts (option B) where He et al.'s CIFAR ResNets
-pad with zeros (option A). The supervised task applies no augmentation
-(biotorch crops and flips), and initialisation is LeCun-normal for W and B
-(biotorch: Xavier). Sized for one GPU (hours per rule); not run yet.
+pad with zeros (option A). Initialisation is LeCun-normal for W and B
+(biotorch: Xavier). biotorch's ``cifar10_benchmark`` data trains on 45,000
+images (5,000 held out for validation) where this trains on all 50,000.
+Augmentation (``config.augment``) is biotorch's: random horizontal flip and
+``RandomCrop(32, padding=4)`` (zero padding; ``AugmentRecipe.crop_padding``),
+normalised by its CIFAR-10 mean (0.4914, 0.4821, 0.4465) and std (0.2470,
+0.2435, 0.2616), no colour augmentation; the evaluation images are only
+normalised. Sized for one GPU (hours per rule); not run yet.
 ``:runlocal`` trains 4 steps (CI runs it on mock data).
 """
 import ml_collections
@@ -27,6 +32,8 @@ import ml_collections
 from configs.credit_digits import parse_arg, rule_block
 
 EPOCHS = 250
+BIOTORCH_CIFAR10_MEAN = (0.4914, 0.4821, 0.4465)
+BIOTORCH_CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 MILESTONES = (100, 150, 200)
 
 
@@ -42,6 +49,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.dataset.data_dir = ""
     config.dataset.batch_size = 128
     config.dataset.eval_batch_size = 500
+
+    # biotorch's CIFAR10Benchmark transforms: flip + pad-4 random crop, its mean/std
+    config.augment = ml_collections.ConfigDict()
+    config.augment.recipe = "cifar"
+    config.augment.size = 0
+    config.augment.overrides = ml_collections.ConfigDict(dict(
+        crop_padding=4, flip_p=0.5, jitter_p=0.0, grayscale_p=0.0, blur_p=0.0,
+        solarize_p=0.0, mean=BIOTORCH_CIFAR10_MEAN, std=BIOTORCH_CIFAR10_STD))
 
     config.model = ml_collections.ConfigDict()
     config.model.name = "resnet"

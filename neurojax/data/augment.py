@@ -32,7 +32,7 @@ from neurojax.data._augment_checks import (Array, check_interval, check_nonneg, 
                                            check_size, is_number)
 from neurojax.data.augment_color import color_jitter, random_grayscale, random_solarize
 from neurojax.data.augment_spatial import (horizontal_flip, random_gaussian_blur,
-                                           random_resized_crop)
+                                           random_padded_crop, random_resized_crop)
 
 #: CIFAR-10 training-set channel statistics (FastSSL's FFCV path:
 #: ``CIFAR_FFCV_MEAN / 255`` and ``CIFAR_FFCV_STD / 255``).
@@ -85,13 +85,17 @@ class AugmentRecipe:
 
     Defaults are :func:`cifar_recipe`. ``mean``/``std`` ``None`` skips the
     normalisation; ``blur_p``/``solarize_p`` 0 skip those steps. Pass a
-    one-channel dataset's statistics as 1-tuples.
+    one-channel dataset's statistics as 1-tuples. ``crop_padding`` > 0
+    replaces the random resized crop by the padded crop of supervised CIFAR
+    training (``random_padded_crop``: zero-pad by ``crop_padding``, take an
+    ``out_size`` window; ``crop_scale``/``crop_ratio``/``antialias`` unused).
     """
 
     out_size: int = 32
     crop_scale: tuple[float, float] = (0.08, 1.0)
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
     antialias: bool = True
+    crop_padding: int = 0
     flip_p: float = 0.5
     brightness: float = 0.4
     contrast: float = 0.4
@@ -124,6 +128,9 @@ class AugmentRecipe:
         for name in ("antialias", "jitter_random_order"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        c = self.crop_padding
+        if not isinstance(c, int) or isinstance(c, bool) or c < 0:
+            raise ValueError(f"crop_padding must be an int >= 0, got {c!r}")
         k = self.blur_kernel_size
         if not isinstance(k, int) or isinstance(k, bool) or k < 1 or k % 2 == 0:
             raise ValueError(f"blur_kernel_size must be a positive odd int, got {k!r}")
@@ -142,7 +149,8 @@ class AugmentRecipe:
 def augment(key: Array, image: Array, recipe: AugmentRecipe) -> Array:
     """One random view of ``image`` ``(H, W, C)``: ``(out_size, out_size, C)``.
 
-    FastSSL's CIFAR order (spec section 2, Part III): random resized crop ->
+    FastSSL's CIFAR order (spec section 2, Part III): random resized crop
+    (or the padded crop, ``crop_padding`` > 0) ->
     horizontal flip -> colour jitter (with ``jitter_p``) -> grayscale (with
     ``grayscale_p``) -> [Gaussian blur] -> [solarize] -> normalise. Each
     step gets its own subkey of ``key``.
@@ -151,9 +159,12 @@ def augment(key: Array, image: Array, recipe: AugmentRecipe) -> Array:
         raise ValueError(f"recipe must be an AugmentRecipe, got {type(recipe).__name__}")
     keys = jax.random.split(key, 6)
     r = recipe
-    x = random_resized_crop(
-        keys[0], image, r.out_size, r.crop_scale, r.crop_ratio, antialias=r.antialias
-    )
+    if r.crop_padding > 0:
+        x = random_padded_crop(keys[0], image, r.out_size, r.crop_padding)
+    else:
+        x = random_resized_crop(
+            keys[0], image, r.out_size, r.crop_scale, r.crop_ratio, antialias=r.antialias
+        )
     x = horizontal_flip(keys[1], x, r.flip_p)
     x = color_jitter(
         keys[2], x, r.brightness, r.contrast, r.saturation, r.hue, r.jitter_p,

@@ -1,4 +1,4 @@
-"""Spatial augmentations: random resized crop, horizontal flip, Gaussian blur.
+"""Spatial augmentations: random resized crop, padded crop, horizontal flip, Gaussian blur.
 
 Each mixes or moves pixels across the image plane and is built as a
 separable linear map along height and width (``rows @ image @ cols^T`` per
@@ -172,6 +172,29 @@ def random_resized_crop(
         key, image.shape[0], image.shape[1], scale, ratio, num_trials=num_trials
     )
     return resized_crop(image, box, out_size, antialias=antialias)
+
+
+def random_padded_crop(
+    key: Array, image: Array, out_size: int | tuple[int, int], padding: int
+) -> Array:
+    """torchvision-style ``RandomCrop(out_size, padding)``: ``padding`` zero
+    pixels on every side, then the ``out_size`` window at a uniformly drawn
+    integer offset (top in ``[0, H + 2 padding - out_h]``, left likewise).
+    No resampling: the output pixels are input (or padding) pixels. The
+    standard supervised CIFAR crop is ``out_size=32, padding=4``."""
+    image = check_image(image)
+    out_h, out_w = check_size(out_size, "out_size")
+    if not isinstance(padding, (int, np.integer)) or isinstance(padding, bool) or padding < 0:
+        raise ValueError(f"padding must be an int >= 0, got {padding!r}")
+    height, width = image.shape[0] + 2 * padding, image.shape[1] + 2 * padding
+    if out_h > height or out_w > width:
+        raise ValueError(f"out_size {(out_h, out_w)} is larger than the padded image "
+                         f"{(height, width)}")
+    padded = jnp.pad(image, ((padding, padding), (padding, padding), (0, 0)))
+    u = jax.random.uniform(key, (2,))
+    top = _uniform_int(u[0], height - out_h + 1)
+    left = _uniform_int(u[1], width - out_w + 1)
+    return jax.lax.dynamic_slice(padded, (top, left, 0), (out_h, out_w, image.shape[2]))
 
 
 # --------------------------------------------------------------------- flip

@@ -24,7 +24,6 @@ eigenspectrum decay alpha and effective rank of the eval features
 the training time at which each probe first reached each of
 ``config.probe.accuracy_thresholds``.
 """
-import dataclasses
 from typing import Any, Callable
 
 import jax
@@ -32,13 +31,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from neurojax import data as nj_data
-from neurojax.data.augment import (AugmentRecipe, cifar_recipe, imagenet_recipe, normalize,
-                                   stl10_recipe)
+from neurojax.data.augment import AugmentRecipe
 from neurojax.data.views import make_views
 from neurojax.losses import SSL_LOSSES
 from neurojax.metrics import probes, spectrum
 from neurojax.metrics.features import gather_features, make_features_step
 from neurojax.models.ssl import SSLNetwork, build_ssl_network
+from neurojax.train.augmentation import VIEW_STREAM, eval_inputs_fn, recipe_from_block
 from neurojax.train.evaluation import eval_batches_per_process
 from neurojax.train.step import DATA_AXIS, Objective
 from neurojax.models.projector import Projector
@@ -69,23 +68,15 @@ def ssl_loss_fn(name: str, num_views: int, **hyper: Any) -> Callable:
     return lambda z: fn(z[0], z[1], **hyper)
 
 
-RECIPES = {"cifar": cifar_recipe, "stl10": stl10_recipe, "imagenet": imagenet_recipe}
-
-
 def augment_recipe(views_cfg, size: int, *, small: bool = False) -> AugmentRecipe:
     """The paper's recipe ``views_cfg.recipe`` (default 'cifar') at ``size``,
     with ``views_cfg.augment``'s (for the small views
-    ``views_cfg.small_augment``'s) fields overriding it."""
-    name = views_cfg.get("recipe", "cifar")
-    if name not in RECIPES:
-        raise ValueError(f"config.views.recipe must be one of {sorted(RECIPES)}, got {name!r}")
+    ``views_cfg.small_augment``'s) fields overriding it
+    (``neurojax.train.augmentation.recipe_from_block``)."""
     which = "small_augment" if small else "augment"
-    overrides = dict(views_cfg.get(which, {}) or {})
-    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
-    try:
-        return dataclasses.replace(RECIPES[name](size), **overrides)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"config.views.{which}: {e}") from e
+    return recipe_from_block(views_cfg.get("recipe", "cifar"), size, views_cfg.get(which),
+                             name_field="config.views.recipe",
+                             overrides_field=f"config.views.{which}")
 
 
 def view_size(config, image_size: int) -> int:
@@ -96,14 +87,12 @@ def view_size(config, image_size: int) -> int:
 def probe_features_fn(model: SSLNetwork, recipe: AugmentRecipe) -> Callable:
     """``(variables, images) -> encoder features`` for the probes: the images
     are resized to the large views' size (when it differs) and normalised as
-    the views were, with no other augmentation; the projector is dropped."""
+    the views were, with no other augmentation
+    (``neurojax.train.augmentation.eval_inputs_fn``); the projector is dropped."""
+    inputs = eval_inputs_fn(recipe)
+
     def features(variables, x):
-        size = recipe.out_size
-        if x.shape[1:3] != (size, size):
-            x = jax.image.resize(x, (x.shape[0], size, size, x.shape[3]), "bilinear")
-        if recipe.mean is not None:
-            x = normalize(x, recipe.mean, recipe.std)
-        return model.apply(variables, x, train=False, method="features")
+        return model.apply(variables, inputs(x), train=False, method="features")
     return features
 
 
@@ -133,7 +122,7 @@ def ssl_objective(model: SSLNetwork, loss_fn: Callable, views_fn: Callable, *,
     views first).
     """
     def objective(params, model_state, batch, rng):
-        groups = views_fn(jax.random.fold_in(rng, 0), batch[input_key])
+        groups = views_fn(jax.random.fold_in(rng, VIEW_STREAM), batch[input_key])
         mutable = list(model_state.keys()) or False
         embeddings = []
         for group in groups:

@@ -21,7 +21,7 @@ import optax
 from neurojax import data as nj_data
 from neurojax import losses, models
 from neurojax.optim import pruning
-from neurojax.train import credit, filters
+from neurojax.train import augmentation, credit, filters
 from neurojax.train.evaluation import eval_batches_per_process, evaluate
 from neurojax.train.program import Stage
 from neurojax.train.pruning import pruning_masks
@@ -131,10 +131,20 @@ def build_model(config, num_classes: int, *, backprop: bool = False) -> nn.Modul
 
 def supervised_task(config, info, mesh, data_dir) -> Task:
     """Supervised training with ``config.loss`` and exact eval-set means (the
-    eval loss with the same hyperparameters as the training loss)."""
+    eval loss with the same hyperparameters as the training loss). With
+    ``config.augment.recipe`` the step trains on one view per image drawn
+    from its rng, and the evaluations (eval split, alignment angles, pruning
+    scores) see the un-augmented images as the recipe presents them
+    (``neurojax.train.augmentation``)."""
     model = build_model(config, info.num_classes)
     loss_fn, loss_hyper = config_loss(config)
-    eval_step = make_eval_step(model, functools.partial(loss_fn, **loss_hyper), mesh=mesh)
+    recipe = augmentation.config_recipe(config, int(info.image_shape[0]))
+    forward = None
+    if recipe is not None:
+        inputs = augmentation.eval_inputs_fn(recipe)
+        forward = lambda variables, x: model.apply(variables, inputs(x), train=False)
+    eval_step = make_eval_step(model, functools.partial(loss_fn, **loss_hyper), mesh=mesh,
+                               forward=forward)
     run_eval = split_evaluator(config, config.dataset.get("eval_split", "test"), data_dir, mesh)
 
     flt = filters.config_filter(config, info, data_dir)   # config.data_filter
@@ -145,13 +155,20 @@ def supervised_task(config, info, mesh, data_dir) -> Task:
     if rule is not None:  # config.rule: B's optimiser and the alignment metrics
         twin = model_objective(build_model(config, info.num_classes, backprop=True), loss_fn,
                                **loss_hyper)
-        align = credit.alignment_evaluator(config, rule, objective, twin, data_dir)
+        pair = (objective, twin) if recipe is None else tuple(
+            augmentation.eval_inputs_objective(o, recipe) for o in (objective, twin))
+        align = credit.alignment_evaluator(config, rule, *pair, data_dir)
+    init = None
+    if recipe is not None:
+        objective = augmentation.augmented_objective(objective, recipe)
+        if recipe.out_size != int(info.image_shape[0]):
+            init = augmentation.augment_model_init(model, recipe)
 
     def evaluate_fn(state: TrainState) -> dict:
         metrics = run_eval(eval_step, state)
         return metrics if align is None else {**metrics, **align(state)}
 
-    task = Task(model=model, objective=objective, evaluate=evaluate_fn,
+    task = Task(model=model, objective=objective, evaluate=evaluate_fn, init=init,
                 stages=None if rule is None else credit.rule_stages(config, rule, objective))
     return task if not config.get("prune") else pruned_task(config, task, data_dir)
 
@@ -176,6 +193,11 @@ def pruned_task(config, task: Task, data_dir) -> Task:
             "train_split", "train"), batch_size=size, data_dir=data_dir, seed=config.seed,
             shuffle=True, num_epochs=1, drop_remainder=False)))
         batch = {k: v for k, v in batch.items() if k in ("image", "label")}
+    recipe = augmentation.config_recipe(config, int(nj_data.dataset_info(
+        config.dataset.name, data_dir=data_dir).image_shape[0])) if config.get("augment") else None
+    inputs = (lambda x: x) if recipe is None else augmentation.eval_inputs_fn(recipe)
+    if batch is not None:  # scored on the images as the model sees them
+        batch["image"] = inputs(batch["image"])
     loss_fn, loss_hyper = config_loss(config)
     model = task.model
 
@@ -187,7 +209,7 @@ def pruned_task(config, task: Task, data_dir) -> Task:
         masks = pruning_masks(
             cfg.method, params, compression=cfg.compression, prunable=prunable,
             apply_fn=lambda v, x: model.apply(v, x, train=False), model_state=rest,
-            input_shape=sample.shape[1:], batch=batch,
+            input_shape=inputs(sample).shape[1:], batch=batch,
             loss=lambda out, b: loss_fn(out, b, **loss_hyper)[0],
             key=jax.random.fold_in(rng, 0x5EED), **kwargs)
         return {**variables, "params": pruning.apply_masks(params, masks)}
@@ -207,6 +229,7 @@ def _validate_supervised(config) -> None:
         raise ValueError(f"config.loss.name must be one of {sorted(losses.LOSSES)}, "
                          f"got {config.loss.get('name')!r}")
     credit.validate_rule_config(config)
+    augmentation.validate_augment_config(config)
     if config.get("prune"):
         pruning.validate_prune_config(config.prune)
 

@@ -69,3 +69,24 @@ def test_imagenet_config_reads_the_1000_class_view_at_224(tmp_path):
         assert (info.num_classes, info.image_shape) == (1000, (224, 224, 3))
         assert sources.prepare_command(config.dataset.name, tmp_path).startswith(
             "tfds build imagenet2012 ")
+
+
+def test_imagenet_config_trains_on_random_resized_crops_and_flips():
+    """Neural-Alignment's training crops (8-100% of the area, aspect 3/4-4/3)
+    and flips with ImageNet's mean/std; no colour augmentation."""
+    from neurojax.data.augment import IMAGENET_MEAN, IMAGENET_STD
+    from neurojax.train.augmentation import config_recipe
+    for arg in (None, "runlocal"):
+        r = config_recipe(credit_imagenet.get_config(arg), 224)
+        assert (r.out_size, r.crop_padding, r.crop_scale, r.flip_p) == (224, 0, (0.08, 1.0), 0.5)
+        np.testing.assert_allclose(r.crop_ratio, (3 / 4, 4 / 3))
+        assert (r.jitter_p, r.grayscale_p, r.blur_p, r.solarize_p) == (0, 0, 0, 0)
+        assert (r.mean, r.std) == (IMAGENET_MEAN, IMAGENET_STD)
+
+
+def test_cifar_config_uses_biotorchs_padded_crop_and_flip():
+    from neurojax.train.augmentation import config_recipe
+    r = config_recipe(credit_cifar10.get_config(), 32)
+    assert (r.out_size, r.crop_padding, r.flip_p) == (32, 4, 0.5)
+    assert (r.jitter_p, r.grayscale_p, r.blur_p, r.solarize_p) == (0, 0, 0, 0)
+    assert (r.mean, r.std) == ((0.4914, 0.4821, 0.4465), (0.2470, 0.2435, 0.2616))
