@@ -16,7 +16,11 @@ arguments + outputs - aliased + temporaries) for
   tree: the state is one tree, the frozen part passed through and aliased)
   or only the ones the stage reads (its block and head; a stage needs
   nothing else when its input is cached, which is the thesis's "including
-  the feednet" accounting).
+  the feednet" accounting), and the trained block rematerialised
+  (``layerwise.remat='dots'``: only convolution outputs kept for the
+  backward pass, ``jax.checkpoint`` per block) on the bfloat16 cache,
+  against the plain end-to-end step and against the end-to-end step with
+  the same remat on every block.
 
 The ratio of the largest stage to the end-to-end step is the number the
 thesis reports (Oland 2024, Sec. 6.7: about 30% of backprop's memory). The
@@ -30,7 +34,8 @@ number of steps, so a DLL program with the total steps of an end-to-end run
 takes this fraction of its time, without the one forward pass per stage
 that fills the cache). Timing needs a quiet machine.
 
-    python -m benchmarks.layerwise_memory --json=benchmarks/results/layerwise_memory.json
+    python -m benchmarks.layerwise_memory --json=benchmarks/results/layerwise_memory.json \
+        --timing_from=benchmarks/results/layerwise_memory.json   # memory; timing carried over
     python -m benchmarks.layerwise_memory --steps=5 --json=...   # also epoch_time_ratio
     python -m benchmarks.layerwise_memory --models=small_cnn     # one model
 
@@ -40,8 +45,35 @@ or recomputed feednet, named in ``memory_ratio_setting``),
 ``memory_ratio_stage_params`` (the same stages holding only the parameters
 they read), ``memory_ratio_small_cnn`` (as ``memory_ratio``),
 ``memory_ratio_float32_block`` (decision blocks, float32 cache: the first
-measurement's setting) and ``epoch_time_ratio`` (VGG-13; null without
-``--steps``).
+measurement's setting), ``memory_ratio_remat`` (the remat'ed stages over the
+plain end-to-end step) and ``memory_ratio_remat_both`` (over the remat'ed
+end-to-end step), and ``epoch_time_ratio`` (VGG-13; null without
+``--steps``, or carried over from ``--timing_from``'s file, named in
+``epoch_time_ratio_from``).
+
+Measured (jax 0.10.2, XLA:CPU, batch 128; ``benchmarks/results/layerwise_memory.json``):
+VGG-13 end-to-end 469 MiB; largest stage 0.388 (blocks [1, 2), linear
+head, feednet recomputed), 0.342 holding only its own parameters; remat
+0.470 against the plain end-to-end step and 0.468 against the remat'ed one
+(471 MiB): XLA:CPU keeps no recomputation (the compiled stage has the same
+convolutions with remat as without) and adds temporaries. Where the
+largest stage's 182 MiB go (blocks [1, 2), feednet recomputed): arguments
+37.7 MiB (the whole parameter tree 36.2, raw batch 1.5, the block's momentum
+0.15; the new parameters alias the donated ones) and 144 MiB of
+temporaries, 4.5 activations of 32 MiB (128x32x32x64 float32): the conv
+output (kept for BatchNorm's backward pass), the centred BatchNorm input,
+the ReLU output (kept for the pooling's backward pass), the pooling's
+argmax ranks and output (8 MiB each), and two layout copies that XLA:CPU's
+weight-gradient convolution reads: the stage input transposed (16 chunks
+of 2 MiB, made in the forward pass and held to the backward pass: a second
+copy of the input) and the output gradient transposed (16 x 2 MiB, all made
+before the first chunk's weight gradient). The input gradient is not
+computed (the input is data, not a parameter). The bfloat16 cache saves
+only its argument bytes: the float32 convert is fused into those copies.
+The floor of the block's backward pass is its input, its conv output and
+the output gradient (96 MiB in float32, 0.20 of the end-to-end step, plus
+the parameters); on XLA:CPU the two layout copies add 64 MiB, which is
+why 0.25 is not reached here.
 """
 import json
 import statistics
@@ -68,18 +100,26 @@ _HEADS = flags.DEFINE_list("heads", ["layer", "block"], "DLL decision heads to m
 _STEPS = flags.DEFINE_integer("steps", 0, "Timed calls per step for epoch_time_ratio "
                               "(0: memory only).")
 _JSON = flags.DEFINE_string("json", "", "Optional path for the results as JSON.")
+_TIMING_FROM = flags.DEFINE_string(
+    "timing_from", "", "Without --steps: a JSON of an earlier run whose epoch_time_ratio "
+    "(and end_to_end_seconds) to carry over, marked as such (timing needs a quiet machine).")
 _VARIANTS = flags.DEFINE_list(
-    "variants", ["cached_float32", "cached_bfloat16", "recomputed", "stage_params_bfloat16"],
+    "variants", ["cached_float32", "cached_bfloat16", "recomputed", "stage_params_bfloat16",
+                 "remat_bfloat16"],
     "Stage programs to compile per stage (each costs a compile; memory_ratio needs "
     "cached_bfloat16, memory_ratio_stage_params stage_params_bfloat16).")
 
+REMAT = "dots"  # layerwise.remat of the remat_bfloat16 stages and the remat'ed end-to-end step
 MODEL_KWARGS = {"vgg13": dict(num_classes=10), "small_cnn": dict(
     widths=(32, 64, 128), hidden=256, num_classes=10, batch_norm=True)}
-VARIANTS = ("cached_float32", "cached_bfloat16", "recomputed", "stage_params_bfloat16")
-# the stage programs the training loop runs as they are (layerwise.cache_dtype, cache_features)
-LOOP_VARIANTS = ("cached_float32", "cached_bfloat16", "recomputed")
+VARIANTS = ("cached_float32", "cached_bfloat16", "recomputed", "stage_params_bfloat16",
+            "remat_bfloat16")
+# the stage programs the training loop runs as they are (layerwise.cache_dtype,
+# cache_features, remat)
+LOOP_VARIANTS = ("cached_float32", "cached_bfloat16", "recomputed", "remat_bfloat16")
 SETTINGS = {"cached_float32": "cache_dtype=float32", "cached_bfloat16": "cache_dtype=bfloat16",
-            "recomputed": "cache_features=False"}
+            "recomputed": "cache_features=False",
+            "remat_bfloat16": f"cache_dtype=bfloat16, remat={REMAT}"}
 
 
 def warm_seconds(compiled, state, batch, calls: int) -> float:
@@ -96,9 +136,11 @@ def warm_seconds(compiled, state, batch, calls: int) -> float:
 
 
 def measure_head(model, variables, batch, tx, head_kind: str, e2e_bytes: int,
-                 calls: int, variants: list) -> dict:
+                 calls: int, variants: list, e2e_remat_bytes: int = 0) -> dict:
     """Every DLL stage of ``model`` with ``head_kind`` heads, in each of
-    ``variants`` (of :data:`VARIANTS`); ratios to ``e2e_bytes``."""
+    ``variants`` (of :data:`VARIANTS`); ratios to ``e2e_bytes``, and the
+    remat'ed stages' also to ``e2e_remat_bytes`` (the end-to-end step with
+    the same remat on every block)."""
     key = jax.random.PRNGKey(0)
     images = batch["image"]
     windows = lw.stage_windows(model.num_blocks)
@@ -111,13 +153,16 @@ def measure_head(model, variables, batch, tx, head_kind: str, e2e_bytes: int,
     recomputed = lw.layerwise_stages(model, head, softmax_cross_entropy, lw.LayerwiseSpec(
         head=head_kind, cache_features=False), len(windows), lambda i, n: tx, params,
         data_on_device=True)
+    remat = lw.layerwise_stages(model, head, softmax_cross_entropy, lw.LayerwiseSpec(
+        head=head_kind, remat=REMAT), len(windows), lambda i, n: tx, params,
+        data_on_device=True)
 
     def compiled_step(stage, state, stage_batch):
         step = train_step_fn(stage.objective, tx, trainable=stage.trainable)
         return jax.jit(step, donate_argnums=(0,)).lower(state, stage_batch).compile()
 
     rows = []
-    for (start, stop), cached, raw in zip(windows, stages, recomputed):
+    for (start, stop), cached, raw, re in zip(windows, stages, recomputed, remat):
         state = enter_stage(create_train_state(params, optax.identity(),
                                                model_state=model_state, rng=key), cached)
         own = partition(params, cached.trainable)[0]
@@ -128,7 +173,8 @@ def measure_head(model, variables, batch, tx, head_kind: str, e2e_bytes: int,
         programs = {"cached_float32": (cached, state, {**batch, "image": inputs}),
                     "cached_bfloat16": (cached, state, half),
                     "recomputed": (raw, state, batch),
-                    "stage_params_bfloat16": (cached, own_state, half)}
+                    "stage_params_bfloat16": (cached, own_state, half),
+                    "remat_bfloat16": (re, state, half)}
         row = {"blocks": [start, stop]}
         for variant in variants:
             stage, s, b = programs[variant]
@@ -142,6 +188,9 @@ def measure_head(model, variables, batch, tx, head_kind: str, e2e_bytes: int,
     out = {"stages": rows}
     for variant in variants:
         out[f"memory_ratio_{variant}"] = max(r[f"{variant}_bytes"] for r in rows) / e2e_bytes
+    if e2e_remat_bytes and "remat_bfloat16" in variants:
+        out["memory_ratio_remat_bfloat16_vs_remat_end_to_end"] = max(
+            r["remat_bfloat16_bytes"] for r in rows) / e2e_remat_bytes
     return out
 
 
@@ -158,9 +207,16 @@ def measure(name: str, batch_size: int, heads: list, calls: int, variants: list)
     e2e = jax.jit(step, donate_argnums=(0,)).lower(base_state, batch).compile()
     e2e_bytes = compiled_bytes(e2e)
     print(f"{name}: end-to-end {e2e_bytes / 2**20:.0f} MiB", flush=True)
-    out = {"model": name, "batch": batch_size, "end_to_end_bytes": e2e_bytes,
-           "heads": {h: measure_head(model, variables, batch, tx, h, e2e_bytes, calls,
-                                     variants) for h in heads}}
+    out = {"model": name, "batch": batch_size, "end_to_end_bytes": e2e_bytes}
+    if "remat_bfloat16" in variants:  # the same remat on every block of the end-to-end step
+        whole = lw.stage_objective(model, None, softmax_cross_entropy, 0, model.num_blocks,
+                                   recompute_feednet=False, remat=REMAT)
+        out["end_to_end_remat_bytes"] = compiled_bytes(jax.jit(
+            train_step_fn(whole, tx), donate_argnums=(0,)).lower(base_state, batch).compile())
+        print(f"{name}: end-to-end with remat={REMAT} "
+              f"{out['end_to_end_remat_bytes'] / 2**20:.0f} MiB", flush=True)
+    out["heads"] = {h: measure_head(model, variables, batch, tx, h, e2e_bytes, calls, variants,
+                                    out.get("end_to_end_remat_bytes", 0)) for h in heads}
     if calls:
         out["end_to_end_seconds"] = warm_seconds(e2e, base_state, batch, calls)
     return summarize(out)
@@ -185,6 +241,11 @@ def summarize(out: dict) -> dict:
            if "memory_ratio_stage_params_bfloat16" in r]
     if own:
         out["memory_ratio_stage_params"] = min(own)
+    remat = [(r["memory_ratio_remat_bfloat16"], r.get(
+        "memory_ratio_remat_bfloat16_vs_remat_end_to_end")) for r in out["heads"].values()
+        if "memory_ratio_remat_bfloat16" in r]
+    if remat:
+        out["memory_ratio_remat"], out["memory_ratio_remat_both"] = min(remat)
     if "memory_ratio_cached_float32" in out["heads"].get("block", {}):
         out["memory_ratio_float32_block"] = out["heads"]["block"]["memory_ratio_cached_float32"]
     return out
@@ -203,14 +264,38 @@ def main(argv):
             line += f"; largest DLL stage {r['memory_ratio']:.3f}x ({r['memory_ratio_setting']})"
         if "memory_ratio_stage_params" in r:
             line += f", {r['memory_ratio_stage_params']:.3f}x holding only its own parameters"
+        if "memory_ratio_remat" in r:
+            line += (f"; remat={REMAT} stages {r['memory_ratio_remat']:.3f}x of the plain "
+                     f"end-to-end step, {r['memory_ratio_remat_both']:.3f}x of the remat'ed one")
         if "epoch_time_ratio" in r:
             line += f"; step time {r['epoch_time_ratio']:.3f}x"
         print(line)
     summary = summary_of(results)
+    if _TIMING_FROM.value and not _STEPS.value:
+        carry_timing(_TIMING_FROM.value, summary, results)
     if _JSON.value:
         with open(_JSON.value, "w") as f:
             json.dump({"summary": summary, "models": results}, f, indent=1)
     print(json.dumps(summary))
+
+
+def carry_timing(path: str, summary: dict, results: dict) -> None:
+    """``epoch_time_ratio`` (summary and per model) and ``end_to_end_seconds``
+    of the run in the JSON at ``path``, copied into this memory-only run's
+    ``summary`` and ``results`` with ``epoch_time_ratio_from`` naming the
+    file (this run timed nothing)."""
+    with open(path) as f:
+        old = json.load(f)
+    if old["summary"].get("epoch_time_ratio") is None:
+        raise ValueError(f"--timing_from: {path} has no epoch_time_ratio")
+    summary["epoch_time_ratio"] = old["summary"]["epoch_time_ratio"]
+    summary["epoch_time_ratio_from"] = path
+    for name, r in results.items():
+        before = old.get("models", {}).get(name, {})
+        for key in ("epoch_time_ratio", "end_to_end_seconds"):
+            if key in before:
+                r[key] = before[key]
+        r["epoch_time_ratio_from"] = path
 
 
 def summary_of(results: dict) -> dict:
@@ -221,6 +306,8 @@ def summary_of(results: dict) -> dict:
             "memory_ratio_stage_params": vgg.get("memory_ratio_stage_params"),
             "memory_ratio_small_cnn": small.get("memory_ratio"),
             "memory_ratio_float32_block": vgg.get("memory_ratio_float32_block"),
+            "memory_ratio_remat": vgg.get("memory_ratio_remat"),
+            "memory_ratio_remat_both": vgg.get("memory_ratio_remat_both"),
             "epoch_time_ratio": vgg.get("epoch_time_ratio"),
             "jax": jax.__version__, "backend": jax.default_backend()}
 

@@ -87,6 +87,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.layerwise.input_dropout_decay = 0.95
     config.layerwise.checkpoint_block = 0  # feature checkpoint after this many blocks; 0: off
     config.layerwise.checkpoint_dtype = "float32"
+    # jax.checkpoint per trained block ('off', 'dots', 'nothing'): same gradients;
+    # saves no memory on XLA:CPU (benchmarks/layerwise_memory.py)
+    config.layerwise.remat = "off"
 
     if arg == "block":
         config.layerwise.head = "block"

@@ -62,9 +62,9 @@ CHECKPOINT_PLACES = ("device", "host")
 # block recomputed (``jax.checkpoint_policies.nothing_saveable``). On XLA:CPU
 # (jaxlib 0.10.2) it does not lower the compiled step's peak memory: the
 # optimised program holds no recomputation (the stage of VGG-13 blocks [1, 2)
-# keeps one forward convolution) and its temporaries grow by 16-24 MiB
-# (``benchmarks/layerwise_memory.py``); the lever is for backends that keep
-# the recomputation.
+# compiles to the same convolutions with remat 'nothing' as without) and its
+# temporaries grow (144 -> 168 MiB there; ``benchmarks/layerwise_memory.py``);
+# the lever is for backends that keep the recomputation.
 REMAT_POLICIES = {"off": None, "dots": jax.checkpoint_policies.dots_saveable,
                   "nothing": jax.checkpoint_policies.nothing_saveable}
 INPUT_DROPOUT_DECAY = 0.95  # Sec. 6.8: p_in(e) = p0 * 0.95**e
