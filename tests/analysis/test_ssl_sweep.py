@@ -104,6 +104,13 @@ def test_a_short_run_and_the_supervised_probe_give_records(tmp_path):
     assert record["steps"] == 3 and record["images_seen"] == 96
     assert 0 <= record["ridge_accuracy"] <= 1 and np.isfinite(record["final_loss"])
     assert [c["step"] for c in record["curve"]] == [3]
+    # the same record from the workdir, as for a launch.run run (config.json beside it)
+    config = sw.sweep_config(base, {}, steps=3, probe_train_examples=200, probe_test_examples=100)
+    (tmp_path / "r" / "config.json").write_text(config.to_json_best_effort())
+    collected = sw.collect_run(str(tmp_path / "r"), "reference")
+    assert collected == {k: v for k, v in record.items() if k != "wall_seconds_loaded"}
+    with pytest.raises(ValueError, match="config.json"):
+        sw.collect_run(str(tmp_path), "x")
     sup_base = supervised_shapes.get_config("small")
     sup_base.dataset.batch_size = 32
     sup = sw.run_supervised(sup_base, base, steps=3, workdir=str(tmp_path / "s"),
