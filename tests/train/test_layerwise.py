@@ -266,6 +266,7 @@ def test_dll_in_the_loop_reads_out_each_stage_and_assembles_the_model(data_dir, 
     # stage objective above, without a loop run)
 
 
+@pytest.mark.slow  # ~35 s; one round bottom-up = DLL stays in the default run
 def test_random_robin_in_the_loop_keeps_each_windows_state_and_resumes(data_dir, tmp_path):
     """Algorithm 4: 2 rounds over the 3 windows in random order, 5 steps a
     visit; every window's optimiser state persists (Adam's count ends at its
