@@ -65,6 +65,13 @@ def validate_rule_config(config) -> None:
         message = str(e)
         raise ValueError(f"config.{message}" if message.startswith("rule.")
                          else f"config.rule: {message}") from e
+    optim = config.get("optim") or {}
+    if block.get("name") == "kolen_pollack" and float(optim.get("grad_clip_norm", 0) or 0) > 0:
+        # B's chain leaves clipping out (feedback_optim_block): W's clipped
+        # update and B's unclipped one would differ, and W - B would not shrink
+        raise ValueError("config.optim.grad_clip_norm must be 0 with config.rule.name = "
+                         "'kolen_pollack': W and B must receive the same update, and B's "
+                         "update is not clipped")
     sync = config.get("sync")
     if sync and sync.get("mode", "off") != "off":
         raise ValueError("config.sync.mode must be 'off' with config.rule (the compressed "

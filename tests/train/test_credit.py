@@ -56,6 +56,18 @@ def test_rule_validation_names_the_field(edit, field):
         validate_config(config)
 
 
+def test_kolen_pollack_refuses_gradient_clipping():
+    config = credit_digits.get_config("kolen_pollack")
+    config.optim.grad_clip_norm = 1.0
+    with pytest.raises(ValueError, match=r"config\.optim\.grad_clip_norm"):
+        validate_config(config)
+    config.optim.grad_clip_norm = 0.0
+    validate_config(config)
+    other = credit_digits.get_config("feedback_alignment")  # FA's B is fixed: clipping is fine
+    other.optim.grad_clip_norm = 1.0
+    validate_config(other)
+
+
 def test_weight_mirror_metaparameter_range_is_named():
     config = credit_digits.get_config("weight_mirror")
     config.rule.noise_std = 0.0
