@@ -20,6 +20,7 @@ from neurojax.train import validate_config
 from neurojax.train.augmentation import VIEW_STREAM, augmented_objective, config_recipe
 from neurojax.train.step import make_eval_step, make_mesh, model_objective
 from neurojax.train.task import build_model, config_loss, get_task
+from tests.train.test_loop import Interrupt, interrupt_at
 
 DIGIT_STATS = dict(mean=(0.3,), std=(0.4,))
 
@@ -154,17 +155,6 @@ def test_overrides_without_a_recipe_are_refused(data_dir):
         validate_config(config)
 
 
-class _Stop(Exception):
-    pass
-
-
-def _stop_at(step_to_stop):
-    def hook(step, state, metrics):
-        if step == step_to_stop:
-            raise _Stop()
-    return hook
-
-
 @pytest.mark.slow  # three short loop runs (~1 min on 2 shared cores)
 def test_augmented_run_resumes_exactly(data_dir, tmp_path):
     """Killed at step 5 (checkpoint at 4), restarted: the same parameters,
@@ -178,8 +168,8 @@ def test_augmented_run_resumes_exactly(data_dir, tmp_path):
     plain.train.update(config.train.to_dict())
     unaugmented = train_and_evaluate(plain, str(tmp_path / "plain"), progress=False)
     workdir = str(tmp_path / "cut")
-    with pytest.raises(_Stop):
-        train_and_evaluate(config, workdir, hooks=[_stop_at(5)], progress=False)
+    with pytest.raises(Interrupt):
+        train_and_evaluate(config, workdir, hooks=[interrupt_at(5)], progress=False)
     resumed = train_and_evaluate(config, workdir, progress=False)
     chex.assert_trees_all_equal(jax.device_get(full.state.params),
                                 jax.device_get(resumed.state.params))

@@ -12,6 +12,7 @@ from neurojax.losses import barlow_twins, barlow_twins_multiview
 from neurojax.models.ssl import build_ssl_network
 from neurojax.train import validate_config
 from neurojax.train.ssl import ssl_loss_fn, ssl_objective, time_to_thresholds
+from tests.train.test_loop import Interrupt, interrupt_at
 
 
 def _net_and_variables(x):
@@ -119,17 +120,6 @@ def _ssl_shapes_config(data_dir):
     return config
 
 
-class _Stop(Exception):
-    pass
-
-
-def _stop_at(step_to_stop):
-    def hook(step, state, metrics):
-        if step == step_to_stop:
-            raise _Stop()
-    return hook
-
-
 def test_ssl_run_logs_probes_spectrum_and_time(data_dir, tmp_path):
     from neurojax.train.loop import train_and_evaluate
     config = _ssl_shapes_config(data_dir)
@@ -160,8 +150,8 @@ def test_ssl_resume_matches_uninterrupted_run(data_dir, tmp_path):
     config.probe.probes = ("knn",)
     full = train_and_evaluate(config, str(tmp_path / "full"), progress=False)
     workdir = str(tmp_path / "cut")
-    with pytest.raises(_Stop):
-        train_and_evaluate(config, workdir, hooks=[_stop_at(3)], progress=False)
+    with pytest.raises(Interrupt):
+        train_and_evaluate(config, workdir, hooks=[interrupt_at(3)], progress=False)
     resumed = train_and_evaluate(config, workdir, progress=False)
     jax.tree.map(np.testing.assert_array_equal, jax.device_get(full.state.params),
                  jax.device_get(resumed.state.params))
