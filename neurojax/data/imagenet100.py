@@ -273,7 +273,6 @@ def data_source(builder: tfds.core.DatasetBuilder, split: str, *, subset: bool =
         raise ValueError(f"split must be a non-empty string, got {split!r}")
     if not isinstance(subset, bool):
         raise ValueError(f"subset must be a bool, got {subset!r}")
-    mapping = label_map(builder.info.features["label"].names) if subset else None
     prepared = builder.is_prepared()
     # Decoders only for real files: the mock's fake examples are already
     # decoded, and it encodes them with TensorFlow when decoders are given.
@@ -282,6 +281,7 @@ def data_source(builder: tfds.core.DatasetBuilder, split: str, *, subset: bool =
     if not subset:
         return ImagenetViewSource(source, None, None, image_size=image_size,
                                   crop_fraction=crop_fraction)
+    mapping = label_map(builder.info.features["label"].names)
     path = _cache_path(builder, split) if (prepared and cache) else None
     positions = _cached_positions(path, source, mapping)
     if positions is None:
