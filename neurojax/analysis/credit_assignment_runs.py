@@ -27,6 +27,7 @@ from neurojax.data.on_device import batch_indices, load_split_arrays
 from neurojax.models import get_model
 from neurojax.optim import make_optimizer
 from neurojax.train.credit import alignment_fn, feedback_optim_block
+from neurojax.analysis.outputs import paired_difference, spread  # noqa: F401 (re-exported)
 
 # label -> the Rule's fields; sign symmetry in both of its variants
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -239,23 +240,6 @@ def train_replicas(task: Task, rule: rules.Rule, seeds: Sequence[int]) -> dict:
 
 
 # ----------------------------------------------------------------------------- statistics
-
-
-def spread(values) -> dict:
-    """``{'mean', 'std', 'per_seed'}`` of per-seed values (sample std, ddof=1;
-    0 for one seed)."""
-    v = np.asarray(values, np.float64)
-    return {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if v.size > 1 else 0.0,
-            "per_seed": v.tolist()}
-
-
-def paired_difference(values, reference) -> dict:
-    """:func:`spread` of ``values - reference`` seed by seed (same init and batches)."""
-    v, r = np.asarray(values, np.float64), np.asarray(reference, np.float64)
-    if v.shape != r.shape:
-        raise ValueError(f"values and reference must have the same shape, got {v.shape} "
-                         f"and {r.shape}")
-    return spread(v - r)
 
 
 def summarize_run(run: dict) -> dict:

@@ -84,3 +84,32 @@ def merge_parts(path: str, results: dict, known: Sequence[str]) -> dict:
                         **results[key]}
     results["parts"] = {p: results["parts"][p] for p in known if p in results["parts"]}
     return results
+
+
+# ----------------------------------------------------------------- seed statistics
+
+def spread(values) -> dict:
+    """``{'mean', 'std', 'per_seed'}`` of per-seed values (sample std,
+    ddof = 1; 0 for one seed)."""
+    v = np.asarray(values, np.float64)
+    if v.ndim != 1 or v.size == 0:
+        raise ValueError(f"values must be a non-empty 1-D sequence, got shape {v.shape}")
+    return {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if v.size > 1 else 0.0,
+            "per_seed": v.tolist()}
+
+
+def paired_difference(values, reference) -> dict:
+    """:func:`spread` of ``values - reference`` seed by seed (runs paired by
+    seed), with ``ci95``: the Student-t 95% interval of the mean difference,
+    mean +- t_{0.975, n-1} std / sqrt(n) (NaN bounds for one seed)."""
+    import scipy.stats
+    v, r = np.asarray(values, np.float64), np.asarray(reference, np.float64)
+    if v.shape != r.shape:
+        raise ValueError(f"values and reference must have the same shape, got {v.shape} "
+                         f"and {r.shape}")
+    out = spread(v - r)
+    n = v.size
+    half = (float(scipy.stats.t.ppf(0.975, n - 1)) * out["std"] / math.sqrt(n)
+            if n > 1 else float("nan"))
+    out["ci95"] = [out["mean"] - half, out["mean"] + half]
+    return out

@@ -56,6 +56,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import sys
 from typing import Callable, Sequence
 
 import ml_collections
@@ -63,36 +64,59 @@ import numpy as np
 import scipy.stats
 from matplotlib.figure import Figure
 
+from neurojax.analysis.outputs import paired_difference, spread, write_json
 from neurojax.models.projector import PAPER_BT_BETA_TIMES_DIM
 
-EXPERIMENTS = ("projector", "views", "alpha", "seeds")
+EXPERIMENTS = ("projector", "views", "alpha")
 PROBE_KEYS = ("ridge_accuracy", "knn_accuracy")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class SweepSettings:
     """What every run of a sweep shares: the base ``config`` (an SSL config
-    such as ``configs/ssl_shapes.py:small``; its seed, data dir and every
-    other field are kept unless a setting's overrides change them), trained
-    for ``epochs``, probed every ``eval_every_epochs`` (kNN and ridge fitted
-    on the first ``probe_train_examples`` training images, scored on the
-    test split)."""
+    such as ``configs/ssl_shapes.py:cpu``; its data dir and every other
+    field are kept unless a setting's overrides change them), the seeds
+    every setting is run with (``seeds``; empty: the config's own seed),
+    and the length of a run: ``steps`` > 0 trains a full-data run for that
+    many steps and a run on a fraction f of the images for ``steps * f``
+    (equal epochs of each run's own image set, as the paper's E3), probed
+    every ``eval_every_steps``; ``steps = 0`` trains ``epochs`` epochs,
+    probed every ``eval_every_epochs``. Probes: kNN and ridge fitted on the
+    first ``probe_train_examples`` training images, scored on the test
+    split."""
     config: ml_collections.ConfigDict
     epochs: int = 6
     eval_every_epochs: int = 2
     probe_train_examples: int = 5000
+    steps: int = 0
+    eval_every_steps: int = 250
+    seeds: tuple[int, ...] = ()
+
+    def __post_init__(self):
+        for name in ("epochs", "eval_every_epochs", "probe_train_examples", "eval_every_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if not isinstance(self.steps, int) or self.steps < 0:
+            raise ValueError(f"steps must be an int >= 0 (0: train by epochs), got {self.steps!r}")
+        seeds = tuple(self.seeds)
+        if not all(isinstance(s, int) and s >= 0 for s in seeds) or len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be distinct ints >= 0, got {self.seeds!r}")
+
+    @property
+    def seed_list(self) -> tuple[int, ...]:
+        return tuple(self.seeds) or (int(self.config.seed),)
 
 
 def configure(settings: SweepSettings, overrides: dict) -> ml_collections.ConfigDict:
     """A copy of ``settings.config`` with the sweep's schedule and the
     dotted-key ``overrides`` applied (``loss.lambd`` keeps following
     ``projector.output_dim`` unless overridden; ``"seed"`` sets the seed);
-    eval and checkpoint intervals in epochs of the (possibly fractional)
-    training set."""
+    eval and checkpoint intervals in steps, or in epochs of the (possibly
+    fractional) training set."""
     from neurojax import data as nj_data
     from neurojax.data.on_device import steps_per_epoch
     config = copy.deepcopy(settings.config)  # keeps its field references
-    config.train.num_epochs = settings.epochs
     config.train.log_every = 20
     config.probe.accuracy_thresholds = ()
     config.probe.max_train_examples = settings.probe_train_examples
@@ -102,6 +126,14 @@ def configure(settings: SweepSettings, overrides: dict) -> ml_collections.Config
         for block in blocks:
             node = node[block]
         node[field] = value
+    if settings.steps:
+        config.train.num_epochs = 0
+        config.train.num_steps = max(1, round(settings.steps * config.dataset.fraction))
+        config.train.eval_every = min(settings.eval_every_steps, config.train.num_steps)
+        config.train.checkpoint_every = config.train.eval_every
+        return config
+    config.train.num_steps = 0
+    config.train.num_epochs = settings.epochs
     n = nj_data.dataset_info(config.dataset.name,
                              data_dir=config.dataset.data_dir or None).num_examples["train"]
     per_epoch = steps_per_epoch(len(nj_data.fraction_indices(n, config.dataset.fraction)),
@@ -150,13 +182,19 @@ def _workdir(outdir: str, config, default: str) -> str:
 
 
 def _runs(outdir: str, experiment: str, sweep: SweepSettings,
-          grid: Sequence[tuple[str, dict]], progress: bool) -> dict[str, dict]:
+          grid: Sequence[tuple[str, dict]], progress: bool) -> dict[str, list[dict]]:
+    """name -> the runs of that setting, one per seed of ``sweep.seed_list``
+    (workdir ``outdir/experiment/name/seed{s}``, or an identical earlier run's)."""
     out = {}
+    seeds = sweep.seed_list
     for i, (name, overrides) in enumerate(grid):
-        print(f"[{experiment}] run {i + 1}/{len(grid)}: {name} {overrides}", flush=True)
-        config = configure(sweep, overrides)
-        workdir = _workdir(outdir, config, os.path.join(outdir, experiment, name))
-        out[name] = run(config, workdir, progress=progress)
+        out[name] = []
+        for seed in seeds:
+            print(f"[{experiment}] setting {i + 1}/{len(grid)}: {name} {overrides}, seed {seed}",
+                  flush=True)
+            config = configure(sweep, {**overrides, "seed": seed})
+            default = os.path.join(outdir, experiment, name, f"seed{seed}")
+            out[name].append(run(config, _workdir(outdir, config, default), progress=progress))
     return out
 
 
@@ -173,20 +211,73 @@ def projector_grid(dims: Sequence[int], c: float = PAPER_BT_BETA_TIMES_DIM):
     return grid, fixed
 
 
+#: A "match or beat" claim holds when the 95% interval of (setting - reference)
+#: lies above -MATCH_TOLERANCE (accuracy as a fraction: 1 point).
+MATCH_TOLERANCE = 0.01
+CLAIMS = ("greater", "match_or_beat")
+
+
+def verdict(difference: dict, claim: str) -> str:
+    """'reproduced', 'not reproduced' or 'unresolved' for a seed-paired
+    ``difference`` (``outputs.paired_difference``: setting - reference).
+    ``'greater'``: reproduced when the 95% interval lies above 0, not
+    reproduced when below. ``'match_or_beat'``: reproduced when it lies above
+    -MATCH_TOLERANCE, not reproduced when it lies below 0."""
+    if claim not in CLAIMS:
+        raise ValueError(f"claim must be one of {CLAIMS}, got {claim!r}")
+    low, high = difference["ci95"]
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "unresolved"
+    floor = 0.0 if claim == "greater" else -MATCH_TOLERANCE
+    if low > floor:
+        return "reproduced"
+    if high < 0:
+        return "not reproduced"
+    return "unresolved"
+
+
+def _final(run: dict, key: str) -> float:
+    return run["final"][key]
+
+
+def _finals(runs: Sequence[dict], key: str) -> list[float]:
+    return [_final(r, key) for r in runs]
+
+
+def _compare(runs: dict[str, list[dict]], setting: str, reference: str, claim: str,
+             value: Callable[[dict, str], float] = _final,
+             reference_value: Callable[[dict, str], float] = _final) -> dict:
+    """Per probe: the seed-paired difference setting - reference (each read
+    by its ``value`` function; default the final probe) and its verdict."""
+    out = {"setting": setting, "reference": reference, "claim": claim}
+    for key in PROBE_KEYS:
+        diff = paired_difference([value(r, key) for r in runs[setting]],
+                                 [reference_value(r, key) for r in runs[reference]])
+        out[key] = {**diff, "verdict": verdict(diff, claim)}
+    return out
+
+
 def projector_experiment(outdir: str, sweep: SweepSettings, dims: Sequence[int],
                          progress: bool) -> dict:
+    """E1 over seeds. Claims (Table 5): at each d below the largest, beta = c/d
+    beats the fixed beta (tuned for the largest d), and matches or beats the
+    largest d's accuracy."""
     grid, fixed = projector_grid(dims)
     runs = _runs(outdir, "projector", sweep, grid, progress)
-    rows = []
+    top = f"d{max(dims)}_scaled"
+    rows, comparisons = [], []
     for d in dims:
         for kind in ("scaled", "fixed"):
-            name = f"d{d}_{kind}" if (kind == "scaled" or d != max(dims)) else f"d{d}_scaled"
-            final = runs[name]["final"]
+            name = f"d{d}_{kind}" if (kind == "scaled" or d != max(dims)) else top
             rows.append({"d": d, "beta": "c/d" if kind == "scaled" else "fixed",
-                         "lambd": runs[name]["config"]["loss"]["lambd"],
-                         **{k: final[k] for k in (*PROBE_KEYS, "alpha", "effective_rank")}})
+                         "lambd": runs[name][0]["config"]["loss"]["lambd"],
+                         **{k: spread(_finals(runs[name], k))
+                            for k in (*PROBE_KEYS, "alpha", "effective_rank")}})
+        if d != max(dims):
+            comparisons.append(_compare(runs, f"d{d}_scaled", f"d{d}_fixed", "greater"))
+            comparisons.append(_compare(runs, f"d{d}_scaled", top, "match_or_beat"))
     summary = {"dims": list(dims), "c": PAPER_BT_BETA_TIMES_DIM, "fixed_beta": fixed,
-               "rows": rows}
+               "seeds": list(sweep.seed_list), "rows": rows, "comparisons": comparisons}
     _plot_projector(summary, os.path.join(outdir, "projector.png"))
     return summary
 
@@ -199,13 +290,16 @@ def _plot_projector(summary: dict, path: str) -> None:
             rows = [r for r in summary["rows"] if r["beta"] == beta]
             label = (rf"$\beta = {summary['c']:g}/d$" if beta == "c/d"
                      else rf"fixed $\beta = {summary['fixed_beta']:.2g}$")
-            ax.plot([r["d"] for r in rows], [100 * r[key] for r in rows], style, label=label)
+            ax.errorbar([r["d"] for r in rows], [100 * r[key]["mean"] for r in rows],
+                        yerr=[100 * r[key]["std"] for r in rows], fmt=style, capsize=3,
+                        label=label)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("projector dimension d")
         ax.set_ylabel(f"{key.split('_')[0]} probe accuracy (%)")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle("Barlow Twins on shapes_small: projector dimension (E1)")
+    fig.suptitle(f"Barlow Twins on shapes_small: projector dimension (E1), mean +- sd over "
+                 f"{len(summary['seeds'])} seeds")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -214,23 +308,75 @@ def _plot_projector(summary: dict, path: str) -> None:
 # E2/E3: number of views, and views on a fraction of the data
 # ---------------------------------------------------------------------------
 
-VIEW_SETTINGS = ((2, 1.0), (4, 1.0), (4, 0.5), (8, 0.25))
+VIEW_SETTINGS = ((2, 1.0), (4, 1.0), (8, 1.0), (4, 0.5), (8, 0.25))
+
+
+def _at_step(run: dict, step: int, key: str) -> float:
+    """``key`` of the run's eval record at ``step`` (KeyError naming the steps there are)."""
+    for record in run["history"]:
+        if record["step"] == step:
+            return record[key]
+    raise KeyError(f"no eval record at step {step}; the run has "
+                   f"{[r['step'] for r in run['history']]}")
+
+
+def views_grid(settings=VIEW_SETTINGS) -> list[tuple[str, dict]]:
+    """(name, overrides) of each (m views, fraction of the images)."""
+    return [(f"m{m}_f{int(100 * f)}", {"views.num_views": m, "dataset.fraction": f})
+            for m, f in settings]
 
 
 def views_experiment(outdir: str, sweep: SweepSettings, settings=VIEW_SETTINGS,
                      progress: bool = True) -> dict:
-    grid = [(f"m{m}_f{int(100 * f)}", {"views.num_views": m, "dataset.fraction": f})
-            for m, f in settings]
+    """E2 and E3 over seeds. Claims (Sec. 4, Tables 2-3, 6-7): on all the
+    data, m = 4 beats m = 2 and m = 8 beats m = 4 at equal epochs; m = 4 and
+    m = 8 beat m = 2 at equal compute (their probes at S * 2 / m steps
+    against m = 2 at S steps; the augmented views, hence the encoder's work,
+    are equal, and the measured training seconds are reported beside);
+    m = 4 on 50% and m = 8 on 25% of the images match or beat m = 2 on 100%
+    at equal epochs (equal augmented samples). Comparisons whose settings
+    were not run are left out."""
+    grid = views_grid(settings)
     runs = _runs(outdir, "views", sweep, grid, progress)
     curves = {}
     for (name, _), (m, f) in zip(grid, settings):
-        hist = runs[name]["history"]
-        curves[name] = {"m": m, "fraction": f,
-                        "epoch": [r["epoch"] for r in hist],
-                        "train_seconds": [r["train_seconds"] for r in hist],
-                        **{k: [r[k] for r in hist] for k in PROBE_KEYS},
-                        "final": {k: runs[name]["final"][k] for k in PROBE_KEYS}}
-    summary = {"settings": [list(s) for s in settings], "curves": curves}
+        steps = [r["step"] for r in runs[name][0]["history"]]
+        curves[name] = {"m": m, "fraction": f, "step": steps,
+                        "epoch": [r["epoch"] for r in runs[name][0]["history"]],
+                        "train_seconds": np.mean([[r["train_seconds"] for r in run["history"]]
+                                                  for run in runs[name]], axis=0).tolist(),
+                        **{k: np.mean([[r[k] for r in run["history"]] for run in runs[name]],
+                                      axis=0).tolist() for k in PROBE_KEYS},
+                        "final": {k: spread(_finals(runs[name], k)) for k in PROBE_KEYS}}
+    comparisons = []
+    base = "m2_f100"
+    if base in runs:
+        full = [n for n in ("m4_f100", "m8_f100") if n in runs]
+        for lower, upper in (("m2_f100", "m4_f100"), ("m4_f100", "m8_f100")):
+            if lower in runs and upper in runs:
+                comparisons.append({"kind": "equal epochs",
+                                    **_compare(runs, upper, lower, "greater")})
+        final_step = runs[base][0]["history"][-1]["step"]
+        for name in full:
+            step = final_step * 2 // curves[name]["m"]
+            try:
+                row = _compare(runs, name, base, "greater",
+                               value=lambda r, k, s=step: _at_step(r, s, k),
+                               reference_value=lambda r, k: _at_step(r, final_step, k))
+            except KeyError:
+                continue  # no probe at the equal-compute step
+            row["steps"] = {name: step, base: final_step}
+            row["train_seconds"] = {
+                name: float(np.mean([_at_step(r, step, "train_seconds") for r in runs[name]])),
+                base: float(np.mean([_at_step(r, final_step, "train_seconds")
+                                     for r in runs[base]]))}
+            comparisons.append({"kind": "equal compute", **row})
+        for name in ("m4_f50", "m8_f25"):
+            if name in runs:
+                comparisons.append({"kind": "equal epochs, fraction of the data",
+                                    **_compare(runs, name, base, "match_or_beat")})
+    summary = {"settings": [list(s) for s in settings], "seeds": list(sweep.seed_list),
+               "curves": curves, "comparisons": comparisons}
     _plot_views(summary, os.path.join(outdir, "views.png"))
     return summary
 
@@ -245,11 +391,13 @@ def _plot_views(summary: dict, path: str) -> None:
                 style = "-" if c["fraction"] == 1.0 else "--"
                 ax.plot(c[x], [100 * a for a in c[key]], style, marker=".",
                         label=f"m = {c['m']}, {int(100 * c['fraction'])}% data")
-            ax.set_xlabel("epoch" if x == "epoch" else "training time (s, 2 CPU cores)")
+            ax.set_xlabel("epoch of the run's image set" if x == "epoch"
+                          else "training time (s, 2 CPU cores)")
             ax.set_ylabel(f"{key.split('_')[0]} probe accuracy (%)")
             ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=8)
-    fig.suptitle("Barlow Twins on shapes_small: views per image (E2, E3)")
+    fig.suptitle(f"Barlow Twins on shapes_small: views per image (E2, E3), mean of "
+                 f"{len(summary['seeds'])} seeds")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -258,11 +406,17 @@ def _plot_views(summary: dict, path: str) -> None:
 # alpha-ReQ: does alpha track probe accuracy across a Barlow Twins sweep?
 # ---------------------------------------------------------------------------
 
-def alpha_grid(pdim: int = 256):
-    """lambda and learning-rate variations around the base run (the projector
-    runs add the pdim axis)."""
-    grid = [(f"lambd{lam:g}", {"loss.lambd": lam}) for lam in (0.002, 0.3)]
-    grid += [(f"lr{lr:g}", {"optim.lr": lr}) for lr in (1e-4, 3e-3)]
+#: Factors on the base config's loss weight and learning rate for the alpha sweep.
+ALPHA_LAMBDA_FACTORS = (0.1, 10.0)
+ALPHA_LR_FACTORS = (0.1, 3.0)
+
+
+def alpha_grid(config) -> list[tuple[str, dict]]:
+    """Loss-weight and learning-rate variations around the base ``config``
+    (the projector and views runs add the pdim and view axes)."""
+    lambd, lr = float(config.loss.lambd), float(config.optim.lr)
+    grid = [(f"lambd{lambd * f:.3g}", {"loss.lambd": lambd * f}) for f in ALPHA_LAMBDA_FACTORS]
+    grid += [(f"lr{lr * f:.3g}", {"optim.lr": lr * f}) for f in ALPHA_LR_FACTORS]
     return grid
 
 
@@ -272,24 +426,68 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     return float(rho) if np.isfinite(rho) else float("nan")
 
 
+def rank_correlation(x: Sequence[float], y: Sequence[float], *, draws: int = 2000,
+                     seed: int = 0) -> dict:
+    """Spearman's rho of (x, y) and a bootstrap 95% interval (points resampled
+    with replacement; draws where rho is undefined are skipped)."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    rng = np.random.default_rng(seed)
+    boot = []
+    for idx in rng.integers(0, x.size, (draws, x.size)):
+        rho = spearman(x[idx], y[idx])
+        if np.isfinite(rho):
+            boot.append(rho)
+    low, high = np.percentile(boot, [2.5, 97.5]) if boot else (np.nan, np.nan)
+    return {"rho": spearman(x, y), "ci95": [float(low), float(high)], "n": int(x.size)}
+
+
 def alpha_experiment(outdir: str, sweep: SweepSettings, dims: Sequence[int],
-                     progress: bool) -> dict:
-    runs = dict(_runs(outdir, "alpha", sweep, alpha_grid(), progress))
-    runs.update({f"projector/{k}": v for k, v in
-                 _runs(outdir, "projector", sweep, projector_grid(dims)[0], progress).items()})
-    points = [{"run": name, "alpha": r["final"]["alpha"], "final_loss": r["final_loss"],
-               **{k: r["final"][k] for k in PROBE_KEYS}} for name, r in runs.items()]
+                     progress: bool, *, num_parallel: int = 6, top_k: int = 3,
+                     num_orderings: int = 200) -> dict:
+    """alpha against probe accuracy over every run of the sweep (each seed a
+    point): the loss-weight and learning-rate grid (``alpha_grid``), the
+    projector runs and the views runs. Rank correlations with bootstrap
+    intervals of accuracy against alpha, |alpha - 1| and the final SSL loss;
+    and alpha-ReQ's Algorithm 1 (``alpha_req.selection_over_orders``) on
+    this pool of real models, its probe the ridge accuracy each run measured,
+    against random search with as many probes."""
+    from neurojax.analysis.alpha_req import selection_over_orders
+    runs = {}
+    for experiment, grid in (("alpha", alpha_grid(sweep.config)),
+                             ("projector", projector_grid(dims)[0]),
+                             ("views", views_grid())):
+        for name, seeded in _runs(outdir, experiment, sweep, grid, progress).items():
+            runs[f"{experiment}/{name}"] = seeded
+    points = [{"run": name, "seed": seed, "alpha": r["final"]["alpha"],
+               "final_loss": r["final_loss"], **{k: r["final"][k] for k in PROBE_KEYS}}
+              for name, seeded in runs.items() for seed, r in zip(sweep.seed_list, seeded)]
     # The paper's claim is about |alpha - 1| for alpha near 1 as well as alpha
     # itself; report both rank correlations.
     corr = {}
     for key in PROBE_KEYS:
         acc = [p[key] for p in points]
-        corr[key] = {"alpha": spearman([p["alpha"] for p in points], acc),
-                     "abs_alpha_minus_1": spearman([abs(p["alpha"] - 1) for p in points], acc),
-                     "final_ssl_loss": spearman([p["final_loss"] for p in points], acc)}
-    summary = {"points": points, "spearman": corr}
+        corr[key] = {"alpha": rank_correlation([p["alpha"] for p in points], acc),
+                     "abs_alpha_minus_1": rank_correlation(
+                         [abs(p["alpha"] - 1) for p in points], acc),
+                     "final_ssl_loss": rank_correlation([p["final_loss"] for p in points], acc)}
+    rng = np.random.default_rng(0)
+    orders = [rng.permutation(len(points)) for _ in range(num_orderings)]
+    selection = selection_over_orders([p["ridge_accuracy"] for p in points],
+                                      [p["alpha"] for p in points], orders,
+                                      num_parallel=num_parallel, top_k=top_k)
+    summary = {"seeds": list(sweep.seed_list), "points": points, "spearman": corr,
+               "model_selection": {"num_parallel": num_parallel, "top_k": top_k,
+                                   "num_orderings": num_orderings,
+                                   "pool_best_ridge_accuracy": max(p["ridge_accuracy"]
+                                                                   for p in points),
+                                   **selection}}
     _plot_alpha(summary, os.path.join(outdir, "alpha.png"))
     return summary
+
+
+def _rho_title(corr: dict) -> str:
+    low, high = corr["ci95"]
+    return rf"Spearman $\rho$ = {corr['rho']:.2f} [{low:.2f}, {high:.2f}], n = {corr['n']}"
 
 
 def _plot_alpha(summary: dict, path: str) -> None:
@@ -299,39 +497,24 @@ def _plot_alpha(summary: dict, path: str) -> None:
     key = "ridge_accuracy"
     acc = [100 * p[key] for p in pts]
     rho = summary["spearman"][key]
-    axes[0].scatter([p["alpha"] for p in pts], acc)
+    groups = sorted({p["run"].split("/")[0] for p in pts})
+    colours = [f"C{groups.index(p['run'].split('/')[0])}" for p in pts]
+    axes[0].scatter([p["alpha"] for p in pts], acc, c=colours)
     axes[0].set_xlabel(r"$\alpha$ of the encoder features (test set)")
-    axes[0].set_title(rf"Spearman $\rho$ = {rho['alpha']:.2f}")
-    axes[1].scatter([p["final_loss"] for p in pts], acc, color="C1")
+    axes[0].set_title(_rho_title(rho["alpha"]))
+    axes[1].scatter([p["final_loss"] for p in pts], acc, c=colours)
+    for i, group in enumerate(groups):
+        axes[0].scatter([], [], color=f"C{i}", label=f"{group} runs")
+    axes[0].legend(fontsize=8)
     axes[1].set_xscale("log")
     axes[1].set_xlabel("final Barlow Twins loss")
-    axes[1].set_title(rf"Spearman $\rho$ = {rho['final_ssl_loss']:.2f}")
+    axes[1].set_title(_rho_title(rho["final_ssl_loss"]))
     for ax in axes:
         ax.set_ylabel("ridge probe accuracy (%)")
         ax.grid(alpha=0.3)
     fig.suptitle(r"Barlow Twins sweep on shapes_small ($\lambda$, d, lr): $\alpha$ vs loss")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-
-
-# ---------------------------------------------------------------------------
-# seed noise: how large a difference the sweeps can resolve
-# ---------------------------------------------------------------------------
-
-def seeds_experiment(outdir: str, sweep: SweepSettings, seeds: Sequence[int] = (0, 1, 2),
-                     progress: bool = True) -> dict:
-    """The base run (m = 2, d = 256) with several seeds: mean and standard
-    deviation of each probe's final accuracy (the spread of one setting;
-    a difference between settings needs its own seeds)."""
-    grid = [(f"seed{seed}", {"seed": seed}) for seed in seeds]
-    by_name = _runs(outdir, "seeds", sweep, grid, progress)
-    runs = {seed: by_name[f"seed{seed}"] for seed in seeds}
-    summary = {"seeds": list(seeds)}
-    for key in PROBE_KEYS:
-        acc = np.array([runs[s]["final"][key] for s in seeds])
-        summary[key] = {"values": acc.tolist(), "mean": float(acc.mean()),
-                        "std": float(acc.std(ddof=1)) if len(acc) > 1 else float("nan")}
-    return summary
 
 
 # ---------------------------------------------------------------------------
@@ -344,23 +527,26 @@ def main(argv) -> None:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
     f = flags.FLAGS
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-    os.makedirs(f.outdir, exist_ok=True)
-    sweep = SweepSettings(config=f.config, epochs=f.epochs)
+    sweep = SweepSettings(config=f.config, epochs=f.epochs, steps=f.steps,
+                          eval_every_steps=f.eval_every_steps,
+                          probe_train_examples=f.probe_train_examples,
+                          seeds=tuple(int(s) for s in f.seeds))
     dims = [int(d) for d in f.dims]
+    os.makedirs(f.outdir, exist_ok=True)
     experiments: dict[str, Callable[[], dict]] = {
         "projector": lambda: projector_experiment(f.outdir, sweep, dims, True),
         "views": lambda: views_experiment(f.outdir, sweep),
         "alpha": lambda: alpha_experiment(f.outdir, sweep, dims, True),
-        "seeds": lambda: seeds_experiment(f.outdir, sweep),
     }
     names = EXPERIMENTS if f.experiment == "all" else (f.experiment,)
     for name in names:
         summary = experiments[name]()
-        summary["epochs"] = f.epochs
-        summary["seed"] = f.config.seed
-        with open(os.path.join(f.outdir, f"{name}.json"), "w") as fh:
-            json.dump(summary, fh, indent=1)
-        print(json.dumps({name: summary}, indent=1)[:4000])
+        summary.update(epochs=0 if f.steps else f.epochs, steps=f.steps,
+                       command="python -m neurojax.analysis.ssl_experiments "
+                               + " ".join(sys.argv[1:]))
+        write_json(summary, os.path.join(f.outdir, f"{name}.json"))
+        print(json.dumps({name: summary.get("comparisons", summary.get("spearman"))},
+                         indent=1, default=str)[:4000])
 
 
 def _define_flags() -> None:
@@ -371,7 +557,12 @@ def _define_flags() -> None:
         "The sweep's base SSL config file[:arg], relative to the working directory.")
     flags.DEFINE_enum("experiment", "all", (*EXPERIMENTS, "all"), "Which experiment.")
     flags.DEFINE_string("outdir", None, "Where runs, JSON and PNG go.")
-    flags.DEFINE_integer("epochs", 6, "Pretraining epochs per run (sets train.num_epochs).")
+    flags.DEFINE_integer("epochs", 6, "Pretraining epochs per run when --steps=0.")
+    flags.DEFINE_integer("steps", 0, "Steps of a full-data run (a run on a fraction f of "
+                         "the images trains steps * f); 0: train --epochs.")
+    flags.DEFINE_integer("eval_every_steps", 250, "Probe interval with --steps.")
+    flags.DEFINE_integer("probe_train_examples", 5000, "Training images the probes fit on.")
+    flags.DEFINE_list("seeds", [], "Seeds of every setting (default: the config's seed).")
     flags.DEFINE_list("dims", ["16", "64", "256"], "Projector dims for E1.")
     flags.mark_flag_as_required("outdir")
 

@@ -6,13 +6,14 @@ from neurojax.rules.alignment import (LOCAL_RULES, PRIMITIVE_NAMES, PRIMITIVES, 
 from neurojax.rules.feedback import (apply_rule, conv_op, dense_op, feedback_conv,
                                      feedback_dense, feedback_linear)
 from neurojax.rules.layers import FEEDBACK_PARAM, FeedbackConv, FeedbackDense
-from neurojax.rules.optim import (feedback_labels, feedback_mask, forward_params,
-                                  rule_optimizer)
+from neurojax.rules.optim import (clip_by_forward_norm, feedback_labels, feedback_mask,
+                                  forward_params, rule_optimizer)
 from neurojax.rules.rule import RULE_NAMES, Rule, get_rule, rule_metaparameters
 
 __all__ = [
     "FEEDBACK_PARAM", "FeedbackConv", "FeedbackDense", "LOCAL_RULES", "PRIMITIVES",
-    "PRIMITIVE_NAMES", "RULE_NAMES", "Rule", "amp", "apply_rule", "conv_op", "decay",
+    "PRIMITIVE_NAMES", "RULE_NAMES", "Rule", "amp", "apply_rule", "clip_by_forward_norm",
+    "conv_op", "decay",
     "dense_op", "feedback_conv", "feedback_dense", "feedback_labels", "feedback_linear",
     "feedback_mask", "forward_params", "get_rule", "local_feedback_grad", "local_loss", "null",
     "reconstruct", "rule_metaparameters", "rule_optimizer", "self_alignment", "sparse",

@@ -27,6 +27,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Optional
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from neurojax.rules.layers import FEEDBACK_PARAM
@@ -89,3 +90,24 @@ def rule_optimizer(rule: Any, forward_tx: optax.GradientTransformation,
                          "pass B's optimiser")
     return optax.multi_transform({FORWARD: forward_tx, FEEDBACK: feedback_tx},
                                  feedback_labels)
+
+
+def clip_by_forward_norm(max_norm: float) -> optax.GradientTransformation:
+    """Scale every leaf, B's included, by min(1, max_norm / ||g_forward||),
+    the global norm taken over the forward leaves only: the factor by which
+    ``optax.clip_by_global_norm(max_norm)`` scales the forward gradient. For
+    Kolen-Pollack, whose B receives W's gradient, placing this before the
+    ``multi_transform`` (in place of the forward chain's own clipping) keeps
+    W's and B's updates equal, so ``W - B`` still shrinks by (1 - lr wd)."""
+    if not (isinstance(max_norm, (int, float)) and max_norm > 0):
+        raise ValueError(f"max_norm must be a positive number, got {max_norm!r}")
+
+    def update(updates, state, params=None):
+        del params
+        mask = feedback_mask(updates)
+        forward = [u for u, m in zip(jax.tree.leaves(updates), jax.tree.leaves(mask)) if not m]
+        norm = optax.global_norm(forward)
+        factor = jnp.where(norm < max_norm, 1.0, max_norm / norm)
+        return jax.tree.map(lambda u: (u * factor).astype(u.dtype), updates), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)

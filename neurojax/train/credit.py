@@ -25,6 +25,7 @@ from typing import Any, Callable, Mapping, Optional
 
 import jax
 import numpy as np
+import optax
 
 from neurojax import data as nj_data
 from neurojax import rules
@@ -65,13 +66,6 @@ def validate_rule_config(config) -> None:
         message = str(e)
         raise ValueError(f"config.{message}" if message.startswith("rule.")
                          else f"config.rule: {message}") from e
-    optim = config.get("optim") or {}
-    if block.get("name") == "kolen_pollack" and float(optim.get("grad_clip_norm", 0) or 0) > 0:
-        # B's chain leaves clipping out (feedback_optim_block): W's clipped
-        # update and B's unclipped one would differ, and W - B would not shrink
-        raise ValueError("config.optim.grad_clip_norm must be 0 with config.rule.name = "
-                         "'kolen_pollack': W and B must receive the same update, and B's "
-                         "update is not clipped")
     sync = config.get("sync")
     if sync and sync.get("mode", "off") != "off":
         raise ValueError("config.sync.mode must be 'off' with config.rule (the compressed "
@@ -105,12 +99,20 @@ def feedback_optim_block(optim: Mapping[str, Any], rule: rules.Rule) -> dict:
 def rule_stages(config, rule: rules.Rule, objective) -> Callable:
     """The task's ``stages``: one stage training every parameter, whose
     optimiser is ``rule_optimizer(rule, forward chain, B's chain)``."""
+    clip = float(config.optim.get("grad_clip_norm", 0) or 0)
+    joint_clip = rule.name == "kolen_pollack" and clip > 0
+
     def combine(build):
-        forward = build(config.optim)
         if not rule.stores_feedback or rule.frozen_feedback:
-            return rules.rule_optimizer(rule, forward)
-        return rules.rule_optimizer(rule, forward,
-                                    build(feedback_optim_block(config.optim, rule)))
+            return rules.rule_optimizer(rule, build(config.optim))
+        if not joint_clip:
+            return rules.rule_optimizer(rule, build(config.optim),
+                                        build(feedback_optim_block(config.optim, rule)))
+        # B receives W's gradient: clip both by the forward norm's factor
+        # before the split, so that their updates stay equal
+        forward = build({**config.optim, "grad_clip_norm": 0.0})
+        return optax.chain(rules.clip_by_forward_norm(clip), rules.rule_optimizer(
+            rule, forward, build(feedback_optim_block(config.optim, rule))))
 
     def stages(num_steps: int, make_optimizer, *, data_on_device: bool) -> list[Stage]:
         del data_on_device  # one stage on the split itself

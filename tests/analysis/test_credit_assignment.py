@@ -28,19 +28,6 @@ def test_variants_cover_every_rule_and_both_sign_symmetries():
         runs.variant_rule("nope")
 
 
-def test_spread_and_paired_difference_against_numpy():
-    v, r = [0.9, 0.7, 0.8], [0.95, 0.9, 0.85]
-    s = runs.spread(v)
-    assert s["mean"] == pytest.approx(np.mean(v))
-    assert s["std"] == pytest.approx(math.sqrt(sum((x - 0.8) ** 2 for x in v) / 2))
-    d = runs.paired_difference(v, r)
-    assert d["per_seed"] == pytest.approx([-0.05, -0.2, -0.05])
-    assert d["std"] == pytest.approx(np.std(np.subtract(v, r), ddof=1))
-    assert runs.spread([0.5])["std"] == 0.0
-    with pytest.raises(ValueError, match="same shape"):
-        runs.paired_difference([1.0, 2.0], [1.0])
-
-
 def test_transfer_regret_against_a_brute_force_loop():
     rng = np.random.default_rng(0)
     labels = [f"s{i}" for i in range(6)]

@@ -157,3 +157,25 @@ def test_rule_optimizer_arguments():
         rule_optimizer(get_rule("feedback_alignment"), sgd, sgd)
     with pytest.raises(ValueError, match="feedback_tx is required"):
         rule_optimizer(get_rule("kolen_pollack"), sgd)
+
+
+def test_clip_by_forward_norm_scales_b_by_the_forward_factor():
+    """Forward leaves as optax.clip_by_global_norm of the forward part alone;
+    B's leaves scaled by the same factor min(1, c / ||g_forward||)."""
+    from neurojax.rules import clip_by_forward_norm
+    rng = np.random.default_rng(0)
+    grads = {"dense": {"kernel": rng.normal(size=(3, 4)), "bias": rng.normal(size=4),
+                       "feedback_kernel": 100 * rng.normal(size=(3, 4))}}
+    grads = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), grads)
+    forward = {"dense": {k: v for k, v in grads["dense"].items() if k != "feedback_kernel"}}
+    norm = np.sqrt(sum(float(np.sum(np.asarray(v) ** 2)) for v in forward["dense"].values()))
+    for c in (0.5 * norm, 2 * norm):
+        out, _ = clip_by_forward_norm(c).update(grads, optax.EmptyState())
+        expected, _ = optax.clip_by_global_norm(c).update(forward, optax.EmptyState())
+        for k in ("kernel", "bias"):
+            np.testing.assert_allclose(out["dense"][k], expected["dense"][k], rtol=1e-6)
+        np.testing.assert_allclose(out["dense"]["feedback_kernel"],
+                                   min(1.0, c / norm) * grads["dense"]["feedback_kernel"],
+                                   rtol=1e-5)
+    with pytest.raises(ValueError, match="max_norm must be a positive number"):
+        clip_by_forward_norm(0.0)
