@@ -19,8 +19,9 @@ uSF 34.97, brSF 37.21, frSF 36.5; Sanfiz & Akrout 2021).
 
 Data: ``imagenet2012_224``, all 1000 classes of the prepared ``imagenet2012``
 with their labels, each image decoded on the host and served at one size
-(shorter side to 224, centre 224 x 224 crop, for training and evaluation
-alike; ``neurojax/data/imagenet100.py``), streamed with 8 loader processes
+(training: shorter side to 224, centre 224 x 224 crop; evaluation: shorter
+side to 256, centre 224 x 224, the usual 0.875 crop;
+``neurojax/data/imagenet100.py``), streamed with 8 loader processes
 (``config.dataset.worker_count``: JPEG decoding is host-bound).
 
 Augmentation (``config.augment``, ``neurojax.train.augmentation``): the
@@ -32,12 +33,9 @@ std; this config trains on the same crop distribution and flip (the
 mean/std, and colour jitter, grayscale and blur off. Not matched: the crops
 are drawn from the served 224 x 224 centre square (shorter side to 224), not
 from the whole full-resolution image, so the image's edges beyond the square
-are never seen and small crops are upsampled from fewer pixels; evaluation
-sees the whole centre square (shorter side 224), only normalised, not the
-centre 224 of the image at shorter side 256 (``crop_fraction`` 0.875:
-``neurojax.data.imagenet100.load_image`` and ``data_source`` take it, but
-the ``imagenet2012_224`` view serves one crop_fraction, 1, for every split).
-Errors are therefore close to, not exactly, comparable with the anchors'.
+are never seen and small crops are upsampled from fewer pixels. Evaluation
+matches (centre 224 at shorter side 256, normalised). Errors are therefore
+close to, not exactly, comparable with the anchors'.
 
 Other stated choices: the warm-up length (5 epochs) is this config's choice
 (the issue says "with warm-up" without a length); initialisation is

@@ -6,7 +6,8 @@ Two names are served as views of the prepared ``imagenet2012`` TFDS dataset
 ``imagenet2012_224`` (every record of a split with its ``imagenet2012`` label
 unchanged, no subset filter and no label scan). Both decode and resize the
 same way (below), so their batches have one shape, which ``imagenet2012``'s
-variable-size images do not. The ``test`` split of ``imagenet2012`` has no
+variable-size images do not; ``imagenet2012_224`` serves its evaluation
+splits (every split but ``train``) at ``crop_fraction=0.875``. The ``test`` split of ``imagenet2012`` has no
 labels: ``imagenet2012_224`` serves its 100,000 records with label -1.
 
 The paper's ImageNet-100 (thesis Part III, "100 classes of ImageNet-1k from a
@@ -331,10 +332,14 @@ def split_sizes(builder: tfds.core.DatasetBuilder, *, subset: bool = True) -> Ma
 @dataclasses.dataclass(frozen=True)
 class View:
     """A named fixed-size view of ``imagenet2012``, as ``neurojax.data.sources``
-    serves it: ``subset`` and ``image_size`` as in :func:`data_source`."""
+    serves it: ``subset`` and ``image_size`` as in :func:`data_source`; the
+    ``train`` split at crop fraction 1 (the random crops of the training
+    augmentation are drawn from the whole centred square) and every other
+    split at ``eval_crop_fraction``."""
 
     subset: bool
     image_size: int = IMAGE_SIZE
+    eval_crop_fraction: float = 1.0
 
     def num_classes(self, builder: tfds.core.DatasetBuilder) -> int:
         return NUM_CLASSES if self.subset else int(builder.info.features["label"].num_classes)
@@ -347,13 +352,18 @@ class View:
         return split_sizes(builder, subset=self.subset)
 
     def data_source(self, builder: tfds.core.DatasetBuilder, split: str) -> ImagenetViewSource:
-        return data_source(builder, split, subset=self.subset, image_size=self.image_size)
+        crop = 1.0 if split == "train" else self.eval_crop_fraction
+        return data_source(builder, split, subset=self.subset, image_size=self.image_size,
+                           crop_fraction=crop)
 
 
-# Public dataset name -> view; every one reads BASE.
+# Public dataset name -> view; every one reads BASE. ImageNet-100 is an SSL
+# set whose probes see the whole centred square; the 1000-class view is
+# evaluated as supervised ImageNet classifiers are: shorter side to 256,
+# centre 224 x 224 (crop fraction 0.875).
 VIEWS: Mapping[str, View] = {
     NAME: View(subset=True),
-    "imagenet2012_224": View(subset=False),
+    "imagenet2012_224": View(subset=False, eval_crop_fraction=0.875),
 }
 
 
