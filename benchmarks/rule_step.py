@@ -12,7 +12,9 @@ stage (the model with the rule's layers, ``rule_optimizer``'s
 on the device, as the loop runs it on CPU. Each rule's step is compiled
 first; then ``--repeats`` rounds each time one step of every rule in turn
 (interleaved, so that drifting load on a shared machine affects all alike).
-Reported: the median seconds per step and its ratio to backprop's. Goals of
+``weight_mirror_rademacher`` is the weight mirror with Rademacher noise
+(``config.rule.noise_distribution``: the same E[x x^T], one random bit per
+entry). Reported: the median seconds per step and its ratio to backprop's. Goals of
 the issue: <= 1.3x for feedback alignment, sign symmetry and Kolen-Pollack,
 <= 2x for the rules with local losses (weight mirror and Kunin et al.'s
 alignment rules), which add a second pass through each layer for B's loss.
@@ -43,7 +45,10 @@ from neurojax.train.step import make_mesh, replicate  # noqa: E402
 from neurojax.train.task import get_task  # noqa: E402
 
 _MODELS = flags.DEFINE_list("models", ["small_cnn", "resnet18"], "Rows: small_cnn, resnet18.")
-_RULES = flags.DEFINE_list("rules", list(RULE_NAMES), "Rules to time (backprop is always in).")
+# label -> (rule name, config.rule overrides): variants timed beside the rules
+VARIANTS = {"weight_mirror_rademacher": ("weight_mirror", {"noise_distribution": "rademacher"})}
+_RULES = flags.DEFINE_list("rules", [*RULE_NAMES, *VARIANTS],
+                           "Rules (or VARIANTS labels) to time (backprop is always in).")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed rounds (median reported).")
 _JSON = flags.DEFINE_string("json", "", "Optional path for the results as JSON.")
 
@@ -52,8 +57,11 @@ LOCAL_LOSS = ("weight_mirror", "symmetric_alignment", "activation_alignment",
 
 
 def rule_config(model: str, rule: str):
-    config = credit_shapes.get_config(rule)
+    name, overrides = VARIANTS.get(rule, (rule, {}))
+    config = credit_shapes.get_config(name)
     config.rule.align_examples = 0
+    for key, value in overrides.items():
+        config.rule[key] = value
     if model == "resnet18":
         shapes = supervised_shapes.get_config("resnet18")
         config.model, config.dataset = shapes.model, shapes.dataset
@@ -106,7 +114,8 @@ def time_row(model: str, rules: list[str], repeats: int) -> dict:
            "load": os.getloadavg()[0]}
     print(f"\n{model} (seconds per step, median of {repeats}; ratio to backprop; goal)")
     for rule in rules:
-        goal = "" if rule == "backprop" else ("<= 2" if rule in LOCAL_LOSS else "<= 1.3")
+        name = VARIANTS.get(rule, (rule,))[0]
+        goal = "" if rule == "backprop" else ("<= 2" if name in LOCAL_LOSS else "<= 1.3")
         print(f"   {rule:<24} {median[rule]:8.4f}  {row['ratio'][rule]:5.2f}x  {goal}")
     return row
 
@@ -114,9 +123,9 @@ def time_row(model: str, rules: list[str], repeats: int) -> dict:
 def main(argv):
     del argv
     rules = ["backprop"] + [r for r in _RULES.value if r != "backprop"]
-    unknown = [r for r in rules if r not in RULE_NAMES]
+    unknown = [r for r in rules if r not in RULE_NAMES and r not in VARIANTS]
     if unknown:
-        raise app.UsageError(f"--rules: unknown {unknown}; known {list(RULE_NAMES)}")
+        raise app.UsageError(f"--rules: unknown {unknown}; known {[*RULE_NAMES, *VARIANTS]}")
     results = {"jax": jax.__version__, "devices": f"{jax.device_count()} {jax.default_backend()}",
                "cpu_count": os.cpu_count(), "repeats": _REPEATS.value, "rows": {}}
     for model in _MODELS.value:

@@ -8,10 +8,12 @@ from neurojax.rules.feedback import (apply_rule, conv_op, dense_op, feedback_con
 from neurojax.rules.layers import FEEDBACK_PARAM, FeedbackConv, FeedbackDense
 from neurojax.rules.optim import (clip_by_forward_norm, feedback_labels, feedback_mask,
                                   forward_params, rule_optimizer)
-from neurojax.rules.rule import RULE_NAMES, Rule, get_rule, rule_metaparameters
+from neurojax.rules.rule import (METAPARAMETER_FIELDS, NOISE_DISTRIBUTIONS, RULE_NAMES, Rule,
+                                 get_rule, rule_metaparameters)
 
 __all__ = [
-    "FEEDBACK_PARAM", "FeedbackConv", "FeedbackDense", "LOCAL_RULES", "PRIMITIVES",
+    "FEEDBACK_PARAM", "FeedbackConv", "FeedbackDense", "LOCAL_RULES", "METAPARAMETER_FIELDS",
+    "NOISE_DISTRIBUTIONS", "PRIMITIVES",
     "PRIMITIVE_NAMES", "RULE_NAMES", "Rule", "amp", "apply_rule", "clip_by_forward_norm",
     "conv_op", "decay",
     "dense_op", "feedback_conv", "feedback_dense", "feedback_labels", "feedback_linear",

@@ -35,6 +35,7 @@ only meet where a driver composes them.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, Callable, Optional, Sequence, Union
 
 import jax
@@ -107,8 +108,20 @@ def _feedback_linear_bwd(rule, op, residuals, dy):
 feedback_linear.defvjp(_feedback_linear_fwd, _feedback_linear_bwd)
 
 
+def rademacher_noise(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
+    """+-1 with probability 1/2 each, iid: the 32 bits of each random uint32
+    word are 32 independent fair coins, so ``shape`` takes ceil(size / 32)
+    words (a Gaussian sample takes one word and an inverse error function
+    per entry)."""
+    size = math.prod(shape)
+    bits = jax.random.bits(key, (-(-size // 32),), jnp.uint32)
+    coins = (bits[:, None] >> jnp.arange(32, dtype=jnp.uint32)) & 1
+    return (1 - 2 * coins.astype(dtype)).reshape(-1)[:size].reshape(shape)
+
+
 def _local_input(rule, x: jax.Array, key: Optional[jax.Array]) -> jax.Array:
-    """The layer input, or Gaussian noise of its shape (``rule.noise_std``)."""
+    """The layer input, or noise of its shape (``rule.noise_std``,
+    ``rule.noise_distribution``)."""
     if rule.noise_std is None:
         return x
     if key is None:
@@ -117,6 +130,8 @@ def _local_input(rule, x: jax.Array, key: Optional[jax.Array]) -> jax.Array:
             "with rngs={'feedback': key} (or {'dropout': key}, which "
             "neurojax.train.step.model_objective passes)")
     dtype = jnp.promote_types(x.dtype, jnp.float32)
+    if rule.noise_distribution == "rademacher":
+        return rule.noise_std * rademacher_noise(key, x.shape, dtype)
     return rule.noise_std * jax.random.normal(key, x.shape, dtype)
 
 

@@ -56,6 +56,7 @@ RULE_NAMES = ("backprop", "feedback_alignment", "sign_symmetry", "kolen_pollack"
               "weight_mirror", "symmetric_alignment", "activation_alignment",
               "information_alignment")
 SIGN_MAGNITUDES = ("fixed", "random")
+NOISE_DISTRIBUTIONS = ("gaussian", "rademacher")
 
 # rule -> {metaparameter: default}; the Neural-Alignment code's (params.py) values,
 # except Kolen-Pollack's decay, which is the optimiser's weight decay here.
@@ -64,12 +65,18 @@ _METAPARAMETERS: dict[str, dict[str, Any]] = {
     "feedback_alignment": {},
     "sign_symmetry": {"magnitude": "fixed", "sign_scale": None},
     "kolen_pollack": {"alpha": 0.0},
-    "weight_mirror": {"alpha": 1e-3, "beta": 1e-3, "noise_std": 1.0},
+    "weight_mirror": {"alpha": 1e-3, "beta": 1e-3, "noise_std": 1.0,
+                      "noise_distribution": "gaussian"},
     "symmetric_alignment": {"alpha": 1e-3, "beta": 2e-3},
-    "activation_alignment": {"alpha": 1e-3, "beta": 2e-3, "noise_std": None},
-    "information_alignment": {"alpha": 2e-3, "beta": 1e-3, "gamma": 1e-3, "noise_std": None},
+    "activation_alignment": {"alpha": 1e-3, "beta": 2e-3, "noise_std": None,
+                             "noise_distribution": "gaussian"},
+    "information_alignment": {"alpha": 2e-3, "beta": 1e-3, "gamma": 1e-3, "noise_std": None,
+                              "noise_distribution": "gaussian"},
 }
-_FIELDS = ("alpha", "beta", "gamma", "noise_std", "magnitude", "sign_scale")
+#: Every metaparameter field of a Rule (``config.rule`` takes these and ``name``).
+METAPARAMETER_FIELDS = ("alpha", "beta", "gamma", "noise_std", "noise_distribution",
+                        "magnitude", "sign_scale")
+_FIELDS = METAPARAMETER_FIELDS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,10 +88,17 @@ class Rule:
         alpha, beta, gamma: weights of the local loss's primitives
             (``neurojax.rules.alignment``); Kolen-Pollack's ``alpha`` adds
             ``2 alpha B`` to B's update.
-        noise_std: standard deviation of the Gaussian noise that replaces
-            the layer input in the local loss (weight mirror: default 1.0);
-            ``None`` uses the layer's input (activation and information
-            alignment).
+        noise_std: standard deviation of the noise that replaces the layer
+            input in the local loss (weight mirror: default 1.0); ``None``
+            uses the layer's input (activation and information alignment).
+        noise_distribution: 'gaussian' (default; Akrout et al.'s noise) or
+            'rademacher' (+-noise_std with probability 1/2 each). The local
+            losses' expected B update depends on the noise only through
+            E[x x^T] = noise_std^2 I, the same for both, so the fixed point
+            (e.g. the mirror's B = (beta / 2 alpha) noise_std^2 W) is the
+            same; Rademacher noise takes one random bit per entry instead of
+            one 32-bit word and an inverse error function, which on a CPU
+            costs more than the layer's convolution.
         magnitude: sign symmetry only: 'fixed' (``B = s sign(W)``) or
             'random' (``B = |B_0| sign(W)``).
         sign_scale: sign symmetry with ``magnitude='fixed'``: ``s``;
@@ -97,6 +111,7 @@ class Rule:
     beta: Optional[float] = None
     gamma: Optional[float] = None
     noise_std: Optional[float] = None
+    noise_distribution: Optional[str] = None
     magnitude: Optional[str] = None
     sign_scale: Optional[float] = None
 
@@ -114,10 +129,16 @@ class Rule:
                 value = defaults[field]
             if field == "magnitude":
                 check_choice("rule.magnitude", value, SIGN_MAGNITUDES)
+            elif field == "noise_distribution":
+                check_choice("rule.noise_distribution", value, NOISE_DISTRIBUTIONS)
             elif value is not None:
                 low_open = field in ("noise_std", "sign_scale")
                 value = float(check_real(f"rule.{field}", value, low=0.0, low_open=low_open))
             object.__setattr__(self, field, value)
+        if self.noise_std is None and self.noise_distribution not in (None, "gaussian"):
+            raise ValueError(f"rule.noise_distribution applies only with a noise_std (rule "
+                             f"{self.name!r} reads the layer input), got "
+                             f"{self.noise_distribution!r}")
         if self.magnitude == "random" and self.sign_scale is not None:
             raise ValueError("rule.sign_scale applies to magnitude='fixed' only, got "
                              f"sign_scale={self.sign_scale!r} with magnitude='random'")

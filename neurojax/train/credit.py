@@ -34,7 +34,7 @@ from neurojax.metrics.credit_assignment import alignment_metrics, layer_paths
 from neurojax.train.program import Stage
 
 RUN_FIELDS = {"align_examples": 256}
-RULE_FIELDS = ("name", "alpha", "beta", "gamma", "noise_std", "magnitude", "sign_scale")
+RULE_FIELDS = ("name", *rules.METAPARAMETER_FIELDS)
 
 
 def _rule_fields(block: Mapping[str, Any]) -> dict:

@@ -116,12 +116,15 @@ def _stationary_mean_check(path, star, contraction, burn_in):
     return err
 
 
-@pytest.mark.parametrize("noise_std", [0.5, 2.0])
-def test_weight_mirror_dense_fixed_point(noise_std):
-    """E[grad] = 2 alpha B - beta noise_std^2 W (the noise replaces the input):
+@pytest.mark.parametrize("noise_std,distribution", [(0.5, "gaussian"), (2.0, "gaussian"),
+                                                    (2.0, "rademacher")])
+def test_weight_mirror_dense_fixed_point(noise_std, distribution):
+    """E[grad] = 2 alpha B - beta noise_std^2 W (the noise replaces the input;
+    any zero-mean noise with covariance noise_std^2 I):
     B* = beta noise_std^2 / (2 alpha) W."""
     alpha, beta, lr = 0.5, 1.0, 0.1
-    rule = get_rule("weight_mirror", alpha=alpha, beta=beta, noise_std=noise_std)
+    rule = get_rule("weight_mirror", alpha=alpha, beta=beta, noise_std=noise_std,
+                    noise_distribution=distribution)
     x, w, b0 = _normal(0, 256, 16), _normal(1, 16, 4), _normal(2, 16, 4)
     path = _sgd_on_b(lambda b, k: feedback_dense(rule, x, w, b, k), b0, lr, 800)
     star = beta * noise_std ** 2 / (2 * alpha) * np.asarray(w, np.float64)
@@ -180,3 +183,21 @@ def test_local_losses_under_jit_and_vmap():
         np.testing.assert_allclose(stacked, [f(w[i], b[i]) for i in range(4)], rtol=1e-5)
     with pytest.raises(ValueError, match="name must be one of"):
         local_loss("kolen_pollack", {}, x, w[0], b[0], dense)
+
+
+def test_rademacher_noise_is_fair_independent_signs():
+    """Values +-1; over 2^20 entries the mean, the lag-1 product (neighbours
+    share a random word) and each of the 32 bit positions are fair within
+    5 standard errors."""
+    from neurojax.rules.feedback import rademacher_noise
+    shape = (1024, 1024)
+    z = np.asarray(rademacher_noise(jax.random.PRNGKey(3), shape), np.float64)
+    assert z.shape == shape and set(np.unique(z)) == {-1.0, 1.0}
+    flat = z.reshape(-1)
+    se = 1 / np.sqrt(flat.size)
+    assert abs(flat.mean()) < 5 * se
+    assert abs(np.mean(flat[1:] * flat[:-1])) < 5 * se
+    by_bit = flat.reshape(-1, 32).mean(axis=0)
+    assert np.all(np.abs(by_bit) < 5 * np.sqrt(32) * se)
+    odd = np.asarray(rademacher_noise(jax.random.PRNGKey(3), (3, 7)))  # not a multiple of 32
+    assert odd.shape == (3, 7) and set(np.unique(odd)) <= {-1.0, 1.0}
