@@ -178,11 +178,16 @@ def run(config, workdir: str, *, progress: bool = True) -> dict:
     return out
 
 
+def config_key(config) -> str:
+    """The key of a resolved config in ``outdir/runs.json``: a hash of its JSON."""
+    return hashlib.sha1(config.to_json_best_effort(sort_keys=True).encode()).hexdigest()[:16]
+
+
 def _workdir(outdir: str, config, default: str) -> str:
     """The workdir of ``config``: an earlier run's if an identical config was
     run before under ``outdir`` (any experiment), else ``default``. The
     index ``outdir/runs.json`` maps a hash of the resolved config to it."""
-    key = hashlib.sha1(config.to_json_best_effort(sort_keys=True).encode()).hexdigest()[:16]
+    key = config_key(config)
     path = os.path.join(outdir, "runs.json")
     index = {}
     if os.path.exists(path):
@@ -197,8 +202,9 @@ def _workdir(outdir: str, config, default: str) -> str:
 
 def _runs(outdir: str, experiment: str, sweep: SweepSettings,
           grid: Sequence[tuple[str, dict]], progress: bool) -> dict[str, list[dict]]:
-    """name -> the runs of that setting, one per seed of ``sweep.seed_list``
-    (workdir ``outdir/experiment/name/seed{s}``, or an identical earlier run's)."""
+    """name -> the runs of that setting (``run``'s dicts with their
+    ``workdir``), one per seed of ``sweep.seed_list`` (workdir
+    ``outdir/experiment/name/seed{s}``, or an identical earlier run's)."""
     out = {}
     seeds = sweep.seed_list
     for i, (name, overrides) in enumerate(grid):
@@ -208,7 +214,8 @@ def _runs(outdir: str, experiment: str, sweep: SweepSettings,
                   flush=True)
             config = configure(sweep, {**overrides, "seed": seed})
             default = os.path.join(outdir, experiment, name, f"seed{seed}")
-            out[name].append(run(config, _workdir(outdir, config, default), progress=progress))
+            workdir = _workdir(outdir, config, default)
+            out[name].append({**run(config, workdir, progress=progress), "workdir": workdir})
     return out
 
 
@@ -472,9 +479,15 @@ def alpha_experiment(outdir: str, sweep: SweepSettings, dims: Sequence[int],
                              ("views", views_grid())):
         for name, seeded in _runs(outdir, experiment, sweep, grid, progress).items():
             runs[f"{experiment}/{name}"] = seeded
-    points = [{"run": name, "seed": seed, "alpha": r["final"]["alpha"],
-               "final_loss": r["final_loss"], **{k: r["final"][k] for k in PROBE_KEYS}}
-              for name, seeded in runs.items() for seed, r in zip(sweep.seed_list, seeded)]
+    points, seen = [], set()
+    for name, seeded in runs.items():
+        for seed, r in zip(sweep.seed_list, seeded):
+            if r["workdir"] in seen:  # one run reached from two grids (m = 2 is d = 256)
+                continue
+            seen.add(r["workdir"])
+            points.append({"run": name, "seed": seed, "alpha": r["final"]["alpha"],
+                           "final_loss": r["final_loss"],
+                           **{k: r["final"][k] for k in PROBE_KEYS}})
     # The paper's claim is about |alpha - 1| for alpha near 1 as well as alpha
     # itself; report both rank correlations.
     corr = {}

@@ -208,10 +208,19 @@ def test_alpha_experiment_correlates_every_run_and_selects_with_alpha(data_dir, 
             final = {"alpha": float(1 + rng.random()), "ridge_accuracy": float(rng.random()),
                      "knn_accuracy": float(rng.random())}
             plant(str(tmp_path), exp, name, seed, final, final_loss=float(i + seed))
+    # a run reached from two grids is one point: point views/m2_f100 at
+    # projector/d16_scaled's workdirs
+    index = {}
+    for seed in (0, 1):
+        config = se.configure(settings, {**dict(se.views_grid())["m2_f100"], "seed": seed})
+        index[se.config_key(config)] = str(tmp_path / "projector" / "d16_scaled" / f"seed{seed}")
+    with open(tmp_path / "runs.json", "w") as f:
+        json.dump(index, f)
     summary = se.alpha_experiment(str(tmp_path), settings, [16, 64], progress=False,
                                   num_orderings=5)
     pts = summary["points"]
-    assert len(pts) == 2 * len(names)
+    assert len(pts) == 2 * (len(names) - 1)
+    assert not any(p["run"] == "views/m2_f100" for p in pts)
     expected = scipy.stats.spearmanr([p["alpha"] for p in pts],
                                      [p["ridge_accuracy"] for p in pts]).statistic
     corr = summary["spearman"]["ridge_accuracy"]["alpha"]
