@@ -333,9 +333,9 @@ def split_sizes(builder: tfds.core.DatasetBuilder, *, subset: bool = True) -> Ma
 class View:
     """A named fixed-size view of ``imagenet2012``, as ``neurojax.data.sources``
     serves it: ``subset`` and ``image_size`` as in :func:`data_source`; the
-    ``train`` split at crop fraction 1 (the random crops of the training
-    augmentation are drawn from the whole centred square) and every other
-    split at ``eval_crop_fraction``."""
+    ``train`` split and its slices at crop fraction 1 (the random crops of
+    the training augmentation are drawn from the whole centred square) and
+    every other split at ``eval_crop_fraction``."""
 
     subset: bool
     image_size: int = IMAGE_SIZE
@@ -352,7 +352,8 @@ class View:
         return split_sizes(builder, subset=self.subset)
 
     def data_source(self, builder: tfds.core.DatasetBuilder, split: str) -> ImagenetViewSource:
-        crop = 1.0 if split == "train" else self.eval_crop_fraction
+        # 'train' and its slices ('train[:90%]') train; every other split evaluates
+        crop = 1.0 if split.split("[")[0].strip() == "train" else self.eval_crop_fraction
         return data_source(builder, split, subset=self.subset, image_size=self.image_size,
                            crop_fraction=crop)
 

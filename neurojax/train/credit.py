@@ -1,9 +1,10 @@
 """A config's learning rule (``config.rule``) in the supervised task.
 
 ``config.rule`` names a rule of ``neurojax.rules.RULE_NAMES`` and holds its
-metaparameters (``neurojax.rules.Rule``'s fields: alpha, beta, gamma,
-noise_std, magnitude, sign_scale; ``neurojax.rules.rule_metaparameters``
-lists each rule's), plus one field of the run:
+metaparameters (``neurojax.rules.METAPARAMETER_FIELDS``: alpha, beta,
+gamma, noise_std, noise_distribution, magnitude, sign_scale;
+``neurojax.rules.rule_metaparameters`` lists each rule's), plus one field of
+the run:
 
 * ``align_examples`` (default 256; 0 = off): at every evaluation, the
   per-layer angles between the rule's gradient and backprop's and between
@@ -18,6 +19,9 @@ its last layer uses the rule) and the optimiser is
 chain, B its own chain built by the same ``make_optimizer`` from
 :func:`feedback_optim_block`, combined by ``optax.multi_transform``; with
 ``config.optim.accumulate_steps > 1`` MultiSteps wraps the combination.
+Gradient clipping acts on the forward gradient, except for Kolen-Pollack,
+whose B receives W's gradient: there ``rules.clip_by_forward_norm`` scales
+W's and B's gradients by the forward norm's factor before the split.
 """
 from __future__ import annotations
 
@@ -85,7 +89,8 @@ def model_rule(rule: Optional[rules.Rule]) -> Any:
 
 def feedback_optim_block(optim: Mapping[str, Any], rule: rules.Rule) -> dict:
     """B's optim block: ``optim``'s optimiser and schedule without its gradient
-    transforms and clipping (they act on the forward gradient only), with
+    transforms and clipping (they act on the forward gradient; Kolen-Pollack's
+    B is clipped with W before the split, in :func:`rule_stages`), with
     ``optim``'s weight decay for Kolen-Pollack (the same decay on W and B makes
     ``W - B`` shrink, Akrout et al. 2019) and none for the local-loss rules
     (their decay primitive, alpha, is B's decay; Kunin et al. 2020)."""

@@ -175,6 +175,19 @@ def test_views_experiment_compares_seed_by_seed_at_equal_epochs_and_compute(data
     assert os.path.getsize(tmp_path / "views.png") > 0
 
 
+def test_views_experiment_says_when_no_probe_sits_at_the_equal_compute_step(data_dir,
+                                                                             tmp_path):
+    settings = sweep(data_dir, steps=600, eval_every_steps=200, seeds=(0,))
+    for m in (2, 8):
+        plant(str(tmp_path), "views", f"m{m}_f100", 0,
+              {"ridge_accuracy": 0.5, "knn_accuracy": 0.4},
+              history=_history([200, 400, 600], [0.3, 0.4, 0.5]))
+    summary = se.views_experiment(str(tmp_path), settings, settings=((2, 1.0), (8, 1.0)),
+                                  progress=False)
+    skipped = [c for c in summary["comparisons"] if c["kind"] == "equal compute"]
+    assert len(skipped) == 1 and "no eval record at step 150" in skipped[0]["skipped"]
+
+
 def test_projector_experiment_pairs_scaled_against_fixed_beta(data_dir, tmp_path):
     settings = sweep(data_dir, steps=100, seeds=(0, 1))
     acc = {}
@@ -226,6 +239,7 @@ def test_alpha_experiment_correlates_every_run_and_selects_with_alpha(data_dir, 
     corr = summary["spearman"]["ridge_accuracy"]["alpha"]
     assert corr["rho"] == pytest.approx(expected) and corr["n"] == len(pts)
     assert corr["ci95"][0] <= corr["rho"] <= corr["ci95"][1]
+    assert summary["excluded_nonfinite_alpha"] == []
     selection = summary["model_selection"]
     assert selection["pool_best_ridge_accuracy"] == max(p["ridge_accuracy"] for p in pts)
     assert 0 <= selection["fastssl"]["mean_shortfall"] <= 1
@@ -264,3 +278,20 @@ def test_command_line_reads_cached_runs_with_config_overrides(data_dir, tmp_path
         out = json.load(f)
     assert out["comparisons"][0]["ridge_accuracy"]["mean"] == pytest.approx(0.1)
     assert out["steps"] == 40 and out["seeds"] == [0, 1] and "--seeds=0,1" in out["command"]
+
+
+def test_alpha_experiment_leaves_out_runs_without_an_alpha(data_dir, tmp_path):
+    """A collapsed run (alpha NaN) is listed, not ranked or selected."""
+    settings = sweep(data_dir, steps=100, seeds=(0,))
+    names = ([("alpha", n) for n, _ in se.alpha_grid(settings.config)]
+             + [("projector", n) for n, _ in se.projector_grid([16, 64])[0]]
+             + [("views", n) for n, _ in se.views_grid()])
+    for i, (exp, name) in enumerate(names):
+        alpha = float("nan") if name == "lambd0.2" else 1.0 + 0.1 * i
+        plant(str(tmp_path), exp, name, 0, {"alpha": alpha, "ridge_accuracy": 0.1 * (i % 7),
+                                            "knn_accuracy": 0.1}, final_loss=float(i))
+    summary = se.alpha_experiment(str(tmp_path), settings, [16, 64], progress=False,
+                                  num_orderings=3)
+    assert summary["excluded_nonfinite_alpha"] == [("alpha/lambd0.2", 0)]
+    assert len(summary["points"]) == len(names) - 1
+    assert np.isfinite(summary["spearman"]["ridge_accuracy"]["alpha"]["rho"])

@@ -363,9 +363,10 @@ def test_mock_imagenet2012_224_is_every_record_resized(tmp_path):
         assert any(not np.array_equal(full[i]["image"], imagenet100.load_image(ex["image"]))
                    for i, ex in enumerate(examples))  # the crops differ
         train_base = sources.data_source("imagenet2012", "train", tmp_path)
-        train = sources.data_source("imagenet2012_224", "train", tmp_path)
-        np.testing.assert_array_equal(train[0]["image"],
-                                      imagenet100.load_image(train_base[0]["image"], 224, 1.0))
+        for split in ("train", "train[:50%]"):  # a training slice trains too
+            train = sources.data_source("imagenet2012_224", split, tmp_path)
+            np.testing.assert_array_equal(
+                train[0]["image"], imagenet100.load_image(train_base[0]["image"], 224, 1.0))
         # ImageNet-100 (an SSL set) keeps the whole centred square on every split
         assert imagenet100.VIEWS["imagenet100"].eval_crop_fraction == 1.0
     assert not any(tmp_path.iterdir())

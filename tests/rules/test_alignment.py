@@ -201,3 +201,15 @@ def test_rademacher_noise_is_fair_independent_signs():
     assert np.all(np.abs(by_bit) < 5 * np.sqrt(32) * se)
     odd = np.asarray(rademacher_noise(jax.random.PRNGKey(3), (3, 7)))  # not a multiple of 32
     assert odd.shape == (3, 7) and set(np.unique(odd)) <= {-1.0, 1.0}
+
+
+def test_the_mirror_draws_the_configured_noise():
+    """The local input is +-noise_std under 'rademacher' and continuous under
+    'gaussian' (the fixed-point test alone cannot tell them apart)."""
+    from neurojax.rules.feedback import _local_input
+    x, key = jnp.zeros((64, 16)), jax.random.PRNGKey(0)
+    signs = _local_input(get_rule("weight_mirror", noise_std=0.5,
+                                  noise_distribution="rademacher"), x, key)
+    assert set(np.unique(np.asarray(signs))) == {-0.5, 0.5}
+    normal = np.asarray(_local_input(get_rule("weight_mirror", noise_std=0.5), x, key))
+    assert np.unique(normal).size == normal.size
