@@ -14,9 +14,10 @@ Gaussian inputs: train/test MSE against alpha), ``thm21.{png,json}``
 alphas and a synthetic Goldilocks accuracy).
 
 The fourth analysis, alpha against probe accuracy and the final SSL loss
-over a Barlow Twins sweep (lambda, projector dimension, learning rate) on
-the offline shapes, trains networks and lives with the other SSL sweeps
-(``python -m neurojax.analysis.ssl_experiments --experiment=alpha``).
+over a Barlow Twins sweep (lambda, projector dimension, views, learning
+rate) on the offline shapes, with Algorithm 1 run on those trained models
+(:func:`selection_over_orders`), trains networks and lives with the other
+SSL sweeps (``python -m neurojax.analysis.ssl_experiments --experiment=alpha``).
 
 The pieces are in the library: the task is
 ``neurojax.data.synthetic.power_law_regression``; gradient descent, its

@@ -77,6 +77,7 @@ import ml_collections
 import numpy as np
 import scipy.stats
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from neurojax.analysis.outputs import paired_difference, spread, write_json
 from neurojax.models.projector import PAPER_BT_BETA_TIMES_DIM
@@ -547,6 +548,7 @@ def _plot_alpha(summary: dict, path: str) -> None:
         axes[0].scatter([], [], color=f"C{i}", label=f"{group} runs")
     axes[0].legend(fontsize=8)
     axes[1].set_xscale("log")
+    axes[1].xaxis.set_minor_formatter(NullFormatter())  # unlabelled minor ticks
     axes[1].set_xlabel("final Barlow Twins loss")
     axes[1].set_title(_rho_title(rho["final_ssl_loss"]))
     for ax in axes:
