@@ -16,7 +16,7 @@ alphas and a synthetic Goldilocks accuracy).
 The fourth analysis, alpha against probe accuracy and the final SSL loss
 over a Barlow Twins sweep (lambda, projector dimension, views, learning
 rate) on the offline shapes, with Algorithm 1 run on those trained models
-(:func:`selection_over_orders`), trains networks and lives with the other
+(``neurojax.metrics.model_selection.selection_over_orders``), trains networks and lives with the other
 SSL sweeps (``python -m neurojax.analysis.ssl_experiments --experiment=alpha``).
 
 The pieces are in the library: the task is
@@ -108,7 +108,7 @@ from neurojax.analysis.outputs import jsonable, save_figure, write_json
 from neurojax.data.synthetic import power_law_gaussian, power_law_regression
 from neurojax.metrics.least_squares import (closed_form_iterate, gradient_descent,
                                             learning_rate, mse, steps_to_threshold)
-from neurojax.metrics.model_selection import WINDOW_RULES, select_models
+from neurojax.metrics.model_selection import WINDOW_RULES, selection_over_orders
 from neurojax.metrics.spectrum import alpha as fit_alpha
 
 Array = jax.Array
@@ -430,65 +430,6 @@ def model_selection_demo(key: Array, *, pool_size: int = 60, num_parallel: int =
                                         "accuracy": "0.9 (0.5 + 0.5 exp(-log(alpha)^2 / 0.5))"}}
     out.update(selection_over_orders(acc, measured, orders, num_parallel=num_parallel,
                                      top_k=top_k, progress=progress))
-    return out
-
-
-def random_search_best(accuracy: Any, num_probes: int) -> float:
-    """Expected best accuracy of ``num_probes`` models drawn without
-    replacement from the pool: with a_(1) >= ... >= a_(P) sorted,
-    sum_i a_(i) C(P - i, k - 1) / C(P, k) (the best of the draw is a_(i) when
-    model i is drawn and the k - 1 others come from the P - i below it)."""
-    a = np.sort(np.asarray(accuracy, np.float64))[::-1]
-    p, k = a.size, check_int("num_probes", num_probes)
-    if k > p:
-        raise ValueError(f"num_probes must be at most the pool size {p}, got {k}")
-    weights = np.array([math.comb(p - i, k - 1) for i in range(1, p + 1)], np.float64)
-    return float(a @ weights / math.comb(p, k))
-
-
-def selection_over_orders(accuracy: Any, alphas: Any, orders: Sequence[Any], *,
-                          num_parallel: int, top_k: int,
-                          progress: bool = False) -> dict[str, Any]:
-    """``select_models`` (Algorithm 1) over ``orders`` (permutations) of a
-    pool whose probe accuracies are known (the probe is a lookup) and whose
-    ``alphas`` are measured, for each window rule. Per rule: probability
-    that the selection is within 1 point of the pool's best accuracy, mean
-    and max shortfall, mean number of probes against P (no filtering), the
-    mean probes per step, and ``random_search_mean_shortfall``: the
-    expected shortfall of picking the best of as many models drawn at
-    random (``random_search_best``), averaged over the same orders."""
-    acc = np.asarray(accuracy, np.float64)
-    alphas = np.asarray(alphas, np.float64)
-    pool_size = acc.size
-    if acc.ndim != 1 or alphas.shape != acc.shape:
-        raise ValueError(f"accuracy and alphas must be 1-D of one length, got {acc.shape} "
-                         f"and {alphas.shape}")
-    tokens = [np.full((1, 1), i) for i in range(pool_size)]  # the probe looks up model i
-
-    def probe(token, _labels):
-        return acc[int(token[0, 0])]
-
-    best_acc = float(acc.max())
-    out: dict[str, Any] = {}
-    for rule in tqdm(WINDOW_RULES, desc="window rules", disable=not progress):
-        shortfall, probes, per_step, random_shortfall = [], [], [], []
-        for order in orders:
-            r = select_models([tokens[i] for i in order], None, num_parallel=num_parallel,
-                              top_k=top_k, probe_fn=probe, alphas=alphas[order],
-                              window_rule=rule)
-            shortfall.append(best_acc - r["best_performance"])
-            probes.append(r["num_probes"])
-            per_step.append(r["probes_per_step"])
-            random_shortfall.append(best_acc - random_search_best(acc, r["num_probes"]))
-        shortfall = np.asarray(shortfall)
-        out[rule] = {"p_within_1pt": float(np.mean(shortfall <= 0.01)),
-                     "mean_shortfall": float(shortfall.mean()),
-                     "max_shortfall": float(shortfall.max()),
-                     "mean_probes": float(np.mean(probes)),
-                     "probes_without_filtering": pool_size,
-                     "mean_probes_per_step": np.mean(np.stack(per_step), axis=0),
-                     "num_steps": -(-pool_size // num_parallel),
-                     "random_search_mean_shortfall": float(np.mean(random_shortfall))}
     return out
 
 

@@ -4,7 +4,8 @@
 JSON), optionally rounding floats to a number of significant digits;
 ``write_json`` and ``save_figure`` create the output directory as needed.
 Figures are ``matplotlib.figure.Figure`` objects (drawn without a backend
-switch).
+switch). The seed statistics every experiment reports (``spread``,
+``paired_difference``, ``verdict``, ``rank_correlation``) live here too.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any, Optional, Sequence
 
 import jax
 import numpy as np
+import scipy.stats
 
 
 def jsonable(obj: Any, digits: Optional[int] = None) -> Any:
@@ -102,7 +104,6 @@ def paired_difference(values, reference) -> dict:
     """:func:`spread` of ``values - reference`` seed by seed (runs paired by
     seed), with ``ci95``: the Student-t 95% interval of the mean difference,
     mean +- t_{0.975, n-1} std / sqrt(n) (NaN bounds for one seed)."""
-    import scipy.stats
     v, r = np.asarray(values, np.float64), np.asarray(reference, np.float64)
     if v.shape != r.shape:
         raise ValueError(f"values and reference must have the same shape, got {v.shape} "
@@ -113,3 +114,49 @@ def paired_difference(values, reference) -> dict:
             if n > 1 else float("nan"))
     out["ci95"] = [out["mean"] - half, out["mean"] + half]
     return out
+
+
+#: A "match or beat" claim holds when the 95% interval of (setting - reference)
+#: lies above -MATCH_TOLERANCE (accuracy as a fraction: 1 point).
+MATCH_TOLERANCE = 0.01
+CLAIMS = ("greater", "match_or_beat")
+
+
+def verdict(difference: dict, claim: str) -> str:
+    """'reproduced', 'not reproduced' or 'unresolved' for a seed-paired
+    ``difference`` (``outputs.paired_difference``: setting - reference).
+    ``'greater'``: reproduced when the 95% interval lies above 0, not
+    reproduced when below. ``'match_or_beat'``: reproduced when it lies above
+    -MATCH_TOLERANCE, not reproduced when it lies below 0."""
+    if claim not in CLAIMS:
+        raise ValueError(f"claim must be one of {CLAIMS}, got {claim!r}")
+    low, high = difference["ci95"]
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "unresolved"
+    floor = 0.0 if claim == "greater" else -MATCH_TOLERANCE
+    if low > floor:
+        return "reproduced"
+    if high < 0:
+        return "not reproduced"
+    return "unresolved"
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's rank correlation (scipy), nan when undefined."""
+    rho = scipy.stats.spearmanr(x, y).statistic
+    return float(rho) if np.isfinite(rho) else float("nan")
+
+
+def rank_correlation(x: Sequence[float], y: Sequence[float], *, draws: int = 2000,
+                     seed: int = 0) -> dict:
+    """Spearman's rho of (x, y) and a bootstrap 95% interval (points resampled
+    with replacement; draws where rho is undefined are skipped)."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    rng = np.random.default_rng(seed)
+    boot = []
+    for idx in rng.integers(0, x.size, (draws, x.size)):
+        rho = spearman(x[idx], y[idx])
+        if np.isfinite(rho):
+            boot.append(rho)
+    low, high = np.percentile(boot, [2.5, 97.5]) if boot else (np.nan, np.nan)
+    return {"rho": spearman(x, y), "ci95": [float(low), float(high)], "n": int(x.size)}

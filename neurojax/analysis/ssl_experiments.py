@@ -43,7 +43,7 @@ Experiments (``--experiment``):
   against alpha of the encoder's features, Spearman rank correlations with
   bootstrap intervals (the claim: alpha tracks accuracy where the loss does
   not), and alpha-ReQ's Algorithm 1 run on this pool of real models
-  (``alpha_req.selection_over_orders``: probes spent and the accuracy
+  (``metrics.model_selection.selection_over_orders``: probes spent and the accuracy
   found, against random search with as many probes).
 
 Every run is a ``train_and_evaluate`` of the config in its own workdir under
@@ -75,11 +75,12 @@ from typing import Callable, Sequence
 
 import ml_collections
 import numpy as np
-import scipy.stats
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from neurojax.analysis.outputs import paired_difference, spread, write_json
+from neurojax.analysis.outputs import (paired_difference, rank_correlation, spread, verdict,
+                                      write_json)
+from neurojax.metrics.model_selection import selection_over_orders
 from neurojax.models.projector import PAPER_BT_BETA_TIMES_DIM
 
 EXPERIMENTS = ("projector", "views", "alpha")
@@ -233,31 +234,6 @@ def projector_grid(dims: Sequence[int], c: float = PAPER_BT_BETA_TIMES_DIM):
     grid += [(f"d{d}_fixed", {"projector.output_dim": d, "loss.lambd": fixed})
              for d in dims if d != max(dims)]
     return grid, fixed
-
-
-#: A "match or beat" claim holds when the 95% interval of (setting - reference)
-#: lies above -MATCH_TOLERANCE (accuracy as a fraction: 1 point).
-MATCH_TOLERANCE = 0.01
-CLAIMS = ("greater", "match_or_beat")
-
-
-def verdict(difference: dict, claim: str) -> str:
-    """'reproduced', 'not reproduced' or 'unresolved' for a seed-paired
-    ``difference`` (``outputs.paired_difference``: setting - reference).
-    ``'greater'``: reproduced when the 95% interval lies above 0, not
-    reproduced when below. ``'match_or_beat'``: reproduced when it lies above
-    -MATCH_TOLERANCE, not reproduced when it lies below 0."""
-    if claim not in CLAIMS:
-        raise ValueError(f"claim must be one of {CLAIMS}, got {claim!r}")
-    low, high = difference["ci95"]
-    if not (np.isfinite(low) and np.isfinite(high)):
-        return "unresolved"
-    floor = 0.0 if claim == "greater" else -MATCH_TOLERANCE
-    if low > floor:
-        return "reproduced"
-    if high < 0:
-        return "not reproduced"
-    return "unresolved"
 
 
 def _final(run: dict, key: str) -> float:
@@ -448,27 +424,6 @@ def alpha_grid(config) -> list[tuple[str, dict]]:
     return grid
 
 
-def spearman(x: Sequence[float], y: Sequence[float]) -> float:
-    """Spearman's rank correlation (scipy), nan when undefined."""
-    rho = scipy.stats.spearmanr(x, y).statistic
-    return float(rho) if np.isfinite(rho) else float("nan")
-
-
-def rank_correlation(x: Sequence[float], y: Sequence[float], *, draws: int = 2000,
-                     seed: int = 0) -> dict:
-    """Spearman's rho of (x, y) and a bootstrap 95% interval (points resampled
-    with replacement; draws where rho is undefined are skipped)."""
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    rng = np.random.default_rng(seed)
-    boot = []
-    for idx in rng.integers(0, x.size, (draws, x.size)):
-        rho = spearman(x[idx], y[idx])
-        if np.isfinite(rho):
-            boot.append(rho)
-    low, high = np.percentile(boot, [2.5, 97.5]) if boot else (np.nan, np.nan)
-    return {"rho": spearman(x, y), "ci95": [float(low), float(high)], "n": int(x.size)}
-
-
 def alpha_experiment(outdir: str, sweep: SweepSettings, dims: Sequence[int],
                      progress: bool, *, num_parallel: int = 6, top_k: int = 3,
                      num_orderings: int = 200) -> dict:
@@ -476,10 +431,10 @@ def alpha_experiment(outdir: str, sweep: SweepSettings, dims: Sequence[int],
     point): the loss-weight and learning-rate grid (``alpha_grid``), the
     projector runs and the views runs. Rank correlations with bootstrap
     intervals of accuracy against alpha, |alpha - 1| and the final SSL loss;
-    and alpha-ReQ's Algorithm 1 (``alpha_req.selection_over_orders``) on
+    and alpha-ReQ's Algorithm 1
+    (``neurojax.metrics.model_selection.selection_over_orders``) on
     this pool of real models, its probe the ridge accuracy each run measured,
     against random search with as many probes."""
-    from neurojax.analysis.alpha_req import selection_over_orders
     runs = {}
     for experiment, grid in (("alpha", alpha_grid(sweep.config)),
                              ("projector", projector_grid(dims)[0]),

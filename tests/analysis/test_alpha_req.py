@@ -99,34 +99,3 @@ def test_cli(tmp_path):
     assert (tmp_path / "thm21.png").stat().st_size > 1000
     assert not (tmp_path / "fig2.json").exists()
 
-
-def test_random_search_best_against_every_subset():
-    import itertools
-    acc = np.array([0.3, 0.9, 0.5, 0.7, 0.5, 0.1])
-    for k in range(1, acc.size + 1):
-        brute = np.mean([acc[list(c)].max() for c in itertools.combinations(range(acc.size), k)])
-        assert ar.random_search_best(acc, k) == pytest.approx(brute)
-    with pytest.raises(ValueError, match="num_probes must be at most"):
-        ar.random_search_best(acc, 7)
-
-
-def test_selection_over_orders_matches_select_models_on_each_order():
-    """Against select_models run directly, its probe looking models up by
-    their own feature arrays."""
-    rng = np.random.default_rng(1)
-    acc, alphas = rng.random(12), 0.5 + rng.random(12)
-    features = [np.full((4, 2), float(i)) for i in range(12)]
-    orders = [rng.permutation(12) for _ in range(4)]
-    out = ar.selection_over_orders(acc, alphas, orders, num_parallel=3, top_k=2)
-    for rule in msel.WINDOW_RULES:
-        found, probes = [], []
-        for order in orders:
-            r = msel.select_models([features[i] for i in order], None, num_parallel=3,
-                                   top_k=2, alphas=alphas[order], window_rule=rule,
-                                   probe_fn=lambda f, _: acc[int(f[0, 0])])
-            found.append(r["best_performance"])
-            probes.append(r["num_probes"])
-        assert out[rule]["mean_shortfall"] == pytest.approx(np.mean(acc.max() - np.array(found)))
-        assert out[rule]["mean_probes"] == pytest.approx(np.mean(probes))
-        expected_random = np.mean([acc.max() - ar.random_search_best(acc, k) for k in probes])
-        assert out[rule]["random_search_mean_shortfall"] == pytest.approx(expected_random)

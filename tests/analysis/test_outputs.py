@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from neurojax.analysis.outputs import paired_difference, spread
+from neurojax.analysis.outputs import paired_difference, spearman, spread, verdict
 
 
 def test_spread_against_numpy():
@@ -32,3 +32,27 @@ def test_paired_difference_and_its_t_interval_against_scipy():
     assert math.isnan(paired_difference([1.0], [0.5])["ci95"][0])
     with pytest.raises(ValueError, match="same shape"):
         paired_difference([1.0, 2.0], [1.0])
+
+
+def test_spearman_matches_a_rank_computation():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=12), rng.normal(size=12)
+    rx, ry = np.argsort(np.argsort(x)), np.argsort(np.argsort(y))
+    expected = np.corrcoef(rx, ry)[0, 1]
+    assert spearman(x, y) == pytest.approx(expected)
+    assert np.isnan(spearman([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]))
+
+
+def test_verdicts_follow_the_interval():
+    def diff(low, high):
+        return {"ci95": [low, high]}
+    assert verdict(diff(0.001, 0.02), "greater") == "reproduced"
+    assert verdict(diff(-0.02, -0.001), "greater") == "not reproduced"
+    assert verdict(diff(-0.01, 0.02), "greater") == "unresolved"
+    # match or beat: within MATCH_TOLERANCE below counts as a match
+    assert verdict(diff(-0.009, 0.001), "match_or_beat") == "reproduced"
+    assert verdict(diff(-0.03, -0.02), "match_or_beat") == "not reproduced"
+    assert verdict(diff(-0.03, 0.01), "match_or_beat") == "unresolved"
+    assert verdict(diff(float("nan"), float("nan")), "greater") == "unresolved"
+    with pytest.raises(ValueError, match="claim must be one of"):
+        verdict(diff(0, 1), "less")

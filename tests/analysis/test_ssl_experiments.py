@@ -56,15 +56,6 @@ def test_configure_takes_seed_and_data_dir_from_the_config(data_dir):
     assert se.configure(sweep(data_dir, seed=3), {"seed": 5}).seed == 5
 
 
-def test_spearman_matches_a_rank_computation():
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(size=12), rng.normal(size=12)
-    rx, ry = np.argsort(np.argsort(x)), np.argsort(np.argsort(y))
-    expected = np.corrcoef(rx, ry)[0, 1]
-    assert se.spearman(x, y) == pytest.approx(expected)
-    assert np.isnan(se.spearman([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]))
-
-
 def test_a_finished_run_is_read_back_not_rerun(tmp_path):
     cached = {"final": {"ridge_accuracy": 0.5}, "history": [], "final_loss": 1.0, "config": {}}
     with open(tmp_path / "result.json", "w") as f:
@@ -110,21 +101,6 @@ def test_configure_by_steps_scales_a_fraction_run_to_equal_epochs(data_dir):
     assert (full.train.num_steps, full.train.num_epochs, full.train.eval_every) == (1000, 0, 250)
     assert quarter.train.num_steps == 250 and quarter.train.eval_every == 250
     assert se.configure(settings, {"dataset.fraction": 0.1}).train.eval_every == 100
-
-
-def test_verdicts_follow_the_interval():
-    def diff(low, high):
-        return {"ci95": [low, high]}
-    assert se.verdict(diff(0.001, 0.02), "greater") == "reproduced"
-    assert se.verdict(diff(-0.02, -0.001), "greater") == "not reproduced"
-    assert se.verdict(diff(-0.01, 0.02), "greater") == "unresolved"
-    # match or beat: within MATCH_TOLERANCE below counts as a match
-    assert se.verdict(diff(-0.009, 0.001), "match_or_beat") == "reproduced"
-    assert se.verdict(diff(-0.03, -0.02), "match_or_beat") == "not reproduced"
-    assert se.verdict(diff(-0.03, 0.01), "match_or_beat") == "unresolved"
-    assert se.verdict(diff(float("nan"), float("nan")), "greater") == "unresolved"
-    with pytest.raises(ValueError, match="claim must be one of"):
-        se.verdict(diff(0, 1), "less")
 
 
 def _history(steps, acc):
