@@ -20,9 +20,10 @@ results joined (``merge_rules``, ``merge_transfer``). The parts:
 * ``rules``: test accuracy and, per layer, the angle between the rule's update
   and the true gradient (the backprop twin's, ``neurojax.train.credit.alignment_fn``)
   and between W and B (Lillicrap et al. 2016 Fig. 2; Akrout et al. 2019 Fig. 3),
-  over training, for every variant of ``VARIANTS`` on the digits MLP and on a
-  small CNN on the digits (the shapes CNN is too slow here: ``digits_cnn``); mean, spread (sample std) and per-seed values
-  over 3 replicas, and each rule's paired difference from backprop.
+  over training, for every variant of ``VARIANTS`` on the digits MLP, a small
+  CNN on the digits and the same CNN on the shapes (``digits_mlp``,
+  ``digits_cnn``, ``shapes_cnn``); mean, spread (sample std) and per-seed
+  values over 3 replicas, and each rule's paired difference from backprop.
 * ``depth``: accuracy against depth (ReLU MLPs of width 64 on the digits) for
   backprop and feedback alignment: Kunin et al. 2020 ("Two routes to scalable credit assignment
   without weight symmetry", ICML, Sec. 5) find the local rules' gap to
@@ -52,7 +53,8 @@ import numpy as np
 
 from neurojax import rules
 from neurojax.analysis.credit_assignment_runs import (
-    VARIANTS, _seeds, digits_cnn, digits_depth, digits_mlp, paired_difference, spread,
+    VARIANTS, _seeds, digits_cnn, digits_depth, digits_mlp, paired_difference, shapes_cnn,
+    spread,
     summarize_run, task_record, train_replicas, variant_rule)
 from neurojax.analysis import outputs
 from neurojax.analysis.outputs import jsonable, write_json
@@ -73,13 +75,15 @@ BIOTORCH_NAMES = {"backprop": "backprop", "feedback_alignment": "feedback_alignm
 # ----------------------------------------------------------------------------- parts
 
 
-RULE_TASKS = ("digits_mlp", "digits_cnn")
+RULE_TASKS = ("digits_mlp", "digits_cnn", "shapes_cnn")
+# each task's full run: (steps, records); quick runs take (40, 2)
+RULE_TASK_SIZES = {"digits_mlp": (440, 10), "digits_cnn": (440, 10), "shapes_cnn": (3000, 10)}
 
 
 def part_rules(*, quick: bool = False, tasks: Sequence[str] = RULE_TASKS,
                variants: Sequence[str] = tuple(VARIANTS)) -> dict:
     """``variants`` on the digits MLP and the digits CNN (440 steps = 20
-    epochs), 3 seed replicas (2 with ``quick``); each variant's paired
+    epochs) and the shapes CNN (3,000 steps = 19 epochs), 3 seed replicas (2 with ``quick``); each variant's paired
     difference from backprop when backprop is among them (else
     :func:`merge_rules` adds it)."""
     bad = [t for t in tasks if t not in RULE_TASKS]
@@ -88,8 +92,8 @@ def part_rules(*, quick: bool = False, tasks: Sequence[str] = RULE_TASKS,
     bad = [v for v in variants if v not in VARIANTS]
     if bad or not variants:
         raise ValueError(f"variants must name some of {list(VARIANTS)}, got {list(variants)}")
-    makers = {"digits_mlp": digits_mlp, "digits_cnn": digits_cnn}
-    tasks = [makers[t](40, 2) if quick else makers[t](440, 10) for t in tasks]
+    makers = {"digits_mlp": digits_mlp, "digits_cnn": digits_cnn, "shapes_cnn": shapes_cnn}
+    tasks = [makers[t](*((40, 2) if quick else RULE_TASK_SIZES[t])) for t in tasks]
     seeds = _seeds(quick)
     out = {"seeds": list(seeds), "tasks": {}}
     for task in tasks:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from neurojax.analysis.outputs import save_figure
 
 COLORS = {"backprop": "k", "dll": "C0", "random_robin": "C3", "init": "0.6",
-          "dll_pooled_layer": "C2"}
+          "dll_pooled_layer": "C2", "dll_flat_layer": "C4", "dll_flat_layer_e1": "C5"}
 LABELS = {"backprop": "backprop", "dll": "DLL (bottom-up)", "random_robin": "Random Robin",
-          "init": "initialisation", "dll_pooled_layer": "DLL, pooled\ndecision layer"}
+          "init": "initialisation", "dll_pooled_layer": "DLL, pooled\ndecision layer",
+          "dll_flat_layer": "DLL, flat\ndecision layer",
+          "dll_flat_layer_e1": "DLL, flat,\nE1 budget (1.8x)"}
 
 
 def _errorbar(ax, xs, stats, scale=100.0, **kw):
@@ -15,13 +17,9 @@ def _errorbar(ax, xs, stats, scale=100.0, **kw):
                 yerr=[scale * s["std"] for s in stats], capsize=3, **kw)
 
 
-def plot_table(result: dict, path: str) -> None:
-    """Table 6.1's analogue (test accuracy per method, final and peak
-    read-out, every seed) and Fig. 6.3 (stable rank per layer)."""
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=(12, 4.2))
-    ax, ax2 = fig.subplots(1, 2)
-    runs = result["runs"]
+def _table_panel(ax, table: dict, title: str) -> None:
+    """Test accuracy per method (final network and peak read-out, every seed)."""
+    runs = table["runs"]
     for i, name in enumerate(runs):
         for j, key in enumerate(("network", "peak")):
             if key not in runs[name]:
@@ -31,25 +29,39 @@ def plot_table(result: dict, path: str) -> None:
             ax.errorbar([x], [100 * stat["mean"]], yerr=[100 * stat["std"]], capsize=4,
                         fmt="o" if key == "network" else "s", color=COLORS[name])
             ax.plot([x] * stat["n"], [100 * v for v in stat["values"]], ".", color="0.5")
-    ax.set_xticks(range(len(runs)), [LABELS[n] for n in runs])
-    diffs = result["difference_vs_backprop"]
+    ax.set_xticks(range(len(runs)), [LABELS[n] for n in runs], fontsize=7)
+    diffs = table["difference_vs_backprop"]
     text = "\n".join(f"{k}: {100 * v['mean']:+.2f} +- {100 * v['std']:.2f}"
                      for k, v in diffs.items())
-    ax.text(0.02, 0.02, "vs backprop (points):\n" + text, transform=ax.transAxes, fontsize=7,
+    ax.text(0.02, 0.02, "vs backprop (points):\n" + text, transform=ax.transAxes, fontsize=6,
             va="bottom")
-    s = result["setting"]
+    s = table["setting"]
     ax.set(ylabel="test accuracy (%)",
-           title=f"small CNN, shapes_small, {s['num_steps']} steps, {s['replicas']} seeds\n"
+           title=f"{title}, {s['num_steps']} backprop steps, {s['replicas']} seeds\n"
                  f"o: the trained network, s: peak read-out (chosen on validation)")
+
+
+def plot_table(result: dict, path: str) -> None:
+    """Table 6.1's analogue on the shapes (and the digits, when run) and
+    Fig. 6.3 (stable rank per layer)."""
+    from matplotlib.figure import Figure
+    panels = 3 if "digits" in result else 2
+    fig = Figure(figsize=(6 * panels, 4.6))
+    axes = fig.subplots(1, panels)
+    _table_panel(axes[0], result, "small CNN, shapes_small")
+    if "digits" in result:
+        _table_panel(axes[1], result["digits"], "small CNN, digits")
+    ax2 = axes[-1]
     rank = result["stable_rank"]
     layers = list(rank["backprop"])
-    for name in ("init", "backprop", "dll", "random_robin", "dll_pooled_layer"):
+    for name in ("init", "backprop", "dll", "random_robin", "dll_pooled_layer",
+                 "dll_flat_layer", "dll_flat_layer_e1"):
         if name in rank:
             _errorbar(ax2, range(len(layers)), [rank[name][l] for l in layers], scale=1.0,
-                      marker="o", color=COLORS[name], label=LABELS[name])
+                      marker="o", color=COLORS[name], label=LABELS[name].replace("\n", " "))
     ax2.set_xticks(range(len(layers)), layers)
     ax2.set(ylabel="stable rank ||W||_F^2 / ||W||_2^2", title="Fig. 6.3 analogue")
-    ax2.legend(fontsize=8)
+    ax2.legend(fontsize=7)
     fig.tight_layout()
     save_figure(fig, path)
 

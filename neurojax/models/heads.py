@@ -6,8 +6,11 @@ with a small *decision* head on the block's output; the head is discarded
 when the stage ends (except the last, which is the network's own top).
 
 * :class:`DecisionLayer`: the "decision layer" of Algorithm 3, one affine
-  map to the logits, on globally average-pooled features when the block's
-  output is a feature map (a flat input is used as it is).
+  map to the logits: kind 'flat' on the block's output flattened (the
+  thesis's single fully connected head, Sec. 6.2, E1's "1 affine layer"),
+  kind 'layer' on its globally average-pooled features (cheaper on wide
+  feature maps, but it discards the spatial layout). A flat (N, D) input is
+  used as it is by both.
 * :class:`DecisionBlock`: the "decision block" of Sec. 6.7: ``num_convs``
   stride-2 3x3 "down-convolutions" (each halving the spatial size, ReLU
   after each) before the pooled affine map. It costs less memory than an
@@ -24,7 +27,7 @@ import jax
 from neurojax.models._common import check_positive_int, check_widths, freeze_sequences
 from neurojax.models.conv import Conv
 
-HEAD_KINDS = ("layer", "block")
+HEAD_KINDS = ("layer", "flat", "block")
 
 
 def _pooled(x: jax.Array) -> jax.Array:
@@ -38,9 +41,11 @@ def _pooled(x: jax.Array) -> jax.Array:
 
 
 class DecisionLayer(nn.Module):
-    """``Dense(num_classes)`` on (pooled) block features; layer ``dense``."""
+    """``Dense(num_classes)`` on block features, averaged over space
+    (``pool=True``) or flattened (``pool=False``); layer ``dense``."""
     num_classes: int
     dtype: Any = None
+    pool: bool = True
 
     def __post_init__(self) -> None:
         check_positive_int("num_classes", self.num_classes)
@@ -48,7 +53,11 @@ class DecisionLayer(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        return nn.Dense(self.num_classes, dtype=self.dtype, name="dense")(_pooled(x))
+        if self.pool:
+            x = _pooled(x)
+        elif x.ndim > 2:
+            x = x.reshape(x.shape[0], -1)
+        return nn.Dense(self.num_classes, dtype=self.dtype, name="dense")(x)
 
 
 class DecisionBlock(nn.Module):
@@ -78,9 +87,9 @@ class DecisionBlock(nn.Module):
 
 def decision_head(kind: str, num_classes: int, *, channels: Sequence[int] = (128,),
                   dtype: Optional[Any] = None) -> nn.Module:
-    """The head ``kind`` ('layer' or 'block') with ``num_classes`` outputs."""
-    if kind == "layer":
-        return DecisionLayer(num_classes, dtype=dtype)
+    """The head ``kind`` ('layer', 'flat' or 'block') with ``num_classes`` outputs."""
+    if kind in ("layer", "flat"):
+        return DecisionLayer(num_classes, dtype=dtype, pool=kind == "layer")
     if kind == "block":
         return DecisionBlock(num_classes, channels=tuple(channels), dtype=dtype)
     raise ValueError(f"head must be one of {HEAD_KINDS}, got {kind!r}")

@@ -10,7 +10,7 @@ configs add ``projector``, ``views`` and ``probe``, see
 from typing import Any
 
 from neurojax import models
-from neurojax._checks import check_int
+from neurojax._checks import check_bool, check_int
 from neurojax.data.on_device import ON_DEVICE_MODES
 from neurojax.models import resolve_dtype
 from neurojax.optim import validate_optim_config
@@ -64,6 +64,7 @@ def validate_config(config) -> None:
     positive_int(tr.get("keep_checkpoints", 2), "config.train.keep_checkpoints")
     positive_int(tr.get("spectrum_every", 0), "config.train.spectrum_every", allow_zero=True)
     positive_int(tr.get("spectrum_examples", 1024), "config.train.spectrum_examples")
+    check_bool("config.train.eval_at_stage_end", tr.get("eval_at_stage_end", False))
     layers = tr.get("spectrum_layers", ())
     if isinstance(layers, str) or not all(isinstance(name, str) for name in layers):
         raise ValueError(f"config.train.spectrum_layers must be a tuple of layer names, "

@@ -87,7 +87,7 @@ from neurojax import data as nj_data
 from neurojax._checks import check_bool, check_choice, check_int, check_real
 from neurojax.data import on_device
 from neurojax.data.pipeline import fraction_indices
-from neurojax.models.heads import decision_head
+from neurojax.models.heads import HEAD_KINDS, decision_head
 from neurojax.optim import make_optimizer
 from neurojax.train.layerwise_forward import (  # noqa: F401 (re-exported)
     CACHE_DTYPES, CHECKPOINT_PLACES, HEADS, INPUT_DROPOUT_DECAY, REMAT_POLICIES,
@@ -141,7 +141,8 @@ class LayerwiseSpec:
         method: 'dll', 'segment' or 'partition' (:func:`stage_windows`).
         window, step: blocks per stage and the window's stride ('segment',
             'partition').
-        head: 'layer' or 'block' (``neurojax.models.heads``).
+        head: 'layer' (pooled affine), 'flat' (affine on the flattened
+            features) or 'block' (``neurojax.models.heads``).
         head_channels: the decision block's down-convolution widths.
         lr_factor, wd_factor: stage i's learning rate and weight decay are
             multiplied by ``lr_factor**i`` and ``wd_factor**i``.
@@ -151,6 +152,11 @@ class LayerwiseSpec:
             ``p0 * input_dropout_decay**e`` (Sec. 6.8: p0 = 0.8, 0.5 or 0.3,
             decay 0.95). 0: off.
         input_dropout_decay: the per-epoch factor of the input-dropout rate.
+        steps_factor: window i's share of the program's steps is
+            proportional to ``steps_factor**i`` (1: even). The thesis gives
+            higher layers more epochs: E1 (Table 6.1) 30/40/50/60 epochs for
+            layers 1-4 (about 1.26^i), the transfer schedule (Table 6.5)
+            ``e0 * 1.08^i`` or ``e0 * 1.2^i``.
         rounds: passes over the windows (Random Robin, Algorithm 4's
             N_rounds); each pass splits its steps evenly over the windows.
         random_order: visit the windows in a random order each round
@@ -196,13 +202,14 @@ class LayerwiseSpec:
     validation_split: str = ""
     input_dropout: float = 0.0
     input_dropout_decay: float = INPUT_DROPOUT_DECAY
+    steps_factor: float = 1.0
     checkpoint_block: int = 0
     checkpoint_dtype: str = "float32"
     remat: str = "off"
 
     def __post_init__(self):
         check_choice("layerwise.method", self.method, METHODS)
-        check_choice("layerwise.head", self.head, ("layer", "block"))
+        check_choice("layerwise.head", self.head, HEAD_KINDS)
         check_real("layerwise.lr_factor", self.lr_factor, low=0.0, low_open=True)
         check_real("layerwise.wd_factor", self.wd_factor, low=0.0, low_open=True)
         check_real("layerwise.grad_dropout", self.grad_dropout, low=0.0, high=1.0,
@@ -214,6 +221,7 @@ class LayerwiseSpec:
                    high_open=True)
         check_real("layerwise.input_dropout_decay", self.input_dropout_decay, low=0.0,
                    low_open=True, high=1.0)
+        check_real("layerwise.steps_factor", self.steps_factor, low=0.0, low_open=True)
         check_int("layerwise.checkpoint_block", self.checkpoint_block, minimum=0)
         check_choice("layerwise.checkpoint_dtype", self.checkpoint_dtype, CACHE_DTYPES)
         check_choice("layerwise.remat", self.remat, tuple(REMAT_POLICIES))
@@ -240,13 +248,24 @@ def stage_visits(num_windows: int, rounds: int = 1, random_order: bool = False,
     return visits
 
 
-def split_steps(num_steps: int, num_stages: int) -> list[int]:
-    """``num_steps`` over ``num_stages`` as evenly as possible (earlier stages
-    take the remainder), so a layer-wise program matches an end-to-end run's
-    total steps."""
+def split_steps(num_steps: int, num_stages: int,
+                weights: Optional[Sequence[float]] = None) -> list[int]:
+    """``num_steps`` over ``num_stages`` in proportion to ``weights`` (default:
+    evenly), so a layer-wise program matches an end-to-end run's total steps.
+    Each stage takes the floor of its share and the leftover steps go to the
+    largest remainders (ties: earlier stages); every stage gets at least one."""
     check_int("num_steps", num_steps, minimum=num_stages)
-    base, extra = divmod(num_steps, num_stages)
-    return [base + (i < extra) for i in range(num_stages)]
+    if weights is None:
+        weights = [1.0] * num_stages
+    weights = np.asarray(weights, np.float64)
+    if weights.shape != (num_stages,) or not np.all(weights > 0):
+        raise ValueError(f"weights must be {num_stages} positive numbers, got {weights.tolist()}")
+    spare = num_steps - num_stages  # one step each first
+    share = spare * weights / weights.sum()
+    steps = np.floor(share).astype(int)
+    order = np.argsort(-(share - steps), kind="stable")
+    steps[order[:spare - int(steps.sum())]] += 1
+    return [int(n) + 1 for n in steps]
 
 
 def init_heads(model: nn.Module, head: nn.Module, key: jax.Array, variables: PyTree,
@@ -303,7 +322,7 @@ def layerwise_stages(model: nn.Module, head: Optional[nn.Module], loss_fn: Calla
     num_blocks = _model_num_blocks(model)
     windows = stage_windows(num_blocks, spec.method, window=spec.window, step=spec.step)
     visits = stage_visits(len(windows), spec.rounds, spec.random_order, seed)
-    steps = split_steps(num_steps, len(visits))
+    steps = split_steps(num_steps, len(visits), [spec.steps_factor ** i for _, i in visits])
     window_steps = [sum(n for (_, w), n in zip(visits, steps) if w == i)
                     for i in range(len(windows))]
     txs = [make_tx(i, n) for i, n in enumerate(window_steps)]

@@ -22,7 +22,7 @@ It writes to ``workdir``:
 - ``metrics.jsonl``: train scalars every ``log_every`` steps (means over the
   steps since the last record; with replicas the mean over replicas, its
   ``_std`` and the ``_replicas`` values), eval scalars every ``eval_every``
-  steps and at the end, each with ``train_seconds`` (time spent running
+  steps, at the end and (``train.eval_at_stage_end``) where each stage ends, each with ``train_seconds`` (time spent running
   training calls; evaluation and compilation excluded, continued across
   resumption) and ``compile_seconds``; eval records add ``epoch`` and
   ``examples_seen`` (over the global batch); with ``train.spectrum_every``
@@ -70,8 +70,8 @@ from neurojax.train.feed import HostFeed
 from neurojax.train.metrics_log import MetricsWriter, read_metrics
 from neurojax.train import worker_sync
 from neurojax.train.program import (DeviceData, Stage, WorkerSync, enter_stage, init_workers,
-                                    initial_opt_state, make_call, plan_calls, stage_data,
-                                    worker_shards)
+                                    initial_opt_state, make_call, plan_calls, stage_bounds,
+                                    stage_data, worker_shards)
 from neurojax.train.spectrum_monitor import SpectrumMonitor
 from neurojax.train.state import TrainState, create_train_state
 from neurojax.train.step import DATA_AXIS, make_mesh, replicate
@@ -298,6 +298,10 @@ def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
                             "config.train.steps_per_call=%d", field, tr.get(field, 0),
                             every[field], k)
     log_every = tr.get("log_every", 0) or max(1, min(100, num_steps // 20))
+    # train.eval_at_stage_end: also evaluate where each stage ends (calls
+    # never cross a stage boundary), e.g. every window of a layer-wise program
+    eval_ends = ({end for _, end in stage_bounds(stages)}
+                 if tr.get("eval_at_stage_end", False) else set())
     plan = plan_calls(stages, start_step, k)
     feed = None
     if device_data is None and plan:
@@ -451,7 +455,7 @@ def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
                 flush()  # never checkpoint a state that followed a bad step
             if sync_out:
                 log_sync(step, sync_out[0])
-            if crossed(first, step, every["eval_every"]) or final:
+            if crossed(first, step, every["eval_every"]) or final or step in eval_ends:
                 eval_metrics, replica_evals = run_eval(step)
             if monitor is not None and (crossed(first, step, every["spectrum_every"]) or final):
                 run_spectrum(step)

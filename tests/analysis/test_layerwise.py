@@ -139,7 +139,17 @@ def test_quick_run_writes_json_and_figures(tmp_path):
     assert dll["stages"][-1]["accuracy"] == pytest.approx(dll["final"]["values"])
     # stable ranks: every layer of the small CNN, each in [1, min(m, n)]
     ranks = table["stable_rank"]
-    assert set(ranks) == {"init", "backprop", "dll", "random_robin", "dll_pooled_layer"}
+    assert set(ranks) == {"init", "backprop", "dll", "random_robin", "dll_pooled_layer",
+                          "dll_flat_layer", "dll_flat_layer_e1"}
+    # E1's budget: 1.8x the steps (16 -> 29), one read-out where each of the
+    # 4 growing stages ends (one step each, then 25 as 1:1.26:1.59:2.00 = 4.27,
+    # 5.39, 6.79, 8.55 and the leftover two to .79 and .55: 5, 6, 8, 10)
+    e1 = table["runs"]["dll_flat_layer_e1"]
+    assert table["num_steps"]["dll_flat_layer_e1"] == 29 and e1["num_steps"] == 29
+    assert [r["step"] for r in e1["stages"]] == [5, 11, 19, 29]
+    digits = table["digits"]
+    assert set(digits["runs"]) == set(la.DIGITS_TABLE_METHODS)
+    assert digits["runs"]["dll_flat_layer"]["final"]["n"] == 2
     assert list(ranks["dll"]) == ["conv_0", "conv_1", "conv_2", "hidden", "head"]
     assert all(1 <= s["mean"] <= 128 for r in ranks.values() for s in r.values())
     depth = results["parts"]["depth"]

@@ -45,6 +45,37 @@ def test_split_steps_matches_the_total():
         lw.split_steps(2, 3)
 
 
+@pytest.mark.parametrize("num_steps,weights", [
+    (704, [1.26 ** i for i in range(4)]), (9, [1.0, 5.0, 2.0]), (5, [1.0, 1.0, 1e6]),
+    (1000, [1.08 ** i for i in range(13)])])
+def test_split_steps_in_proportion_to_weights(num_steps, weights):
+    """Against a brute-force largest-remainder allocation: one step each, then
+    the spare steps one at a time to the stage furthest below its share."""
+    steps = lw.split_steps(num_steps, len(weights), weights)
+    spare = num_steps - len(weights)
+    share = [1 + spare * w / sum(weights) for w in weights]
+    expected = [1] * len(weights)
+    for _ in range(spare):
+        gaps = [s - e for s, e in zip(share, expected)]
+        expected[gaps.index(max(gaps))] += 1
+    assert steps == expected and sum(steps) == num_steps
+    assert max(abs(n - s) for n, s in zip(steps, share)) < 1
+
+
+def test_steps_factor_sets_each_window_share():
+    mlp = MLP(widths=(4, 4, 4), num_outputs=3)
+    x = jnp.zeros((2, 5))
+    params = jax.eval_shape(mlp.init, jax.random.PRNGKey(0), x)["params"]
+    spec = lw.LayerwiseSpec(steps_factor=2.0)
+    stages = lw.layerwise_stages(mlp, decision_head("layer", 3), softmax_cross_entropy, spec,
+                                 64, lambda i, n: optax.sgd(0.1), params, data_on_device=True)
+    # 3 windows (the top in the last): one step each, then the 61 spare
+    # steps 1:2:4 = 8.71, 17.43, 34.86, the two leftovers to .86 and .71
+    assert [s.num_steps for s in stages] == [10, 18, 36]
+    with pytest.raises(ValueError, match="layerwise.steps_factor"):
+        lw.LayerwiseSpec(steps_factor=0.0)
+
+
 # ---------------------------------------------------------- model protocol
 
 def _mlp():
@@ -201,6 +232,22 @@ def test_decision_heads():
         decision_head("mlp", 4)
 
 
+def test_flat_decision_layer_is_an_affine_map_of_the_flattened_features():
+    """Kind 'flat' (the thesis's fully connected decision layer) against a
+    hand-written x.reshape(N, -1) @ W + b; 'layer' against the spatial mean."""
+    x = jax.random.normal(jax.random.PRNGKey(0), (3, 4, 4, 5))
+    for kind, features in (("flat", np.asarray(x).reshape(3, -1)),
+                           ("layer", np.asarray(x).mean(axis=(1, 2)))):
+        head = decision_head(kind, 7)
+        out, v = head.init_with_output(jax.random.PRNGKey(1), x)
+        w, b = np.asarray(v["params"]["dense"]["kernel"]), np.asarray(v["params"]["dense"]["bias"])
+        assert w.shape == (features.shape[1], 7)
+        np.testing.assert_allclose(out, features @ w + b, rtol=1e-5, atol=1e-5)
+    assert lw.LayerwiseSpec(head="flat").head == "flat"
+    with pytest.raises(ValueError, match="layerwise.head"):
+        lw.LayerwiseSpec(head="dense")
+
+
 def test_per_stage_learning_rate_and_weight_decay():
     """Stage i's optimiser steps with lr * 0.8**i (SGD: update = -lr_i g)."""
     config = supervised_digits.get_config()
@@ -264,6 +311,23 @@ def test_dll_in_the_loop_reads_out_each_stage_and_assembles_the_model(data_dir, 
     # (resumption inside a stage: the Random Robin test below, in round 2)
     # (cached and recomputed feednet features train the same: tested on the
     # stage objective above, without a loop run)
+
+
+def test_growing_stages_are_read_out_where_each_ends(data_dir, tmp_path):
+    """steps_factor 2 splits 30 steps 5:9:16 (one each, then 27 as 1:2:4);
+    train.eval_at_stage_end evaluates at 5, 14 and 30 besides eval_every."""
+    config = _config(data_dir, steps_factor=2.0, head="flat")
+    config.train.eval_every = 0
+    config.train.eval_at_stage_end = True
+    train_and_evaluate(config, str(tmp_path / "run"), progress=False)
+    records = [json.loads(l) for l in open(tmp_path / "run" / "metrics.jsonl")]
+    evals = [(r["step"], r["stage"], r["readout_block"]) for r in records
+             if r["split"] == "eval"]
+    assert evals == [(5, 0, 1), (14, 1, 2), (30, 2, 3)]
+    with config.ignore_type():
+        config.train.eval_at_stage_end = "yes"
+    with pytest.raises(ValueError, match="config.train.eval_at_stage_end"):
+        train_and_evaluate(config, str(tmp_path / "bad"), progress=False)
 
 
 @pytest.mark.slow  # ~35 s; one round bottom-up = DLL stays in the default run
