@@ -70,15 +70,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.dataset.on_device = "on" if arg not in ("vgg13_cifar10", "vgg13_cifar100") \
         else "auto"
 
+    config.train.eval_at_stage_end = True  # read out every stage where it ends
     config.layerwise = ml_collections.ConfigDict()
     config.layerwise.method = "dll"  # 'dll', 'segment' or 'partition'
     config.layerwise.window = 1  # blocks per stage ('segment', 'partition')
     config.layerwise.step = 1  # the window's stride ('segment')
-    config.layerwise.head = "layer"  # decision 'layer' or 'block'
+    # decision 'layer' (pooled affine), 'flat' (affine on the flattened output) or 'block'
+    config.layerwise.head = "layer"
     config.layerwise.head_channels = (128,)  # the decision block's down-convolutions
     config.layerwise.lr_factor = 1.0  # stage i: lr x lr_factor^i
     config.layerwise.wd_factor = 1.0  # stage i: weight decay x wd_factor^i
     config.layerwise.grad_dropout = 0.0  # backward dropout at the block/head interface
+    config.layerwise.steps_factor = 1.0  # window i's share of the steps ~ steps_factor^i
     config.layerwise.rounds = 1  # passes over the windows (Random Robin)
     config.layerwise.random_order = False  # a random window order per round
     config.layerwise.cache_features = True  # hold the feednet's output on the device

@@ -30,8 +30,9 @@ Parts:
   steps here, stage i's share growing as 1.26^i); Random Robin (Algorithm
   4, random order, each window's optimiser state kept) with decision
   blocks. The same CNN on the 8x8 digits (backprop and the two flat-layer
-  rows): Table 6.1 is on MNIST-like data, where every method nears its
-  ceiling. Test accuracy mean and spread over the seeds, and each
+  rows, and the first two at 2 and 4 times the steps: the gap at matched steps as
+  the runs near convergence): Table 6.1 is on MNIST-like data, where every
+  method nears its ceiling. Test accuracy mean and spread over the seeds, and each
   layer-wise method's difference from backprop with the spread of that
   difference. Fig. 6.3: the stable rank ``||W||_F^2 / ||W||_2^2`` of every
   layer's weights (``neurojax.metrics.stable_rank``) after each method, and
@@ -81,14 +82,16 @@ CNN = dict(name="small_cnn", widths=(32, 64, 128), hidden=256, dtype="float32")
 SIZES = {
     "full": {
         # shapes: 10.0 epochs of 9000; digits: 47.5 epochs of 1293
-        "table": dict(num_steps=704, replicas=3, rounds=2, digits_steps=480),
+        "table": dict(num_steps=704, replicas=3, rounds=2, digits_steps=480,
+                      digits_budgets=(2, 4)),
         "depth": dict(depths=(10, 25, 50, 100), dll_depth=1000, width=64, stage_steps=400,
                       backprop_steps=2000, lr=3e-3, replicas=3),
         # window 1 is the table's DLL run (the same config); 2.5 epochs per subnet
         "window": dict(stage_steps=176, replicas=3, windows=(2, 3, 4)),
     },
     "quick": {
-        "table": dict(num_steps=16, replicas=2, rounds=2, digits_steps=8),
+        "table": dict(num_steps=16, replicas=2, rounds=2, digits_steps=8,
+                      digits_budgets=(2,)),
         "depth": dict(depths=(2, 3), dll_depth=4, width=8, stage_steps=4, backprop_steps=8,
                       lr=3e-3, replicas=2),
         "window": dict(stage_steps=4, replicas=2, windows=(2, 4)),
@@ -370,9 +373,10 @@ def _table_methods(n: int, num_blocks: int, rounds: int) -> dict:
 
 
 def _table_runs(dataset: str, methods: Sequence[str], n: int, replicas: int, rounds: int,
-                workdir: str, data_dir: str, *, stable_ranks: bool) -> dict:
-    """The runs of ``methods`` on ``dataset`` (``n`` backprop steps), their
-    differences from backprop and (``stable_ranks``) Fig. 6.3's ranks."""
+                workdir: str, data_dir: str, *, stable_ranks: bool, tag: str = "") -> dict:
+    """The runs of ``methods`` on ``dataset`` (``n`` backprop steps; ``tag``
+    names their work directories), their differences from backprop and
+    (``stable_ranks``) Fig. 6.3's ranks."""
     num_blocks = len(CNN["widths"]) + 1
     specs = _table_methods(n, num_blocks, rounds)
     runs, ranks = {}, {}
@@ -382,14 +386,14 @@ def _table_runs(dataset: str, methods: Sequence[str], n: int, replicas: int, rou
                          lr=2e-3, eval_every=eval_every, steps_per_call=1,
                          data_dir=data_dir, layerwise=layerwise)
         prefix = "table" if dataset == "shapes_small" else f"table_{dataset}"
-        run = train_run(config, os.path.join(workdir, f"{prefix}_{name}"))
+        run = train_run(config, os.path.join(workdir, f"{prefix}{tag}_{name}"))
         network = spread(network_accuracy(config, run["params"]))
         if stable_ranks:
             ranks[name] = _layers_stable_rank(run["params"], replicas)
             if name == "backprop":
                 ranks["init"] = _init_stable_rank(config)
         runs[name] = dict(_summary(run), network=network)
-        print(f"table/{dataset}/{name}: network {network['mean']:.4f} +- "
+        print(f"table/{dataset}{tag}/{name}: network {network['mean']:.4f} +- "
               f"{network['std']:.4f}, last read-out {runs[name]['final']['mean']:.4f} "
               f"+- {runs[name]['final']['std']:.4f} ({run['wall_seconds']:.0f} s)", flush=True)
     base = runs["backprop"]["network"]["values"]
@@ -439,6 +443,16 @@ def run_table(workdir: str, *, quick: bool = False, data_dir: str = "",
                                      "optimizer": "adam 2e-3, cosine per stage, batch 128"},
                          **_table_runs("digits", digits_methods, nd, reps, rounds, workdir,
                                        data_dir, stable_ranks=False)}
+        # the gap at matched steps as both methods near convergence
+        sweep = {}
+        for m in size["digits_budgets"]:
+            runs = _table_runs("digits", ("backprop", "dll_flat_layer"), m * nd, reps, rounds,
+                               workdir, data_dir, stable_ranks=False, tag=f"_x{m}")
+            sweep[str(m)] = {"num_steps": m * nd,
+                             **{k: v["network"] for k, v in runs["runs"].items()},
+                             "difference": runs["difference_vs_backprop"][
+                                 "dll_flat_layer_network"]}
+        out["digits"]["budget_sweep"] = sweep
     return out
 
 

@@ -45,12 +45,27 @@ def plot_table(result: dict, path: str) -> None:
     """Table 6.1's analogue on the shapes (and the digits, when run) and
     Fig. 6.3 (stable rank per layer)."""
     from matplotlib.figure import Figure
-    panels = 3 if "digits" in result else 2
-    fig = Figure(figsize=(6 * panels, 4.6))
+    digits = result.get("digits", {})
+    panels = 2 + bool(digits) + ("budget_sweep" in digits)
+    fig = Figure(figsize=(5.5 * panels, 4.6))
     axes = fig.subplots(1, panels)
     _table_panel(axes[0], result, "small CNN, shapes_small")
-    if "digits" in result:
-        _table_panel(axes[1], result["digits"], "small CNN, digits")
+    if digits:
+        _table_panel(axes[1], digits, "small CNN, digits")
+    if "budget_sweep" in digits:
+        ax = axes[2]
+        runs = digits["runs"]
+        points = {1: {"num_steps": digits["setting"]["num_steps"],
+                      **{k: runs[k]["network"] for k in ("backprop", "dll_flat_layer")}},
+                  **{int(m): row for m, row in digits["budget_sweep"].items()}}
+        steps = [points[m]["num_steps"] for m in sorted(points)]
+        for name in ("backprop", "dll_flat_layer"):
+            _errorbar(ax, steps, [points[m][name] for m in sorted(points)], marker="o",
+                      color=COLORS[name], label=LABELS[name].replace("\n", " "))
+        ax.set_xscale("log", base=2)
+        ax.set(xlabel="total training steps (matched)", ylabel="test accuracy (%)",
+               title="digits: the gap as both near convergence")
+        ax.legend(fontsize=8)
     ax2 = axes[-1]
     rank = result["stable_rank"]
     layers = list(rank["backprop"])

@@ -150,6 +150,10 @@ def test_quick_run_writes_json_and_figures(tmp_path):
     digits = table["digits"]
     assert set(digits["runs"]) == set(la.DIGITS_TABLE_METHODS)
     assert digits["runs"]["dll_flat_layer"]["final"]["n"] == 2
+    sweep = digits["budget_sweep"]["2"]
+    assert sweep["num_steps"] == 16
+    assert sweep["difference"]["mean"] == pytest.approx(
+        sweep["dll_flat_layer"]["mean"] - sweep["backprop"]["mean"])
     assert list(ranks["dll"]) == ["conv_0", "conv_1", "conv_2", "hidden", "head"]
     assert all(1 <= s["mean"] <= 128 for r in ranks.values() for s in r.values())
     depth = results["parts"]["depth"]
