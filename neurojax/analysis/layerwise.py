@@ -60,7 +60,6 @@ compared is the difference between methods under one budget.
 """
 from __future__ import annotations
 
-import math
 import os
 import pathlib
 import tempfile
@@ -73,12 +72,15 @@ import numpy as np
 from neurojax.analysis.layerwise_memory import compiled_bytes, stage_memory  # noqa: F401
 from neurojax.analysis import outputs
 from neurojax.analysis.outputs import jsonable, write_json
-from neurojax.metrics.stable_rank import kernel_stable_ranks
+from neurojax.analysis.layerwise_runs import (  # noqa: F401 (re-exported)
+    difference, finished_run, init_stable_rank, layers_stable_rank, network_accuracy,
+    peak_per_replica, replica_values, spread, stage_records, summarize, train_run)
 from neurojax.train import layerwise as lw
 
 PARTS = ("table", "depth", "window")
 VALIDATION = ("train[:90%]", "train[90%:]")  # (training split, validation split)
 CNN = dict(name="small_cnn", widths=(32, 64, 128), hidden=256, dtype="float32")
+CNN_LAYERS = tuple(f"conv_{i}" for i in range(len(CNN["widths"]))) + ("hidden", "head")
 SIZES = {
     "full": {
         # shapes: 10.0 epochs of 9000; digits: 47.5 epochs of 1293
@@ -147,11 +149,12 @@ def _config(dataset: str, model: dict, *, num_steps: int, replicas: int, batch_s
 
 
 def shapes_config(layerwise: Optional[dict], *, num_steps: int, replicas: int,
-                  eval_every: int, data_dir: str = ""):
-    """The small CNN on ``shapes_small`` with ``configs/supervised_shapes.py:small``'s
+                  eval_every: int, data_dir: str = "", dataset: str = "shapes_small"):
+    """The small CNN on ``dataset`` (default ``shapes_small``; the table's
+    digits rows use the same recipe) with ``configs/supervised_shapes.py:small``'s
     optimiser (Adam 2e-3, cosine, batch 128), one step per call (XLA:CPU
     runs convolutions in a scan slowly, ``neurojax.train.program``)."""
-    return _config("shapes_small", CNN, num_steps=num_steps, replicas=replicas,
+    return _config(dataset, CNN, num_steps=num_steps, replicas=replicas,
                    batch_size=128, lr=2e-3, eval_every=eval_every, steps_per_call=1,
                    data_dir=data_dir, layerwise=layerwise)
 
@@ -165,176 +168,6 @@ def digits_config(depth: int, width: int, layerwise: Optional[dict], *, num_step
                    lr=lr, eval_every=eval_every,
                    steps_per_call=min(eval_every or num_steps, 500), data_dir=data_dir,
                    layerwise=layerwise)
-
-
-# ----------------------------------------------------------- reading runs
-
-def replica_values(record: dict, key: str) -> list[float]:
-    """``record[key]`` per seed replica (``key_replicas`` when the run had
-    several, else ``[record[key]]``)."""
-    if f"{key}_replicas" in record:
-        return [float(v) for v in record[f"{key}_replicas"]]
-    if key not in record:
-        raise ValueError(f"record has no {key!r}: {sorted(record)}")
-    return [float(record[key])]
-
-
-def stage_records(records: Sequence[dict]) -> list[dict]:
-    """The layer-wise eval records of a run's ``metrics.jsonl``, per replica:
-    ``{step, stage, readout_block, accuracy: [R], validation_accuracy: [R]}``
-    (the validation entry only when the run had a validation split)."""
-    out = []
-    for r in records:
-        if r.get("split") != "eval" or "readout_block" not in r:
-            continue
-        row = {"step": int(r["step"]), "stage": int(round(r["stage"])),
-               "readout_block": int(round(r["readout_block"])),
-               "accuracy": replica_values(r, "accuracy")}
-        if "validation_accuracy" in r:
-            row["validation_accuracy"] = replica_values(r, "validation_accuracy")
-        out.append(row)
-    return out
-
-
-def peak_per_replica(rows: Sequence[dict]) -> list[dict]:
-    """``neurojax.train.layerwise.peak_readout`` for each seed replica of
-    :func:`stage_records`' rows (chosen on that seed's validation accuracy)."""
-    if not rows:
-        raise ValueError("rows must hold at least one layer-wise eval record")
-    peaks = []
-    for i in range(len(rows[0]["accuracy"])):
-        per = [{"stage": r["stage"], "readout_block": r["readout_block"],
-                "accuracy": r["accuracy"][i],
-                **({"validation_accuracy": r["validation_accuracy"][i]}
-                   if "validation_accuracy" in r else {})} for r in rows]
-        peaks.append(lw.peak_readout(per))
-    return peaks
-
-
-def spread(values: Sequence[float]) -> dict:
-    """Mean, sample standard deviation (ddof 1; 0 for one value) and the values."""
-    v = np.asarray(values, np.float64)
-    if v.ndim != 1 or v.size == 0:
-        raise ValueError(f"values must be a non-empty 1-D sequence, got shape {v.shape}")
-    std = float(v.std(ddof=1)) if v.size > 1 else 0.0
-    return {"mean": float(v.mean()), "std": std, "n": int(v.size), "values": v.tolist()}
-
-
-def difference(a: Sequence[float], b: Sequence[float]) -> dict:
-    """mean(a) - mean(b) and the spread of that difference of independent
-    means, sqrt(s_a^2 / n_a + s_b^2 / n_b) (s: sample standard deviations)."""
-    sa, sb = spread(a), spread(b)
-    return {"mean": sa["mean"] - sb["mean"],
-            "std": math.sqrt(sa["std"] ** 2 / sa["n"] + sb["std"] ** 2 / sb["n"])}
-
-
-def train_run(config, workdir: str) -> dict:
-    """One loop run: per-seed final test accuracy (the trained network as a
-    whole), the layer-wise read-outs, the final parameters (leading replica
-    axis when R > 1) and timings (loaded machine: wall clock, not a benchmark)."""
-    from neurojax.train.loop import train_and_evaluate
-    from neurojax.train.metrics_log import read_metrics
-    finished = finished_run(workdir, int(config.train.num_steps))
-    if finished is not None:
-        return finished
-    tic = time.time()
-    result = train_and_evaluate(config, workdir, progress=False)
-    records = read_metrics(os.path.join(workdir, "metrics.jsonl"))
-    last = [r for r in records if r["split"] == "eval"][-1]
-    return {"final_accuracy": [float(m["accuracy"]) for m in result.replica_eval_metrics],
-            "stages": stage_records(records),
-            "params": jax.device_get(result.state.params),
-            "num_steps": int(result.num_steps),
-            "wall_seconds": time.time() - tic,
-            "train_seconds": float(last.get("train_seconds", float("nan"))),
-            "compile_seconds": float(last.get("compile_seconds", float("nan")))}
-
-
-def finished_run(workdir: str, num_steps: int) -> Optional[dict]:
-    """:func:`train_run`'s result read back from a run in ``workdir`` that
-    ended at ``num_steps`` (its metrics and final checkpoint), or ``None``:
-    rerunning the driver with the same ``--workdir`` reuses finished runs."""
-    from neurojax.train.metrics_log import read_metrics
-    path = os.path.join(workdir, "metrics.jsonl")
-    state = os.path.join(os.path.abspath(workdir), "checkpoints", str(num_steps), "state")
-    if not (os.path.exists(path) and os.path.isdir(state)):
-        return None
-    records = read_metrics(path)
-    evals = [r for r in records if r["split"] == "eval"]
-    if not evals or evals[-1]["step"] != num_steps:
-        return None
-    import orbax.checkpoint as ocp
-    params = ocp.StandardCheckpointer().restore(state)["params"]
-    last = evals[-1]
-    return {"final_accuracy": replica_values(last, "accuracy"),
-            "stages": stage_records(records), "params": params, "num_steps": num_steps,
-            "wall_seconds": float("nan"), "reused": True,
-            "train_seconds": float(last.get("train_seconds", float("nan"))),
-            "compile_seconds": float(last.get("compile_seconds", float("nan")))}
-
-
-def _per_replica(tree, replicas: int) -> list:
-    if replicas == 1:
-        return [tree]
-    return [jax.tree.map(lambda x: x[r], tree) for r in range(replicas)]
-
-
-CNN_LAYERS = tuple(f"conv_{i}" for i in range(len(CNN["widths"]))) + ("hidden", "head")
-
-
-def _layers_stable_rank(params, replicas: int, layers: Sequence[str] = CNN_LAYERS) -> dict:
-    """``{layer: spread over seeds}`` of the model's own ``layers`` (bottom-up)."""
-    per = [kernel_stable_ranks(lw.without_heads(p)) for p in _per_replica(params, replicas)]
-    return {layer: spread([p[layer] for p in per]) for layer in layers}
-
-
-def _init_stable_rank(config) -> dict[str, dict]:
-    """Stable ranks at initialisation, with the loop's per-seed init keys."""
-    from neurojax import data as nj_data
-    from neurojax.train.loop import seed_keys
-    from neurojax.train.task import build_model
-    info = nj_data.dataset_info(config.dataset.name, data_dir=config.dataset.data_dir or None)
-    model = build_model(config, info.num_classes)
-    sample = np.zeros((1,) + tuple(info.image_shape), np.float32)
-    replicas = config.train.num_replicas
-    keys = seed_keys(config.seed, replicas)[0]
-    init = lambda k: model.init(k, sample, train=False)["params"]  # noqa: E731
-    params = jax.vmap(init)(keys) if replicas > 1 else init(keys)
-    return _layers_stable_rank(params, replicas)
-
-
-def network_accuracy(config, params) -> list[float]:
-    """Per seed, the test accuracy of the trained network as a whole (the
-    model's own top on the final parameters, decision heads dropped): the
-    last read-out of a Random Robin run is whichever window it visited last."""
-    from neurojax import data as nj_data
-    from neurojax.data.on_device import load_split_arrays
-    from neurojax.train.task import build_model
-    data_dir = config.dataset.data_dir or None
-    info = nj_data.dataset_info(config.dataset.name, data_dir=data_dir)
-    model = build_model(config, info.num_classes)
-    test = load_split_arrays(config.dataset.name, config.dataset.eval_split, data_dir=data_dir)
-    logits = jax.jit(lambda p, x: model.apply({"params": p}, x, train=False))
-    out = []
-    for p in _per_replica(params, config.train.num_replicas):
-        p = lw.without_heads(p)
-        pred = np.concatenate([np.argmax(logits(p, test["image"][i:i + 1000]), -1)
-                               for i in range(0, len(test["label"]), 1000)])
-        out.append(float(np.mean(pred == test["label"])))
-    return out
-
-
-def _summary(run: dict) -> dict:
-    """A run without its parameters, with the final and peak accuracies'
-    spreads."""
-    out = {k: v for k, v in run.items() if k != "params"}
-    out["final"] = spread(run["final_accuracy"])
-    if run["stages"]:
-        peaks = peak_per_replica(run["stages"])
-        out["peak"] = spread([p["peak_accuracy"] for p in peaks])
-        out["peak_readout_block"] = [p["peak_readout_block"] for p in peaks]
-        out["peak_selected_on"] = peaks[0]["peak_selected_on"]
-    return out
 
 
 # ------------------------------------------------------------------ parts
@@ -382,17 +215,16 @@ def _table_runs(dataset: str, methods: Sequence[str], n: int, replicas: int, rou
     runs, ranks = {}, {}
     for name in methods:
         layerwise, eval_every, steps = specs[name]
-        config = _config(dataset, CNN, num_steps=steps, replicas=replicas, batch_size=128,
-                         lr=2e-3, eval_every=eval_every, steps_per_call=1,
-                         data_dir=data_dir, layerwise=layerwise)
+        config = shapes_config(layerwise, num_steps=steps, replicas=replicas,
+                               eval_every=eval_every, data_dir=data_dir, dataset=dataset)
         prefix = "table" if dataset == "shapes_small" else f"table_{dataset}"
         run = train_run(config, os.path.join(workdir, f"{prefix}{tag}_{name}"))
         network = spread(network_accuracy(config, run["params"]))
         if stable_ranks:
-            ranks[name] = _layers_stable_rank(run["params"], replicas)
+            ranks[name] = layers_stable_rank(run["params"], replicas, CNN_LAYERS)
             if name == "backprop":
-                ranks["init"] = _init_stable_rank(config)
-        runs[name] = dict(_summary(run), network=network)
+                ranks["init"] = init_stable_rank(config, CNN_LAYERS)
+        runs[name] = dict(summarize(run), network=network)
         print(f"table/{dataset}{tag}/{name}: network {network['mean']:.4f} +- "
               f"{network['std']:.4f}, last read-out {runs[name]['final']['mean']:.4f} "
               f"+- {runs[name]['final']['std']:.4f} ({run['wall_seconds']:.0f} s)", flush=True)
@@ -506,7 +338,7 @@ def run_window(workdir: str, *, quick: bool = False, data_dir: str = "") -> dict
         config = shapes_config(dict(method="segment", window=k, step=1),
                                num_steps=stages * s, replicas=reps, eval_every=s,
                                data_dir=data_dir)
-        run = _summary(train_run(config, os.path.join(workdir, f"window_{k}")))
+        run = summarize(train_run(config, os.path.join(workdir, f"window_{k}")))
         run["num_stages"] = stages
         out[str(k)] = run
         print(f"window/{k}: final {run['final']['mean']:.4f} ({run['wall_seconds']:.0f} s)",
