@@ -46,6 +46,7 @@ import numpy as np
 from neurojax._checks import check_choice, check_int
 from neurojax.metrics._probe_inputs import Seed
 from neurojax.metrics.covariance_spectrum import (DEFAULT_ITERATIONS, DEFAULT_TOP_K,
+                                                  as_array, default_krylov_block,
                                                   TRUNCATED_METHODS, ArrayLike, Method,
                                                   _check_full_method, _check_max_eigenvalues,
                                                   _METHODS, _spectrum)
@@ -60,7 +61,7 @@ RANKME_EPS = 1e-7                     # Garrido et al. 2023 (float32)
 _RCOND_EPS_MULTIPLE = 100             # numerical-zero threshold, in units of eps * lambda_1
 # alpha's 'auto' uses block Krylov when min(n, D) is at least this (measured
 # crossover with the full eigh on CPU: see ``alpha``).
-AUTO_TRUNCATED_MIN_DIM = 1536
+AUTO_TRUNCATED_MIN_DIM = 1024
 _WEIGHTINGS = ("inverse_rank", "none")
 _CONVENTIONS = ("singular_values", "eigenvalues")
 
@@ -124,28 +125,32 @@ def alpha(features_or_eigenvalues: ArrayLike,
     weighted means, x = log j, y = log lambda_j, alpha = -slope.
 
     Cost and accuracy ('auto'). The fit needs only the top ~128 eigenvalues
-    (``alpha_top_k``), so for min(n, D) >= ``AUTO_TRUNCATED_MIN_DIM`` (1536)
+    (``alpha_top_k``), so for min(n, D) >= ``AUTO_TRUNCATED_MIN_DIM`` (1024)
     'auto' computes them by block Krylov (``eigenspectrum``, 'block_krylov':
-    block 64, 6 iterations, seed 0) with the exact trace as normaliser;
+    21 blocks of 16 columns, seed 0) with the exact trace as normaliser;
     below, by the full ``eigh`` ('covariance' / 'gram'). Measured on CPU (2
-    cores, loaded: minima of 7 interleaved calls) for 10000 x 2048 float32
-    features on device: block Krylov 0.38-0.42 s vs the full ``eigh`` 0.71-0.74 s
-    (a third of the Krylov time is one transposed copy of X, which XLA:CPU
-    needs for fast products with X^T); at min(n, D) = 1024 the full ``eigh``
-    was the faster. Errors of alpha against the full-spectrum alpha
-    (float32, n = 10000, D = 2048, planted lambda_j = j^-a, 3 seeds): +5e-4 to
-    +6e-4 at a = 0.5 (the hardest: a flat spectrum converges slowest),
-    <= 1e-4 at a = 0.75, <= 2e-5 at a = 1, 1e-7 at a = 1.5; randomized
-    subspace iteration at its defaults: +1.5e-3 to +2e-3 at a = 0.5. The fit's own noise is
-    larger: the spread of the full-spectrum alpha over 6 seeds of the planted
-    features is 0.0026 (a = 0.5) / 0.0028 (a = 1), over 6 bootstrap resamples
-    of the rows 0.0015 / 0.0013. On real features (a random-init SmallCNN's
-    2048-d features of the 10000 shapes_small training images, alpha 1.63
-    and 1.74 for two init seeds; of the 2000 test images, 1.61) the Krylov
-    alpha is within 1e-6 of the full one; the bootstrap spread is 0.002
-    (10000 images) and 0.009 (2000). The error is one-sided (Ritz values are lower bounds, largest near
-    rank 100: alpha comes out slightly steeper). ``method='covariance'``
-    (or 'gram') keeps the full ``eigh``.
+    cores, loaded; minima over interleaved rounds) for n = 10000 float32
+    features on device: D = 2048, block Krylov 0.34-0.37 s against the full
+    ``eigh`` 1.1-1.3 s (three quarters of the Krylov time are the 42
+    products with X and X^T, a tenth the one transposed copy of X that
+    XLA:CPU needs for fast products with X^T); D = 1536, 0.33 vs 0.71 s;
+    D = 1024, 0.24 vs 0.31 s; D = 768, 0.22 vs 0.18 s (the crossover).
+    Errors of alpha against the full-spectrum alpha (float32, n = 10000,
+    D = 2048, planted lambda_j = j^-a, 3 seeds): +6e-5 to +1.6e-4 at
+    a = 0.5 (the hardest: a flat spectrum converges slowest), <= 5e-7 at
+    a = 0.75, 1 and 1.5 (the earlier default, 7 blocks of 64: +5e-4 to
+    +6e-4 at a = 0.5 for more products); randomized subspace iteration at its
+    defaults: +1.5e-3 to +2e-3 at a = 0.5. The fit's own noise is larger:
+    the spread of the full-spectrum alpha over 6 seeds of the planted
+    features is 0.0026 (a = 0.5) / 0.0028 (a = 1), over 6 bootstrap
+    resamples of the rows 0.0015 / 0.0013. On real features (a random 1024-unit
+    ReLU layer on the digits, tested; a random-init SmallCNN's 2048-d
+    features of shapes_small, ``benchmarks/alpha_vs_probe.py
+    --source=shapes_small``: 1.6118 on the 2000 test images) the Krylov alpha
+    is within 1e-3 / 5e-5 of the full one, where the bootstrap spread is 0.002 (10000 images) and
+    0.009 (2000). The error is one-sided (Ritz values are lower bounds,
+    largest near rank 100: alpha comes out slightly steeper).
+    ``method='covariance'`` (or 'gram') keeps the full ``eigh``.
 
     Robustness. Eigenvalues <= ``rcond`` * lambda_1 (default 100 eps of the
     spectrum's dtype: below this, float round-off dominates) are numerical
@@ -183,7 +188,7 @@ def alpha(features_or_eigenvalues: ArrayLike,
     check_choice("weighting", weighting, _WEIGHTINGS)
     check_choice("method", method, _METHODS)
     r2_range = fit_range if r2_range is None else r2_range
-    a = jnp.asarray(features_or_eigenvalues)
+    a = as_array(features_or_eigenvalues)
     if a.ndim >= 2:
         # Check the ranges against min(n, D) (a top-k spectrum is shorter).
         m = min(a.shape[0], int(np.prod(a.shape[1:])))
@@ -219,9 +224,9 @@ def alpha_top_k(last_rank: int) -> int:
 
 def _prefer_top_k(m: int, needed: int, max_eigenvalues: Optional[int]) -> bool:
     """alpha's 'auto': block Krylov where it is cheaper (m >= the measured
-    crossover) and its default subspace (3.5 k) fits in the spectrum."""
+    crossover) and its default subspace (21 k / 8) fits in the spectrum."""
     k = alpha_top_k(needed) if max_eigenvalues is None else max_eigenvalues
-    span = -(-k // 2) * (DEFAULT_ITERATIONS["block_krylov"] + 1)
+    span = default_krylov_block(k) * (DEFAULT_ITERATIONS["block_krylov"] + 1)
     return m >= AUTO_TRUNCATED_MIN_DIM and span <= m
 
 
@@ -397,7 +402,7 @@ def spectrum_metrics(features_or_eigenvalues: ArrayLike, *,
     """
     check_choice("method", method, _METHODS)
     top_k = method in TRUNCATED_METHODS
-    a = jnp.asarray(features_or_eigenvalues)
+    a = as_array(features_or_eigenvalues)
     if top_k and a.ndim >= 2 and max_eigenvalues is None:
         m = min(a.shape[0], int(np.prod(a.shape[1:])))
         max_eigenvalues = min(alpha_top_k(_check_range("fit_range", fit_range, m)[1]), m)

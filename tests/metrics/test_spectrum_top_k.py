@@ -44,8 +44,10 @@ def features():
 def test_top_k_match_dense_eigvalsh(features, method):
     # Ritz values are lower bounds (interlacing); on these spectra the default
     # subspaces give a relative error <= 2e-2 up to rank 100 for the flattest
-    # decay (a = 0.5) and <= 1e-3 for a >= 1, and the top 10 to 1e-4.
-    bounds = {0.5: 2e-2, 1.0: 1e-3, 2.0: 1e-3}
+    # decay (a = 0.5) and <= 1e-3 for a = 1, and the top 10 to 1e-4. At a = 2,
+    # lambda_100 = 1e-4 lambda_1, so float32 round-off in the products with C
+    # (~1e-7 lambda_1) is already ~1e-3 of it: subspace iteration sits there.
+    bounds = {0.5: 2e-2, 1.0: 1e-3, 2.0: 2e-3}
     for a, x in features.items():
         ref = dense_spectrum(x)
         got = np.asarray(eigenspectrum(x, method=method))
@@ -81,7 +83,7 @@ def test_alpha_auto_switches_to_block_krylov(features, monkeypatch):
     full = float(alpha(x, method="covariance").alpha)
     krylov = float(alpha(x, method="block_krylov").alpha)
     assert abs(krylov - full) > 1e-5
-    # Below the crossover (min(n, D) = 600 < 1536), 'auto' is the full eigh.
+    # Below the crossover (min(n, D) = 600 < 1024), 'auto' is the full eigh.
     np.testing.assert_allclose(alpha(x).alpha, full, rtol=1e-6)
     # Above it (the crossover moved under the data), block Krylov.
     monkeypatch.setattr(spectrum, "AUTO_TRUNCATED_MIN_DIM", 600)
@@ -128,6 +130,43 @@ def test_rank_deficient_features_give_no_spurious_eigenvalues():
         got = np.asarray(eigenspectrum(x, method=method, max_eigenvalues=48))
         np.testing.assert_allclose(got[:20], ref[:20], rtol=1e-4)
         assert got[20:].max() < 1e-5 * got[0]
+
+
+def test_alpha_top_k_on_real_features():
+    # Real features (not a planted law): a random 1024-unit ReLU layer on the
+    # digits (1797 x 64 pixels). Block Krylov's alpha matches the float64
+    # full-spectrum fit far inside the fit's own resampling noise (~1e-2 here).
+    from sklearn.datasets import load_digits
+    pixels = load_digits().data / 16.0
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((64, 1024)) / 8.0
+    x = np.maximum(pixels @ w + rng.standard_normal(1024) * 0.1, 0.0).astype(np.float32)
+    ref = dense_spectrum(x)
+    got = np.asarray(eigenspectrum(x, method="block_krylov"))
+    np.testing.assert_allclose(got[:100], ref[:100], rtol=1e-3)
+    full = alpha(ref)                                  # float64 spectrum, full
+    np.testing.assert_allclose(alpha(x, method="block_krylov").alpha, full.alpha, atol=1e-3)
+
+
+@pytest.mark.parametrize("case", ["random", "ill_conditioned", "rank_deficient", "zero_column"])
+def test_orthonormal_columns_span_and_fallback(case):
+    # CholeskyQR2 where it works, Householder QR where it does not: always
+    # orthonormal columns, spanning v's column space where v has full rank.
+    from neurojax.metrics.covariance_spectrum import _orthonormal_columns
+    rng = np.random.default_rng(1)
+    v = rng.standard_normal((500, 16))
+    if case == "ill_conditioned":                      # cond 1e6 > u^-1/2
+        v = v * np.logspace(0, -6, 16)
+    if case == "rank_deficient":
+        v[:, 7] = v[:, 3]
+    if case == "zero_column":
+        v[:, 0] = 0.0
+    q = np.asarray(jax.jit(_orthonormal_columns)(jnp.asarray(v, jnp.float32)), np.float64)
+    assert np.all(np.isfinite(q))
+    np.testing.assert_allclose(q.T @ q, np.eye(16), atol=1e-5)
+    if case in ("random", "ill_conditioned"):          # same span as v
+        u = scipy.linalg.orth(v)
+        np.testing.assert_allclose(q @ (q.T @ u), u, atol=1e-4)
 
 
 def test_spectrum_metrics_top_k_exact_trace_and_bounds(features):
