@@ -228,11 +228,11 @@ def _table_runs(dataset: str, methods: Sequence[str], n: int, replicas: int, rou
         print(f"table/{dataset}{tag}/{name}: network {network['mean']:.4f} +- "
               f"{network['std']:.4f}, last read-out {runs[name]['final']['mean']:.4f} "
               f"+- {runs[name]['final']['std']:.4f} ({run['wall_seconds']:.0f} s)", flush=True)
-    base = runs["backprop"]["network"]["values"]
+    base = runs["backprop"]["network"]["per_seed"]
     diffs = {}
     for name in [m for m in methods if m != "backprop"]:
-        diffs[f"{name}_network"] = difference(runs[name]["network"]["values"], base)
-        diffs[f"{name}_peak"] = difference(runs[name]["peak"]["values"], base)
+        diffs[f"{name}_network"] = difference(runs[name]["network"]["per_seed"], base)
+        diffs[f"{name}_peak"] = difference(runs[name]["peak"]["per_seed"], base)
     out = {"runs": runs, "difference_vs_backprop": diffs,
            "num_steps": {name: specs[name][2] for name in methods}}
     if stable_ranks:

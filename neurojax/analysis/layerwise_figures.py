@@ -28,7 +28,8 @@ def _table_panel(ax, table: dict, title: str) -> None:
             stat = runs[name][key]
             ax.errorbar([x], [100 * stat["mean"]], yerr=[100 * stat["std"]], capsize=4,
                         fmt="o" if key == "network" else "s", color=COLORS[name])
-            ax.plot([x] * stat["n"], [100 * v for v in stat["values"]], ".", color="0.5")
+            ax.plot([x] * len(stat["per_seed"]), [100 * v for v in stat["per_seed"]], ".",
+                    color="0.5")
     ax.set_xticks(range(len(runs)), [LABELS[n] for n in runs], fontsize=7)
     diffs = table["difference_vs_backprop"]
     text = "\n".join(f"{k}: {100 * v['mean']:+.2f} +- {100 * v['std']:.2f}"

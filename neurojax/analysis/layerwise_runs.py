@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 import jax
 import numpy as np
 
+from neurojax.analysis.outputs import spread
 from neurojax.metrics.stable_rank import kernel_stable_ranks
 from neurojax.train import layerwise as lw
 
@@ -59,21 +60,14 @@ def peak_per_replica(rows: Sequence[dict]) -> list[dict]:
     return peaks
 
 
-def spread(values: Sequence[float]) -> dict:
-    """Mean, sample standard deviation (ddof 1; 0 for one value) and the values."""
-    v = np.asarray(values, np.float64)
-    if v.ndim != 1 or v.size == 0:
-        raise ValueError(f"values must be a non-empty 1-D sequence, got shape {v.shape}")
-    std = float(v.std(ddof=1)) if v.size > 1 else 0.0
-    return {"mean": float(v.mean()), "std": std, "n": int(v.size), "values": v.tolist()}
-
-
 def difference(a: Sequence[float], b: Sequence[float]) -> dict:
     """mean(a) - mean(b) and the spread of that difference of independent
-    means, sqrt(s_a^2 / n_a + s_b^2 / n_b) (s: sample standard deviations)."""
+    means, sqrt(s_a^2 / n_a + s_b^2 / n_b) (s: sample standard deviations;
+    unpaired, where ``outputs.paired_difference`` pairs runs by seed)."""
     sa, sb = spread(a), spread(b)
     return {"mean": sa["mean"] - sb["mean"],
-            "std": math.sqrt(sa["std"] ** 2 / sa["n"] + sb["std"] ** 2 / sb["n"])}
+            "std": math.sqrt(sa["std"] ** 2 / len(sa["per_seed"])
+                             + sb["std"] ** 2 / len(sb["per_seed"]))}
 
 
 def train_run(config, workdir: str) -> dict:

@@ -82,6 +82,7 @@ from neurojax.analysis.outputs import (paired_difference, rank_correlation, spre
                                       write_json)
 from neurojax.metrics.model_selection import selection_over_orders
 from neurojax.models.projector import PAPER_BT_BETA_TIMES_DIM
+from neurojax.train.config import apply_overrides
 
 EXPERIMENTS = ("projector", "views", "alpha")
 PROBE_KEYS = ("ridge_accuracy", "knn_accuracy")
@@ -138,12 +139,7 @@ def configure(settings: SweepSettings, overrides: dict) -> ml_collections.Config
     config.train.log_every = 20
     config.probe.accuracy_thresholds = ()
     config.probe.max_train_examples = settings.probe_train_examples
-    for key, value in overrides.items():
-        *blocks, field = key.split(".")
-        node = config
-        for block in blocks:
-            node = node[block]
-        node[field] = value
+    apply_overrides(config, overrides)
     if settings.steps:
         config.train.num_epochs = 0
         config.train.num_steps = max(1, round(settings.steps * config.dataset.fraction))

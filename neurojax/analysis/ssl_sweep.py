@@ -42,6 +42,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from neurojax.train.config import apply_overrides
+
 #: The issue's reference: ``configs/ssl_shapes.py`` (32x32 shapes, small CNN
 #: with BatchNorm, BT d = 256, batch 256, Adam 1e-3, crop scale (0.2, 1)) on
 #: 20% of the training set (10,000 images).
@@ -86,9 +88,6 @@ SETTINGS: dict[str, dict[str, Any]] = {
 }
 
 
-# blocks whose fields are optional (encoder and augmentation recipe arguments)
-_OPEN_BLOCKS = ("model", "views.augment", "views.small_augment")
-
 
 def sweep_config(base, overrides: Mapping[str, Any], *, steps: int, seed: int = 0,
                  probe_train_examples: int = 10_000, probe_test_examples: int = 0,
@@ -99,15 +98,7 @@ def sweep_config(base, overrides: Mapping[str, Any], *, steps: int, seed: int = 
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive int, got {steps!r}")
     config = copy.deepcopy(base)  # keeps loss.lambd following projector.output_dim
-    config.unlock()  # a --config flag's config is locked: fields may be added
-    for key, value in {**REFERENCE, **overrides}.items():
-        *blocks, field = key.split(".")
-        node = config
-        for block in blocks:
-            node = node[block]
-        if field not in node and ".".join(blocks) not in _OPEN_BLOCKS:
-            raise ValueError(f"overrides: {key!r} is not a field of the base config")
-        node[field] = value
+    apply_overrides(config, {**REFERENCE, **overrides})
     config.seed = seed
     config.train.num_epochs = 0
     config.train.num_steps = steps

@@ -7,7 +7,7 @@ checks its own (``neurojax.train.task.register_task``; ``task='ssl'``
 configs add ``projector``, ``views`` and ``probe``, see
 ``configs/_ssl_common.py``).
 """
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from neurojax import models
 from neurojax._checks import check_bool, check_int
@@ -21,6 +21,32 @@ from neurojax.train.task import get_task
 def positive_int(value: Any, field: str, *, allow_zero: bool = False) -> None:
     """``neurojax._checks.check_int`` for a config field (>= 1, or >= 0)."""
     check_int(field, value, 0 if allow_zero else 1)
+
+
+# Blocks whose fields are optional: a model's constructor arguments and an
+# augmentation recipe's arguments (``configs/_ssl_common.py``).
+OPEN_BLOCKS = ("model", "views.augment", "views.small_augment")
+
+
+def apply_overrides(config, overrides: Mapping[str, Any], *,
+                    open_blocks: Sequence[str] = OPEN_BLOCKS) -> None:
+    """Set dotted-key ``overrides`` (``{'optim.lr': 0.1, 'seed': 1}``) on
+    ``config`` in place. A key must name an existing field, except inside
+    ``open_blocks`` (dotted block names whose fields are optional, default
+    ``OPEN_BLOCKS``), where it is added.
+    Field references (``loss.lambd`` following ``projector.output_dim``)
+    keep following unless the referring field itself is overridden."""
+    config.unlock()  # a --config flag's config is locked: open fields may be added
+    for key, value in overrides.items():
+        *blocks, field = key.split(".")
+        node = config
+        for block in blocks:
+            if block not in node:
+                raise ValueError(f"overrides: {key!r} names no block of the config")
+            node = node[block]
+        if field not in node and ".".join(blocks) not in open_blocks:
+            raise ValueError(f"overrides: {key!r} is not a field of the base config")
+        node[field] = value
 
 
 def validate_config(config) -> None:

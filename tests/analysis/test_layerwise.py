@@ -44,7 +44,7 @@ def test_stage_records_and_peak_per_replica():
 def test_spread_and_difference_against_numpy():
     a, b = [0.5, 0.7, 0.9], [0.4, 0.45]
     s = la.spread(a)
-    assert s["mean"] == pytest.approx(np.mean(a)) and s["n"] == 3
+    assert s["mean"] == pytest.approx(np.mean(a)) and len(s["per_seed"]) == 3
     assert s["std"] == pytest.approx(np.std(a, ddof=1))
     assert la.spread([0.3])["std"] == 0.0
     d = la.difference(a, b)
@@ -124,7 +124,7 @@ def test_quick_run_writes_json_and_figures(tmp_path):
     table = results["parts"]["table"]
     for method in ("backprop", "dll", "random_robin", "dll_pooled_layer"):
         final = table["runs"][method]["final"]
-        assert final["n"] == 2 and all(0 <= v <= 1 for v in final["values"])
+        assert len(final["per_seed"]) == 2 and all(0 <= v <= 1 for v in final["per_seed"])
     # the difference is that of the runs' means
     diff = table["difference_vs_backprop"]["dll_network"]["mean"]
     assert diff == pytest.approx(table["runs"]["dll"]["network"]["mean"]
@@ -132,11 +132,11 @@ def test_quick_run_writes_json_and_figures(tmp_path):
     # the network as a whole, evaluated here, is the loop's last evaluation
     # for backprop and DLL (whose last stage trains the model's own top)
     for method in ("backprop", "dll"):
-        assert table["runs"][method]["network"]["values"] == pytest.approx(
-            table["runs"][method]["final"]["values"], abs=1e-6)
+        assert table["runs"][method]["network"]["per_seed"] == pytest.approx(
+            table["runs"][method]["final"]["per_seed"], abs=1e-6)
     # the DLL final network is its last read-out
     dll = table["runs"]["dll"]
-    assert dll["stages"][-1]["accuracy"] == pytest.approx(dll["final"]["values"])
+    assert dll["stages"][-1]["accuracy"] == pytest.approx(dll["final"]["per_seed"])
     # stable ranks: every layer of the small CNN, each in [1, min(m, n)]
     ranks = table["stable_rank"]
     assert set(ranks) == {"init", "backprop", "dll", "random_robin", "dll_pooled_layer",
@@ -149,7 +149,7 @@ def test_quick_run_writes_json_and_figures(tmp_path):
     assert [r["step"] for r in e1["stages"]] == [5, 11, 19, 29]
     digits = table["digits"]
     assert set(digits["runs"]) == set(la.DIGITS_TABLE_METHODS)
-    assert digits["runs"]["dll_flat_layer"]["final"]["n"] == 2
+    assert len(digits["runs"]["dll_flat_layer"]["final"]["per_seed"]) == 2
     sweep = digits["budget_sweep"]["2"]
     assert sweep["num_steps"] == 16
     assert sweep["difference"]["mean"] == pytest.approx(
