@@ -46,6 +46,7 @@ def _errors(nb) -> list[str]:
             for o in cell.get("outputs", []) if o.get("output_type") == "error"]
 
 
+@pytest.mark.slow
 def test_alpha_req_notebook_runs_top_to_bottom(tmp_path):
     workdir = tmp_path / "run"
     env = {"ALPHA_REQ_WORKDIR": str(workdir), "JAX_PLATFORMS": "cpu"}
@@ -74,6 +75,7 @@ def test_alpha_req_notebook_runs_top_to_bottom(tmp_path):
     assert len(images) == 2
 
 
+@pytest.mark.slow
 def test_platonic_notebook_runs_top_to_bottom(tmp_path):
     nb = _execute(COLABS / "platonic.ipynb", tmp_path, {"JAX_PLATFORMS": "cpu"})
     assert _errors(nb) == []
@@ -87,6 +89,7 @@ def test_platonic_notebook_runs_top_to_bottom(tmp_path):
     assert len(images) == 1   # the two decision-region panels
 
 
+@pytest.mark.slow
 def test_dynamics_notebook_runs_top_to_bottom(tmp_path):
     nb = _execute(COLABS / "dynamics.ipynb", tmp_path, {"JAX_PLATFORMS": "cpu"})
     assert _errors(nb) == []
@@ -112,6 +115,7 @@ def test_a_failing_cell_is_reported(tmp_path):
         _execute(path, tmp_path, {})
 
 
+@pytest.mark.slow
 def test_amplification_notebook_runs_top_to_bottom(tmp_path):
     workdir = tmp_path / "runs"
     env = {"AMPLIFICATION_WORKDIR": str(workdir), "JAX_PLATFORMS": "cpu"}

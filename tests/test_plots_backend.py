@@ -11,6 +11,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 import neurojax.analysis
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,6 +54,7 @@ def test_analysis_modules_are_listed():
     assert len(ANALYSIS_MODULES) >= 5
 
 
+@pytest.mark.slow
 def test_import_and_plot_keep_the_users_backend(tmp_path):
     env = dict(os.environ)
     env.pop("MPLBACKEND", None)

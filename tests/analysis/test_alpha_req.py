@@ -31,6 +31,7 @@ TINY = {
 }
 
 
+@pytest.mark.slow
 def test_convergence_time_exponent_close_to_alpha():
     # float32 data (shapes shared with the CLI test); the count itself is float64.
     res = ar.convergence_time_sweep(jax.random.PRNGKey(4), alphas=(1.0, 2.0),
@@ -76,6 +77,7 @@ def test_fig2_sweep_shapes_and_consistency(tmp_path):
     assert (tmp_path / "fig2.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_run_writes_pngs_and_json(tmp_path, monkeypatch):
     monkeypatch.setattr(ar, "QUICK", TINY)
     summary = ar.run(str(tmp_path), quick=True)

@@ -24,6 +24,7 @@ def digits_runs(data_dir, tmp_path_factory):
     return base, runs
 
 
+@pytest.mark.slow
 def test_probe_errors_match_the_loops_own_evaluation(digits_runs):
     """The hook's vmapped forward pass and the loop's grain evaluation of the
     final state agree image for image, per replica."""

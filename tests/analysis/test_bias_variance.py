@@ -59,6 +59,7 @@ def test_measure_through_optax_matches_explicit():
     np.testing.assert_allclose(via_optax["delta_loss"], explicit["delta_loss"], rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_probability_of_descent_respects_thresholds():
     dt, key = 0.1, jax.random.PRNGKey(1)  # 2/dt = 20; with sigma = ||g||: 10
     kw = dict(num_teachers=3, num_students=40, num_examples=30)
@@ -82,6 +83,7 @@ def test_probability_of_descent_respects_thresholds():
     assert float(noisy["p_descent_draw"]) < 1.0
 
 
+@pytest.mark.slow
 def test_probability_of_descent_grid_vmapped_without_lapack():
     # Fig. 7 stalled forever inside this call: jaxlib 0.10.2's batched LAPACK QR
     # (vmapped over teachers, students and cells) deadlocks on CPU when two such

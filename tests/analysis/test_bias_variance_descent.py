@@ -12,6 +12,7 @@ from neurojax.metrics import imperfect_gradients as ig
 from tests.analysis._json import check_written
 
 
+@pytest.mark.slow
 def test_figure7_descent_probability_obeys_theorems_31_32(tmp_path):
     # Theorem 3.1 on the (lambda_N, lambda_1) grid: P(descent) = 1 where lambda_1 <=
     # 2 / (dt (1 + sigma^2/||g||^2)), 0 where lambda_N is above it; with sigma =

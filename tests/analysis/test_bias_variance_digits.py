@@ -120,6 +120,7 @@ def test_runlocal_cells_train_and_collect(tmp_path):
     assert np.all((out["test_acc"][~np.isnan(out["test_acc"])] >= 0))
 
 
+@pytest.mark.slow
 def test_figure1_small_perturbations_are_harmless_large_ones_harm(tmp_path):
     # Fig. 1's verdict: a small relative bias or noise leaves full-batch training
     # where it was, an excessive one destroys it. Digits MLP, 60 steps, 2 seeds.

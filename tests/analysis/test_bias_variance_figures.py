@@ -49,6 +49,7 @@ def test_figure4_bias_impact_follows_theorem_24(tmp_path):
 # ----------------------------------------------------------------------------- Fig. 3
 
 
+@pytest.mark.slow
 def test_figure3_variance_impact_is_lemma21_and_falls_with_width(tmp_path):
     # Lemma 2.1 without bias: Delta L(0, sigma^2) = 1/2 sigma^2 f(N) Tr H / N dt^2
     # (f(N) = 1 with 'mean_square' noise sets), so Delta L is linear in sigma^2 with

@@ -61,6 +61,7 @@ def digits_rows():
     return task, pa.digits_single(cfg, task)
 
 
+@pytest.mark.slow
 def test_elm_row_equals_a_direct_numpy_elm_fit(digits_rows):
     """Table 7.2's ELM row: the hidden layer is W ~ N(0, 1) drawn as
     fit_platonic documents (candidate 0 of layer 0: fold_in(fold_in(key, 0),
@@ -133,6 +134,7 @@ def test_deep_lsd_curve_has_one_entry_per_layer_and_first_layer_nested_tries(dee
     assert 0 < one["min_lsd"] < 0.5
 
 
+@pytest.mark.slow
 def test_train_backprop_learns_through_the_program_and_reports_curves():
     task = _digits_like(m=256, m_test=64)
     bp = pa.train_backprop(task, (16,), "relu", num_classes=10, epochs=4, batch_size=32,

@@ -39,6 +39,7 @@ def _load_config(arg=None):
 
 # ----------------------------------------------------------------- deep scan
 
+@pytest.mark.slow
 def test_deep_lsd_scan_equals_fit_platonics_layer_loop(n_tries=2):
     """The scan over layers 2..L computes the LSD of every layer exactly as
     fit_platonic's unrolled loop (same keys, same kept candidates). N_tries = 1

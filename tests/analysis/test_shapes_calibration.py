@@ -25,6 +25,7 @@ def tiny_dataset(monkeypatch):
     monkeypatch.setitem(cal.CONFIG_DATASETS, "tiny", "shapes_tiny")
 
 
+@pytest.mark.slow
 def test_pieces_on_arrays(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.random((60, 8, 8, 3)).astype(np.float32)

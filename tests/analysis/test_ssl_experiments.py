@@ -35,6 +35,7 @@ def test_projector_grid_scales_beta_with_one_over_d():
     assert "d256_fixed" not in lambd  # the same run as d256_scaled
 
 
+@pytest.mark.slow
 def test_configure_applies_overrides_and_epoch_intervals_of_the_subset(data_dir):
     settings = sweep(data_dir, epochs=3, eval_every_epochs=1)
     config = se.configure(settings, {"views.num_views": 4, "dataset.fraction": 0.5,
@@ -50,6 +51,7 @@ def test_configure_applies_overrides_and_epoch_intervals_of_the_subset(data_dir)
     assert settings.config.views.num_views == 2 and settings.config.train.num_epochs == 30
 
 
+@pytest.mark.slow
 def test_configure_takes_seed_and_data_dir_from_the_config(data_dir):
     config = se.configure(sweep(data_dir, seed=3), {})
     assert config.seed == 3 and config.dataset.data_dir == data_dir
@@ -222,6 +224,7 @@ def test_alpha_experiment_correlates_every_run_and_selects_with_alpha(data_dir, 
     assert os.path.getsize(tmp_path / "alpha.png") > 0
 
 
+@pytest.mark.slow
 def test_importing_the_module_defines_no_flags_and_no_configs_import():
     code = ("import sys; from absl import flags; "
             "import neurojax.analysis.ssl_experiments; "
@@ -230,6 +233,7 @@ def test_importing_the_module_defines_no_flags_and_no_configs_import():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
+@pytest.mark.slow
 def test_command_line_reads_cached_runs_with_config_overrides(data_dir, tmp_path):
     """The CLI's --config, its overrides, --steps and --seeds reach the runs:
     with the projector runs planted at the workdirs their configs resolve to

@@ -11,6 +11,7 @@ import pytest
 from neurojax.analysis import ssl_theory as st
 
 
+@pytest.mark.slow
 def test_run_writes_png_and_json(tmp_path):
     results = st.run(str(tmp_path), betas=(0.0, 1.0), t_end=2.0, num_trials=250,
                      views=(2, 16))

@@ -70,6 +70,7 @@ def test_builders_accept_vgg16_and_cifar10():
         "zero_sum_set"] == 3
 
 
+@pytest.mark.slow
 def test_optimizer_applies_the_relative_bias_update():
     # noise 0: the first SGD-momentum step is -lr (g - b ||g|| 1), i.e. -lr g + lr b ||g|| 1
     config = cfg.get_config("bias=1e-3,noise=0,seed=0")

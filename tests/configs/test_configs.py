@@ -38,7 +38,11 @@ OFFLINE = ("digits", "shapes", "shapes_small")
 # tests/train/test_ssl.py. Kept out to hold the suite under 15 minutes on 2
 # cores)
 HEAVY = ("bias_variance_cifar10.py", "credit_shapes.py", "amplification_cifar.py",
-         "layerwise_shapes.py", "ssl_shapes.py", "pruning_shapes.py", "supervised_shapes.py")
+         "layerwise_shapes.py", "ssl_shapes.py", "pruning_shapes.py", "supervised_shapes.py",
+         # 11-20 s each on 2 busy cores: the default run keeps supervised_digits.py
+         # (and the small runlocal configs) and leaves these to `-m slow`
+         "ssl_digits.py", "compressed_sync_digits.py", "credit_digits.py",
+         "bias_variance_digits.py")
 # a script that runs launch.run's main under tfds' mock data (random examples
 # of the real feature spec, no download), for configs of datasets not here
 MOCK_RUN = """

@@ -32,6 +32,7 @@ def test_bad_arguments_are_named(arg):
         credit_digits.get_config(arg)
 
 
+@pytest.mark.slow
 def test_resnet20_stand_in_has_20_weighted_layers():
     config = credit_cifar10.get_config("backprop")
     params = build_model(config, 10).init(jax.random.PRNGKey(0), np.zeros((1, 32, 32, 3)),

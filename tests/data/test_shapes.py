@@ -320,6 +320,7 @@ def test_foreground_contrast_survives_grayscale():
     assert luma.min() >= 0.1
 
 
+@pytest.mark.slow
 def test_small_cnn_learns_the_shapes_from_a_few_hundred_images():
     # Nuisances that need data (position, colours, background) are fixed here
     # so that a few hundred images suffice; scale and rotation stay random.

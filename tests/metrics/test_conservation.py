@@ -289,6 +289,7 @@ def test_equilibrium_is_the_fixed_point_of_the_scale_law():
         np.testing.assert_allclose(with_momentum, np.sqrt(lr * ghat / (2 * wd * 0.1)), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_recorder_reaches_the_training_step_metrics():
     """record_metrics(conservation_record) first in the chain: the step's
     scalars hold Q(theta_t), ||g_t||^2 and <g_t, theta_t> per channel."""

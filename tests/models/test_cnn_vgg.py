@@ -204,6 +204,7 @@ def test_small_cnn_bad_arguments(kwargs, field):
         SmallCNN(**kwargs)
 
 
+@pytest.mark.slow
 def test_small_cnn_global_pool_averages_the_last_stage_at_any_resolution():
     model = SmallCNN(widths=(4, 6), hidden=None, num_classes=None, global_pool=True)
     for size in (8, 16):

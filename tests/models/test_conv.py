@@ -381,6 +381,7 @@ def test_small_inputs_use_plain_taps_and_match_xla(kernel, stride, padding, size
                                 jax.jvp(ref, (x, k), (tx, tk)), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_small_input_hvp_equals_dense_hessian():
     with _x64():
         dtype = jnp.float64

@@ -108,7 +108,8 @@ def test_parameters_stay_float32(name):
         init16, jax.eval_shape(make("float32").init, key(3), x))
 
 
-@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "vgg11" else n
+                                  for n in FAMILIES])  # VGG-11: 6 s, under `-m slow`
 def test_bfloat16_computes_in_bfloat16_and_returns_float32(name):
     make, _, bn_pairs = FAMILIES[name]
     variables, x = _variables(name)
@@ -169,8 +170,8 @@ def test_bfloat16_gradients_are_close_to_float32(name):
     assert norm(jax.tree.map(jnp.subtract, g16, g32)) <= 0.25 * norm(g32)
 
 
-@pytest.mark.parametrize("name", ["small_cnn", "vgg11", "resnet_basic", "projector",
-                                  "ssl_network"])
+@pytest.mark.parametrize("name", ["small_cnn", pytest.param("vgg11", marks=pytest.mark.slow),
+                                  "resnet_basic", "projector", "ssl_network"])
 def test_batchnorm_statistics_are_computed_in_float32(name):
     """The running statistics equal the float32 mean and (E[x^2] - E[x]^2)
     variance of the BatchNorm's bfloat16 input, to float32 round-off

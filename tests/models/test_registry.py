@@ -23,7 +23,10 @@ for _name in MODEL_NAMES:
         SMALL[_name] = dict(width=0.125)
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+# the two deepest ResNets (4-5 s each) run under `-m slow`
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow)
+                                  if n in ("resnet101", "resnet152") else n
+                                  for n in MODEL_NAMES])
 def test_every_model_contract(name):
     """Same call for every model: apply(v, x, train=..., mutable=[...])."""
     head = "num_classes" if "num_classes" in model_kwargs(name) else "num_outputs"

@@ -63,7 +63,10 @@ def _tie(flat_params, feedback):
          for k, v in flat_params.items()}, sep="/")
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+# the large families' cases (6-10 s each) run under `-m slow`
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow)
+                                  if n in ("vgg", "resnet_basic", "resnet_bottleneck_imagenet")
+                                  else n for n in sorted(MODELS)])
 def test_a_rule_keeps_the_backprop_parameters_and_outputs(name):
     ctor, x = MODELS[name]
     default, fa = ctor(), ctor(rule=get_rule("feedback_alignment"))
@@ -80,7 +83,8 @@ def test_a_rule_keeps_the_backprop_parameters_and_outputs(name):
 
 
 # conv, dense, BatchNorm, max-pooling, residual and projection paths
-@pytest.mark.parametrize("name", ["mlp", "deep_linear", "small_cnn", "resnet_basic"])
+@pytest.mark.parametrize("name", ["mlp", "deep_linear", "small_cnn",
+                                  pytest.param("resnet_basic", marks=pytest.mark.slow)])
 def test_feedback_weights_equal_to_w_give_backprop_gradients(name):
     ctor, x = MODELS[name]
     default, explicit, kp = ctor(), ctor(rule=Rule("backprop")), ctor(

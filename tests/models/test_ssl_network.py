@@ -8,6 +8,7 @@ from neurojax.models.projector import Projector
 from neurojax.models.ssl import build_ssl_network
 
 
+@pytest.mark.slow
 def test_embeddings_compose_encoder_and_projector():
     net = build_ssl_network("small_cnn", {"output_dim": 8}, widths=(4, 8), hidden=None)
     x = np.random.default_rng(0).uniform(size=(5, 8, 8, 3)).astype(np.float32)

@@ -94,6 +94,7 @@ def test_recipe_trains_on_make_views_single_view(data_dir):
         _value_and_grad(plain, variables, {**batch, "image": view}, rng))
 
 
+@pytest.mark.slow
 def test_wrapper_passes_rng_and_step_through():
     def objective(params, model_state, batch, rng, step):
         seen = dict(image=batch["image"], rng=jax.random.key_data(rng), step=step,

@@ -63,6 +63,7 @@ def test_weight_mirror_metaparameter_range_is_named():
         validate_config(config)
 
 
+@pytest.mark.slow
 def test_feedback_alignment_in_the_loop_keeps_b_and_moves_w(data_dir, tmp_path):
     config = _config("feedback_alignment", data_dir)
     before = _initial_params(config)
@@ -81,7 +82,7 @@ def test_feedback_alignment_in_the_loop_keeps_b_and_moves_w(data_dir, tmp_path):
     assert metrics["align/dense_0/grad_angle"] > 1.0
 
 
-@pytest.mark.parametrize("accumulate", [1, 2])
+@pytest.mark.parametrize("accumulate", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_kolen_pollack_in_the_loop_shrinks_w_minus_b(data_dir, tmp_path, accumulate):
     lr, wd, steps = 0.1, 0.05, 10
     config = _config("kolen_pollack", data_dir, steps=steps, momentum=0.0, nesterov=False,
@@ -102,6 +103,7 @@ def test_kolen_pollack_in_the_loop_shrinks_w_minus_b(data_dir, tmp_path, accumul
                           optax.MultiTransformState)
 
 
+@pytest.mark.slow
 def test_kolen_pollack_with_active_clipping_still_shrinks_w_minus_b(data_dir, tmp_path):
     """A clip norm far below the gradient's: W's update is clipped, and B,
     clipped by the same factor, keeps W - B shrinking by (1 - lr wd) per step."""

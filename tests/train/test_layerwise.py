@@ -113,6 +113,7 @@ def test_cnn_block_slices_compose_with_batch_norm():
     assert model.block_params(0) == ("conv_0", "bn_0")
 
 
+@pytest.mark.slow
 def test_vgg_block_slices_compose():
     from neurojax.models import get_model
     model = get_model("vgg11", num_classes=4, width_factor=0.125, classifier_widths=(8,))
@@ -223,6 +224,7 @@ def test_cached_features_equal_the_feednet_and_train_the_same(head_kind):
                            model_state["batch_stats"]["bn_1"]["mean"])
 
 
+@pytest.mark.slow
 def test_decision_heads():
     x = jnp.ones((2, 8, 8, 3))
     assert DecisionLayer(4).init_with_output(jax.random.PRNGKey(0), x)[0].shape == (2, 4)
@@ -291,6 +293,7 @@ class Interrupt(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_dll_in_the_loop_reads_out_each_stage_and_assembles_the_model(data_dir, tmp_path):
     config = _config(data_dir)
     full = train_and_evaluate(config, str(tmp_path / "full"), progress=False)
@@ -313,6 +316,7 @@ def test_dll_in_the_loop_reads_out_each_stage_and_assembles_the_model(data_dir, 
     # stage objective above, without a loop run)
 
 
+@pytest.mark.slow
 def test_growing_stages_are_read_out_where_each_ends(data_dir, tmp_path):
     """steps_factor 2 splits 30 steps 5:9:16 (one each, then 27 as 1:2:4);
     train.eval_at_stage_end evaluates at 5, 14 and 30 besides eval_every."""
@@ -371,6 +375,7 @@ def test_stage_visits():
         lw.LayerwiseSpec(rounds=0)
 
 
+@pytest.mark.slow
 def test_stage_trains_only_its_window(data_dir, tmp_path):
     seen = {}
 

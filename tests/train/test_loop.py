@@ -53,6 +53,7 @@ def interrupt_at(step_to_stop):
     return hook
 
 
+@pytest.mark.slow
 def test_resume_after_interruption_matches_uninterrupted_run(data_dir, tmp_path):
     config = small_config(data_dir)
     full = train_and_evaluate(config, str(tmp_path / "full"), progress=False)
@@ -114,6 +115,7 @@ def test_invalid_config_fails_before_building(tmp_path):
     assert not os.path.exists(tmp_path / "w" / "checkpoints")
 
 
+@pytest.mark.slow
 def test_launch_entry_point_with_overrides(data_dir, tmp_path):
     workdir = tmp_path / "cli"
     cmd = [sys.executable, "-m", "launch.run", "--config", "configs/supervised_digits.py:runlocal",
@@ -143,7 +145,7 @@ def _params(result):
     return jax.device_get(result.state.params)
 
 
-@pytest.mark.parametrize("on_device", ["on", "off"])
+@pytest.mark.parametrize("on_device", ["on", pytest.param("off", marks=pytest.mark.slow)])
 def test_k_steps_per_call_match_single_steps_and_resume_exactly(data_dir, tmp_path, on_device):
     single_config = small_config(data_dir, steps_per_call=1)
     single_config.dataset.on_device = on_device
@@ -164,7 +166,7 @@ def test_k_steps_per_call_match_single_steps_and_resume_exactly(data_dir, tmp_pa
     assert [r["step"] for r in _records(workdir) if r["split"] == "train"] == [5, 10, 15, 20, 25, 30]
 
 
-@pytest.mark.parametrize("kill_at", [7, 17])  # before and after the first checkpoint (10)
+@pytest.mark.parametrize("kill_at", [7, pytest.param(17, marks=pytest.mark.slow)])  # before and after the first checkpoint (10)
 def test_restart_records_equal_an_uninterrupted_run(data_dir, tmp_path, kill_at):
     config = small_config(data_dir)
     train_and_evaluate(config, str(tmp_path / "full"), progress=False)
@@ -184,6 +186,7 @@ def test_restart_records_equal_an_uninterrupted_run(data_dir, tmp_path, kill_at)
         assert records[0]["train_seconds"] < dead[-1]["train_seconds"] + 5.0
 
 
+@pytest.mark.slow
 def test_seed_replicas_equal_separate_runs(data_dir, tmp_path):
     config = small_config(data_dir, steps_per_call=10, num_replicas=2, num_steps=20)
     together = train_and_evaluate(config, str(tmp_path / "r2"), progress=False)
@@ -228,6 +231,7 @@ def _two_stage_task(config, info, mesh, data_dir):
     return dataclasses.replace(task, stages=stages)
 
 
+@pytest.mark.slow
 def test_two_stage_program_in_the_loop_resumes_inside_stage_two(data_dir, tmp_path):
     from neurojax.train import task as task_registry
 

@@ -79,6 +79,7 @@ def _digits_like_batch(n=16):
             "label": rng.integers(0, 10, n).astype(np.int32)}
 
 
+@pytest.mark.slow
 def test_supervised_step_and_eval_keep_float32_around_bfloat16():
     """model_objective and the eval step on a bfloat16 small CNN with
     BatchNorm: loss, metrics, gradients, parameters and statistics float32,
@@ -135,6 +136,7 @@ def test_ssl_objective_loss_is_float32_with_a_bfloat16_network():
     assert abs(float(loss16) - float(loss32)) <= 0.05 * abs(float(loss32))
 
 
+@pytest.mark.slow
 def test_launch_run_in_bfloat16(tmp_path):
     """The command a TPU user runs, on the quickstart's runlocal size (2 epochs)."""
     workdir = tmp_path / "bf16"

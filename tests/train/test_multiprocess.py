@@ -66,6 +66,7 @@ def _result(stdout: str) -> dict:
     return json.loads(line[-1][len("RESULT "):])
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one_process_with_their_devices(tmp_path):
     data_dir = str(tmp_path / "tfds")
     one = subprocess.run([sys.executable, "-c", SCRIPT, "1", "0", "0", str(tmp_path / "one"),

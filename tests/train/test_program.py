@@ -68,6 +68,7 @@ def _linear_objective(params, model_state, batch, rng):
     return loss, ({"mean_pred": jnp.mean(pred)}, model_state)
 
 
+@pytest.mark.slow
 def test_k_steps_in_one_call_equal_k_single_steps():
     data = _regression(jax.random.PRNGKey(0))
     mesh = make_mesh()

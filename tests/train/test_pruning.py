@@ -35,6 +35,7 @@ def test_every_method_keeps_the_exact_count_and_nested_masks(method):
         assert np.all(np.asarray(p)[~np.asarray(m)] == 0)
 
 
+@pytest.mark.slow
 def test_synflow_avoids_the_layer_collapse_of_magnitude_pruning():
     """A deep MLP whose layers have very different fan-ins: He-scaled weights of
     the wide layers are small, so global magnitude pruning empties them; SynFlow
@@ -74,6 +75,7 @@ def test_bad_arguments_raise_value_errors_naming_them(kwargs, match):
 
 # (~10 s: the digits and two compiles; configs/pruning_shapes.py:runlocal, the
 # SynFlow path through the loop, is in the slow set of tests/configs)
+@pytest.mark.slow
 def test_loop_prunes_at_init_and_keeps_masks_per_replica(tmp_path):
     """config.prune through the training loop: two seed replicas pruned with
     SNIP (10 examples per class from the data) keep round(N / 10) kernel

@@ -40,6 +40,7 @@ def _numpy_effective_rank(features):
     return float(np.exp(-(p * np.log(p)).sum()))
 
 
+@pytest.mark.slow
 def test_logged_spectrum_matches_the_final_features(data_dir, tmp_path):
     config = _config(data_dir)
     result = train_and_evaluate(config, str(tmp_path), progress=False)

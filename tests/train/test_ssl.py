@@ -31,6 +31,7 @@ def _fake_views(key, images):
     return large, mirrored
 
 
+@pytest.mark.slow
 def test_objective_is_the_loss_of_the_embedded_views():
     x = np.random.default_rng(0).uniform(size=(16, 4, 4, 1)).astype(np.float32)
     net, variables = _net_and_variables(x)
@@ -62,6 +63,7 @@ def test_objective_is_the_loss_of_the_embedded_views():
     np.testing.assert_allclose(two, barlow_twins(z2[0], z2[1], 0.05)[0], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_objective_gradient_matches_finite_differences():
     jax.config.update("jax_enable_x64", True)
     try:
@@ -120,6 +122,7 @@ def _ssl_shapes_config(data_dir):
     return config
 
 
+@pytest.mark.slow
 def test_ssl_run_logs_probes_spectrum_and_time(data_dir, tmp_path):
     from neurojax.train.loop import train_and_evaluate
     config = _ssl_shapes_config(data_dir)
@@ -178,6 +181,7 @@ def test_ssl_validation_names_the_field(field, value, name):
         validate_config(config)
 
 
+@pytest.mark.slow
 def test_mixed_resolution_views_train_a_globally_pooled_encoder():
     """Multi-crop (E6): two large and two small views per image in one loss;
     each resolution group is embedded on its own, the loss sees all four."""

@@ -122,6 +122,7 @@ _SHARDED_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_sharded_step_equals_single_device_step():
     """8 forced CPU devices: the data-parallel step gives the same parameters."""
     run_with_forced_devices(_SHARDED_SCRIPT, "SHARDED_OK")

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+import pytest
 
 from configs import supervised_digits
 from neurojax.data import on_device
@@ -47,6 +48,7 @@ def _setup(n=32):
     return model, params, objective, data
 
 
+@pytest.mark.slow
 def test_step_scalars_hold_the_rms_of_the_batch_gradient():
     model, params, objective, data = _setup()
     tx = optax.chain(record_gradient_rms(), optax.sgd(0.1))
@@ -64,6 +66,7 @@ def test_step_scalars_hold_the_rms_of_the_batch_gradient():
     assert set(plain) == {"loss", "accuracy"}
 
 
+@pytest.mark.slow
 def test_program_metrics_equal_an_independent_sgd_run():
     """Three steps of run_program (data on the device) against SGD by hand on
     the batches ``on_device.batch_indices`` gives."""
@@ -92,6 +95,7 @@ def test_program_metrics_equal_an_independent_sgd_run():
         p = jax.tree.map(lambda w, d: w - lr * d, p, g)
 
 
+@pytest.mark.slow
 def test_loop_writes_grad_rms_to_metrics_jsonl(tmp_path):
     """With SGD at a constant rate, step k's gradient is (p_{k-1} - p_k) / lr:
     its RMS must be the grad_rms the train record of step k holds (here with

@@ -38,7 +38,9 @@ def sync_config(data_dir, **sync):
     return config
 
 
-@pytest.mark.parametrize("mode", ["none", "fixed", "dynamic"])
+# the default run keeps the dynamic schedule, the one with every moving part
+@pytest.mark.parametrize("mode", [pytest.param("none", marks=pytest.mark.slow),
+                                  pytest.param("fixed", marks=pytest.mark.slow), "dynamic"])
 def test_loop_rounds_equal_the_tested_sync_round(data_dir, tmp_path, mode):
     """The loop's rounds against ``compressed_sync.make_sync_round`` (tested
     against a NumPy reference) fed the same per-worker batches."""
@@ -89,6 +91,7 @@ def test_loop_rounds_equal_the_tested_sync_round(data_dir, tmp_path, mode):
             assert last["raw_bits_per_parameter"] == 6.0
 
 
+@pytest.mark.slow
 def test_sync_run_resumes_exactly(data_dir, tmp_path):
     config = sync_config(data_dir)
     full = train_and_evaluate(config, str(tmp_path / "full"), progress=False)

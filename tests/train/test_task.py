@@ -12,6 +12,7 @@ from neurojax.train.step import make_mesh
 from neurojax.train.task import get_task, supervised_task
 
 
+@pytest.mark.slow
 def test_eval_loss_uses_the_configs_loss_hyperparameters(tmp_path):
     config = supervised_digits.get_config()
     config.dataset.data_dir = str(tmp_path)

@@ -266,6 +266,7 @@ _EIGHT_DEVICES = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_eight_devices_equal_plain_averaging_and_data_parallel_sgd():
     """8 forced CPU devices (shard_map over 'data'): (a) no quantisation is
     bit-exact synchronous averaging of independently trained copies; (b)
