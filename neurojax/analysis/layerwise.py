@@ -47,6 +47,12 @@ Parts:
   subnet there); window 1 is DLL (the table's ``dll_pooled_layer`` run, the
   same program, added when both parts are in one JSON) and window 4 one
   stage of end-to-end training.
+* ``window_total``: the same sweep at equal total steps (examples seen), the
+  table's backprop budget split evenly over the subnets. Window 1 is then
+  the table's ``dll_pooled_layer`` run and window 4 end-to-end backprop (a
+  window over the whole network is tested equal to it), so only windows 2
+  and 3 train here. A subnet of k blocks costs about k times one block's
+  step, so equal steps is not equal compute.
 
 ``--workdir`` keeps the loop runs; a rerun reuses every finished one, and
 parts run as separate commands into one ``--outdir`` merge into one JSON.
@@ -77,7 +83,7 @@ from neurojax.analysis.layerwise_runs import (  # noqa: F401 (re-exported)
     peak_per_replica, replica_values, spread, stage_records, summarize, train_run)
 from neurojax.train import layerwise as lw
 
-PARTS = ("table", "depth", "window")
+PARTS = ("table", "depth", "window", "window_total")
 VALIDATION = ("train[:90%]", "train[90%:]")  # (training split, validation split)
 CNN = dict(name="small_cnn", widths=(32, 64, 128), hidden=256, dtype="float32")
 CNN_LAYERS = tuple(f"conv_{i}" for i in range(len(CNN["widths"]))) + ("hidden", "head")
@@ -85,11 +91,13 @@ SIZES = {
     "full": {
         # shapes: 10.0 epochs of 9000; digits: 47.5 epochs of 1293
         "table": dict(num_steps=704, replicas=3, rounds=2, digits_steps=480,
-                      digits_budgets=(2, 4)),
+                      digits_budgets=(2, 4, 8, 16)),
         "depth": dict(depths=(10, 25, 50, 100), dll_depth=1000, width=64, stage_steps=400,
                       backprop_steps=2000, lr=3e-3, replicas=3),
         # window 1 is the table's DLL run (the same config); 2.5 epochs per subnet
         "window": dict(stage_steps=176, replicas=3, windows=(2, 3, 4)),
+        # the table's 704 steps in all, split evenly over the subnets
+        "window_total": dict(num_steps=704, replicas=3, windows=(2, 3)),
     },
     "quick": {
         "table": dict(num_steps=16, replicas=2, rounds=2, digits_steps=8,
@@ -97,6 +105,7 @@ SIZES = {
         "depth": dict(depths=(2, 3), dll_depth=4, width=8, stage_steps=4, backprop_steps=8,
                       lr=3e-3, replicas=2),
         "window": dict(stage_steps=4, replicas=2, windows=(2, 4)),
+        "window_total": dict(num_steps=16, replicas=2, windows=(2,)),
     },
 }
 THESIS = {
@@ -349,7 +358,30 @@ def run_window(workdir: str, *, quick: bool = False, data_dir: str = "") -> dict
             "windows": out}
 
 
-RUNNERS = {"table": run_table, "depth": run_depth, "window": run_window}
+def run_window_total(workdir: str, *, quick: bool = False, data_dir: str = "") -> dict:
+    """Segment-wise windows at the table's total steps, split over the subnets
+    (module docstring, ``window_total``)."""
+    size = SIZES["quick" if quick else "full"]["window_total"]
+    n, reps = size["num_steps"], size["replicas"]
+    num_blocks = len(CNN["widths"]) + 1
+    out = {}
+    for k in size["windows"]:
+        stages = len(lw.stage_windows(num_blocks, "segment", window=k, step=1))
+        # eval_every 0: read out where each stage ends
+        config = shapes_config(dict(method="segment", window=k, step=1), num_steps=n,
+                               replicas=reps, eval_every=0, data_dir=data_dir)
+        run = summarize(train_run(config, os.path.join(workdir, f"window_total_{k}")))
+        run["num_stages"] = stages
+        out[str(k)] = run
+        print(f"window_total/{k}: final {run['final']['mean']:.4f} "
+              f"({run['wall_seconds']:.0f} s)", flush=True)
+    return {"setting": {"dataset": "shapes_small", "model": CNN, "num_steps": n,
+                        "replicas": reps, "step": 1, "overlap": "window - 1"},
+            "windows": out}
+
+
+RUNNERS = {"table": run_table, "depth": run_depth, "window": run_window,
+           "window_total": run_window_total}
 
 
 def check_parts(parts: Sequence[str]) -> tuple[str, ...]:
@@ -389,9 +421,11 @@ def run(outdir: str, *, quick: bool = False, parts: Sequence[str] = PARTS,
     results["jax"] = jax.__version__
     path = os.path.join(outdir, f"layerwise_{mode}.json")
     results = outputs.merge_parts(path, results, PARTS)
-    if _with_window_one(results):
-        figures.PLOTS["window"](results["parts"]["window"],
-                                os.path.join(outdir, "layerwise_window.png"))
+    added = _with_window_one(results)
+    equal_total = _window_total_with_ends(results["parts"])
+    if "window" in results["parts"] and (added or equal_total):
+        figures.plot_window(results["parts"]["window"],
+                            os.path.join(outdir, "layerwise_window.png"), equal_total)
     write_json(results, path, digits=6)
     return results
 
@@ -412,6 +446,25 @@ def _with_window_one(results: dict) -> bool:
                source="the table part's dll_pooled_layer run (the same program)")
     parts["window"]["windows"] = {"1": dll, **parts["window"]["windows"]}
     return True
+
+
+def _window_total_with_ends(parts: dict) -> Optional[dict]:
+    """``window_total``'s windows with window 1 (the table's
+    ``dll_pooled_layer`` run) and window num_blocks (the table's backprop run)
+    when the table ran at the same total steps and seeds; else ``None``."""
+    if "window_total" not in parts or "table" not in parts:
+        return None
+    table, total = parts["table"], parts["window_total"]
+    n, reps = total["setting"]["num_steps"], total["setting"]["replicas"]
+    if table["setting"]["num_steps"] != n or table["setting"]["replicas"] != reps:
+        return None
+    runs = table["runs"]
+    if "dll_pooled_layer" not in runs or "backprop" not in runs:
+        return None
+    backprop = dict(runs["backprop"], final=runs["backprop"]["network"])
+    windows = {"1": runs["dll_pooled_layer"], **total["windows"],
+               str(len(CNN["widths"]) + 1): backprop}
+    return {"windows": windows, "num_steps": n}
 
 
 def main(argv: Sequence[str]) -> None:

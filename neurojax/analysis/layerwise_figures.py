@@ -2,6 +2,8 @@
 the part's result dict (so a figure can be redrawn from the JSON)."""
 from __future__ import annotations
 
+from typing import Optional
+
 from neurojax.analysis.outputs import save_figure
 
 COLORS = {"backprop": "k", "dll": "C0", "random_robin": "C3", "init": "0.6",
@@ -105,26 +107,42 @@ def plot_depth(result: dict, path: str) -> None:
     save_figure(fig, path)
 
 
-def plot_window(result: dict, path: str) -> None:
-    """Fig. 6.2: test accuracy against the segment-wise window."""
+def plot_window(result: dict, path: str, equal_total: Optional[dict] = None) -> None:
+    """Fig. 6.2: test accuracy against the segment-wise window, at equal steps
+    per subnet and (``equal_total``: ``{"windows": ..., "num_steps": n}``) at
+    equal steps in all."""
     from matplotlib.figure import Figure
     fig = Figure(figsize=(6, 4.2))
     ax = fig.subplots()
     windows = result["windows"]
     ks = sorted(int(k) for k in windows)
-    _errorbar(ax, ks, [windows[str(k)]["final"] for k in ks], marker="o", color="C0",
-              label="final network")
-    if all("peak" in windows[str(k)] for k in ks):
+    s = result.get("setting", {})
+    if ks:
+        _errorbar(ax, ks, [windows[str(k)]["final"] for k in ks], marker="o", color="C0",
+                  label=f"final network, {s.get('steps_per_subnet')} steps per subnet")
+    if ks and all("peak" in windows[str(k)] for k in ks):
         _errorbar(ax, [k + 0.05 for k in ks], [windows[str(k)]["peak"] for k in ks],
                   marker="s", color="C1", ls="--", label="peak read-out (validation)")
-    s = result["setting"]
+    if equal_total:
+        totals = equal_total["windows"]
+        kt = sorted(int(k) for k in totals)
+        _errorbar(ax, [k - 0.05 for k in kt], [totals[str(k)]["final"] for k in kt],
+                  marker="^", color="C2",
+                  label=f"final network, {equal_total['num_steps']} steps in all")
+        ks = sorted(set(ks) | set(kt))
     ax.set_xticks(ks)
     ax.set(xlabel="window (blocks per subnet, step 1)", ylabel="test accuracy (%)",
-           title=f"segment-wise small CNN, shapes_small, {s['steps_per_subnet']} steps "
-                 f"per subnet")
+           title="segment-wise small CNN, shapes_small")
     ax.legend(fontsize=8)
     fig.tight_layout()
     save_figure(fig, path)
 
 
-PLOTS = {"table": plot_table, "depth": plot_depth, "window": plot_window}
+def plot_window_total(result: dict, path: str) -> None:
+    """The ``window_total`` part alone (its windows at equal total steps)."""
+    plot_window({"windows": {}}, path, equal_total={
+        "windows": result["windows"], "num_steps": result["setting"]["num_steps"]})
+
+
+PLOTS = {"table": plot_table, "depth": plot_depth, "window": plot_window,
+         "window_total": plot_window_total}

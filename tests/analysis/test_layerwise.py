@@ -162,6 +162,40 @@ def test_quick_run_writes_json_and_figures(tmp_path):
     assert not math.isnan(depth["dll_peak"]["accuracy"]["mean"])
     assert set(results["parts"]["window"]["windows"]) == {"1", "2", "4"}  # 1: the table DLL
     assert results["parts"]["window"]["windows"]["4"]["num_stages"] == 1
+    total = results["parts"]["window_total"]
+    assert set(total["windows"]) == {"2"} and total["windows"]["2"]["num_stages"] == 3
+    # one read-out where each of the 3 subnets ends: 16 steps split 6, 5, 5
+    assert [r["step"] for r in total["windows"]["2"]["stages"]] == [6, 11, 16]
+    ends = la._window_total_with_ends(results["parts"])  # pylint: disable=protected-access
+    assert set(ends["windows"]) == {"1", "2", "4"} and ends["num_steps"] == 16
+
+
+def _spread(*values):
+    return {"mean": sum(values) / len(values), "std": 0.0, "per_seed": list(values)}
+
+
+def test_window_total_takes_its_ends_from_a_table_at_the_same_budget(tmp_path):
+    from neurojax.analysis import layerwise_figures as figures
+    table = {"setting": {"num_steps": 704, "replicas": 3},
+             "runs": {"backprop": {"network": _spread(0.4), "final": _spread(0.4)},
+                      "dll_pooled_layer": {"final": _spread(0.17)}}}
+    total = {"setting": {"num_steps": 704, "replicas": 3},
+             "windows": {"2": {"final": _spread(0.2)}, "3": {"final": _spread(0.3)}}}
+    ends = la._window_total_with_ends(  # pylint: disable=protected-access
+        {"table": table, "window_total": total})
+    assert [ends["windows"][k]["final"]["mean"] for k in "1234"] == pytest.approx(
+        [0.17, 0.2, 0.3, 0.4])
+    assert ends["num_steps"] == 704
+    # another budget or other seeds: no ends
+    other = dict(total, setting={"num_steps": 352, "replicas": 3})
+    assert la._window_total_with_ends(  # pylint: disable=protected-access
+        {"table": table, "window_total": other}) is None
+    assert la._window_total_with_ends({"window_total": total}) is None  # pylint: disable=protected-access
+    window = {"setting": {"steps_per_subnet": 176},
+              "windows": {"2": {"final": _spread(0.25)}, "4": {"final": _spread(0.2)}}}
+    figures.plot_window(window, str(tmp_path / "w.png"), ends)
+    figures.plot_window_total(total, str(tmp_path / "t.png"))
+    assert (tmp_path / "w.png").stat().st_size > 0 and (tmp_path / "t.png").stat().st_size > 0
 
 
 def test_parts_run_separately_merge_into_one_json(tmp_path):
