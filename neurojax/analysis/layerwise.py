@@ -30,8 +30,8 @@ Parts:
   steps here, stage i's share growing as 1.26^i); Random Robin (Algorithm
   4, random order, each window's optimiser state kept) with decision
   blocks. The same CNN on the 8x8 digits (backprop and the two flat-layer
-  rows, and the first two at 2 and 4 times the steps: the gap at matched steps as
-  the runs near convergence): Table 6.1 is on MNIST-like data, where every
+  rows, and the first two at 2, 4, 8 and 16 times the steps: the gap at matched
+  steps as the runs near convergence): Table 6.1 is on MNIST-like data, where every
   method nears its ceiling. Test accuracy mean and spread over the seeds, and each
   layer-wise method's difference from backprop with the spread of that
   difference. Fig. 6.3: the stable rank ``||W||_F^2 / ||W||_2^2`` of every
