@@ -49,25 +49,28 @@ def plot_table(result: dict, path: str) -> None:
     Fig. 6.3 (stable rank per layer)."""
     from matplotlib.figure import Figure
     digits = result.get("digits", {})
-    panels = 2 + bool(digits) + ("budget_sweep" in digits)
+    sweeps = [(name, table) for name, table in (("shapes_small", result), ("digits", digits))
+              if "budget_sweep" in table]
+    panels = 2 + bool(digits) + bool(sweeps)
     fig = Figure(figsize=(5.5 * panels, 4.6))
     axes = fig.subplots(1, panels)
     _table_panel(axes[0], result, "small CNN, shapes_small")
     if digits:
         _table_panel(axes[1], digits, "small CNN, digits")
-    if "budget_sweep" in digits:
+    if sweeps:
         ax = axes[2]
-        runs = digits["runs"]
-        points = {1: {"num_steps": digits["setting"]["num_steps"],
-                      **{k: runs[k]["network"] for k in ("backprop", "dll_flat_layer")}},
-                  **{int(m): row for m, row in digits["budget_sweep"].items()}}
-        steps = [points[m]["num_steps"] for m in sorted(points)]
-        for name in ("backprop", "dll_flat_layer"):
-            _errorbar(ax, steps, [points[m][name] for m in sorted(points)], marker="o",
-                      color=COLORS[name], label=LABELS[name].replace("\n", " "))
+        for (dataset, table), color in zip(sweeps, ("C0", "C3")):
+            gaps = {1: (table["setting"]["num_steps"],
+                        table["difference_vs_backprop"]["dll_flat_layer_network"]),
+                    **{int(m): (row["num_steps"], row["difference"])
+                       for m, row in table["budget_sweep"].items()}}
+            _errorbar(ax, [gaps[m][0] for m in sorted(gaps)], [gaps[m][1] for m in sorted(gaps)],
+                      marker="o", color=color, label=dataset)
+        ax.axhline(0.0, color="k", lw=0.8)
         ax.set_xscale("log", base=2)
-        ax.set(xlabel="total training steps (matched)", ylabel="test accuracy (%)",
-               title="digits: the gap as both near convergence")
+        ax.set(xlabel="total training steps (both methods)",
+               ylabel="flat DLL - backprop (points, paired)",
+               title="the gap as both near convergence")
         ax.legend(fontsize=8)
     ax2 = axes[-1]
     rank = result["stable_rank"]

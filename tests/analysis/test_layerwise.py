@@ -154,6 +154,10 @@ def test_quick_run_writes_json_and_figures(tmp_path):
     assert sweep["num_steps"] == 16
     assert sweep["difference"]["mean"] == pytest.approx(
         sweep["dll_flat_layer"]["mean"] - sweep["backprop"]["mean"])
+    shapes_sweep = table["budget_sweep"]["2"]  # the same sweep on the shapes
+    assert set(table["budget_sweep"]) == {"2"} and shapes_sweep["num_steps"] == 32
+    assert shapes_sweep["difference"]["mean"] == pytest.approx(
+        shapes_sweep["dll_flat_layer"]["mean"] - shapes_sweep["backprop"]["mean"])
     assert list(ranks["dll"]) == ["conv_0", "conv_1", "conv_2", "hidden", "head"]
     assert all(1 <= s["mean"] <= 128 for r in ranks.values() for s in r.values())
     depth = results["parts"]["depth"]
