@@ -345,23 +345,30 @@ def run_depth(workdir: str, *, quick: bool = False, data_dir: str = "") -> dict:
             "dll_wall_seconds": dll["seconds"], "backprop": backprop}
 
 
+def _segment_run(part: str, k: int, workdir: str, replicas: int, data_dir: str, *,
+                 steps_per_subnet: int = 0, total_steps: int = 0) -> dict:
+    """One segment-wise run of the small CNN (window ``k``, step 1): each
+    subnet ``steps_per_subnet`` steps (read out every subnet), or
+    ``total_steps`` split evenly over the subnets (read out where each ends)."""
+    num_blocks = len(CNN["widths"]) + 1
+    stages = len(lw.stage_windows(num_blocks, "segment", window=k, step=1))
+    num_steps = stages * steps_per_subnet if steps_per_subnet else total_steps
+    config = shapes_config(dict(method="segment", window=k, step=1), num_steps=num_steps,
+                           replicas=replicas, eval_every=steps_per_subnet, data_dir=data_dir)
+    run = summarize(train_run(config, os.path.join(workdir, f"{part}_{k}")))
+    run["num_stages"] = stages
+    print(f"{part}/{k}: final {run['final']['mean']:.4f} ({run['wall_seconds']:.0f} s)",
+          flush=True)
+    return run
+
+
 def run_window(workdir: str, *, quick: bool = False, data_dir: str = "") -> dict:
     """Fig. 6.2: segment-wise learning of the small CNN, window 1..4, step 1,
     the same steps per subnet."""
     size = SIZES["quick" if quick else "full"]["window"]
     s, reps = size["stage_steps"], size["replicas"]
-    num_blocks = len(CNN["widths"]) + 1
-    out = {}
-    for k in size["windows"]:
-        stages = len(lw.stage_windows(num_blocks, "segment", window=k, step=1))
-        config = shapes_config(dict(method="segment", window=k, step=1),
-                               num_steps=stages * s, replicas=reps, eval_every=s,
-                               data_dir=data_dir)
-        run = summarize(train_run(config, os.path.join(workdir, f"window_{k}")))
-        run["num_stages"] = stages
-        out[str(k)] = run
-        print(f"window/{k}: final {run['final']['mean']:.4f} ({run['wall_seconds']:.0f} s)",
-              flush=True)
+    out = {str(k): _segment_run("window", k, workdir, reps, data_dir, steps_per_subnet=s)
+           for k in size["windows"]}
     return {"setting": {"dataset": "shapes_small", "model": CNN, "steps_per_subnet": s,
                         "epochs_per_subnet": s * 128 / 9000, "replicas": reps,
                         "step": 1, "overlap": "window - 1"},
@@ -373,18 +380,8 @@ def run_window_total(workdir: str, *, quick: bool = False, data_dir: str = "") -
     (module docstring, ``window_total``)."""
     size = SIZES["quick" if quick else "full"]["window_total"]
     n, reps = size["num_steps"], size["replicas"]
-    num_blocks = len(CNN["widths"]) + 1
-    out = {}
-    for k in size["windows"]:
-        stages = len(lw.stage_windows(num_blocks, "segment", window=k, step=1))
-        # eval_every 0: read out where each stage ends
-        config = shapes_config(dict(method="segment", window=k, step=1), num_steps=n,
-                               replicas=reps, eval_every=0, data_dir=data_dir)
-        run = summarize(train_run(config, os.path.join(workdir, f"window_total_{k}")))
-        run["num_stages"] = stages
-        out[str(k)] = run
-        print(f"window_total/{k}: final {run['final']['mean']:.4f} "
-              f"({run['wall_seconds']:.0f} s)", flush=True)
+    out = {str(k): _segment_run("window_total", k, workdir, reps, data_dir, total_steps=n)
+           for k in size["windows"]}
     return {"setting": {"dataset": "shapes_small", "model": CNN, "num_steps": n,
                         "replicas": reps, "step": 1, "overlap": "window - 1"},
             "windows": out}
