@@ -69,7 +69,7 @@ def plot_table(result: dict, path: str) -> None:
         ax.axhline(0.0, color="k", lw=0.8)
         ax.set_xscale("log", base=2)
         ax.set(xlabel="total training steps (both methods)",
-               ylabel="flat DLL - backprop (points, paired)",
+               ylabel="flat DLL - backprop (points; bars: standard error)",
                title="the gap as both near convergence")
         ax.legend(fontsize=8)
     ax2 = axes[-1]

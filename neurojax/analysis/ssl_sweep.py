@@ -88,7 +88,6 @@ SETTINGS: dict[str, dict[str, Any]] = {
 }
 
 
-
 def sweep_config(base, overrides: Mapping[str, Any], *, steps: int, seed: int = 0,
                  probe_train_examples: int = 10_000, probe_test_examples: int = 0,
                  eval_every: int = 0):
