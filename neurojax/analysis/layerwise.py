@@ -34,8 +34,9 @@ Parts:
   digits (backprop and the two flat-layer rows, and the first two at 2, 4,
   8 and 16 times the steps): Table 6.1 is on MNIST-like data, where every
   method nears its ceiling. Test accuracy mean and spread over the seeds, and each
-  layer-wise method's difference from backprop with the spread of that
-  difference. Fig. 6.3: the stable rank ``||W||_F^2 / ||W||_2^2`` of every
+  layer-wise method's difference from backprop paired by seed (every method
+  runs the same seeds: ``outputs.paired_difference``, the spread of the
+  per-seed differences and the Student-t 95% interval of their mean). Fig. 6.3: the stable rank ``||W||_F^2 / ||W||_2^2`` of every
   layer's weights (``neurojax.metrics.stable_rank``) after each method, and
   at initialisation.
 * ``depth`` (E2): a deep narrow ReLU MLP on the digits trained by DLL and
@@ -78,9 +79,9 @@ import numpy as np
 
 from neurojax.analysis.layerwise_memory import compiled_bytes, stage_memory  # noqa: F401
 from neurojax.analysis import outputs
-from neurojax.analysis.outputs import jsonable, write_json
+from neurojax.analysis.outputs import jsonable, paired_difference, write_json
 from neurojax.analysis.layerwise_runs import (  # noqa: F401 (re-exported)
-    difference, finished_run, init_stable_rank, layers_stable_rank, network_accuracy,
+    finished_run, init_stable_rank, layers_stable_rank, network_accuracy,
     peak_per_replica, replica_values, spread, stage_records, summarize, train_run)
 from neurojax.train import layerwise as lw
 
@@ -241,8 +242,8 @@ def _table_runs(dataset: str, methods: Sequence[str], n: int, replicas: int, rou
     base = runs["backprop"]["network"]["per_seed"]
     diffs = {}
     for name in [m for m in methods if m != "backprop"]:
-        diffs[f"{name}_network"] = difference(runs[name]["network"]["per_seed"], base)
-        diffs[f"{name}_peak"] = difference(runs[name]["peak"]["per_seed"], base)
+        diffs[f"{name}_network"] = paired_difference(runs[name]["network"]["per_seed"], base)
+        diffs[f"{name}_peak"] = paired_difference(runs[name]["peak"]["per_seed"], base)
     out = {"runs": runs, "difference_vs_backprop": diffs,
            "num_steps": {name: specs[name][2] for name in methods}}
     if stable_ranks:
@@ -433,6 +434,13 @@ def run(outdir: str, *, quick: bool = False, parts: Sequence[str] = PARTS,
     if "window" in results["parts"] and (added or equal_total):
         figures.plot_window(results["parts"]["window"],
                             os.path.join(outdir, "layerwise_window.png"), equal_total)
+    if equal_total:
+        results["window_total_with_ends"] = jsonable(
+            {"num_steps": equal_total["num_steps"],
+             "final": {k: w["final"] for k, w in equal_total["windows"].items()},
+             "step_differences": equal_total["step_differences"],
+             "source": "window_total's windows, window 1 the table's dll_pooled_layer "
+                       "run and the last window its backprop run"})
     write_json(results, path, digits=6)
     return results
 
@@ -458,7 +466,9 @@ def _with_window_one(results: dict) -> bool:
 def _window_total_with_ends(parts: dict) -> Optional[dict]:
     """``window_total``'s windows with window 1 (the table's
     ``dll_pooled_layer`` run) and window num_blocks (the table's backprop run)
-    when the table ran at the same total steps and seeds; else ``None``."""
+    when the table ran at the same total steps and seeds, and each window's
+    seed-paired difference from the next smaller one (``step_differences``,
+    key 'b-a'); else ``None``."""
     if "window_total" not in parts or "table" not in parts:
         return None
     table, total = parts["table"], parts["window_total"]
@@ -471,7 +481,11 @@ def _window_total_with_ends(parts: dict) -> Optional[dict]:
     backprop = dict(runs["backprop"], final=runs["backprop"]["network"])
     windows = {"1": runs["dll_pooled_layer"], **total["windows"],
                str(len(CNN["widths"]) + 1): backprop}
-    return {"windows": windows, "num_steps": n}
+    ks = sorted(int(k) for k in windows)
+    steps = {f"{b}-{a}": paired_difference(windows[str(b)]["final"]["per_seed"],
+                                           windows[str(a)]["final"]["per_seed"])
+             for a, b in zip(ks, ks[1:])}
+    return {"windows": windows, "num_steps": n, "step_differences": steps}
 
 
 def main(argv: Sequence[str]) -> None:

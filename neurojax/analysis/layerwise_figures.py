@@ -34,10 +34,10 @@ def _table_panel(ax, table: dict, title: str) -> None:
                     color="0.5")
     ax.set_xticks(range(len(runs)), [LABELS[n] for n in runs], fontsize=7)
     diffs = table["difference_vs_backprop"]
-    text = "\n".join(f"{k}: {100 * v['mean']:+.2f} +- {100 * v['std']:.2f}"
-                     for k, v in diffs.items())
-    ax.text(0.02, 0.02, "vs backprop (points):\n" + text, transform=ax.transAxes, fontsize=6,
-            va="bottom")
+    text = "\n".join(f"{k}: {100 * v['mean']:+.2f} [{100 * v['ci95'][0]:+.1f}, "
+                     f"{100 * v['ci95'][1]:+.1f}]" for k, v in diffs.items())
+    ax.text(0.02, 0.02, "vs backprop, paired by seed (points, 95%):\n" + text,
+            transform=ax.transAxes, fontsize=6, va="bottom")
     s = table["setting"]
     ax.set(ylabel="test accuracy (%)",
            title=f"{title}, {s['num_steps']} backprop steps, {s['replicas']} seeds\n"
@@ -64,12 +64,17 @@ def plot_table(result: dict, path: str) -> None:
                         table["difference_vs_backprop"]["dll_flat_layer_network"]),
                     **{int(m): (row["num_steps"], row["difference"])
                        for m, row in table["budget_sweep"].items()}}
-            _errorbar(ax, [gaps[m][0] for m in sorted(gaps)], [gaps[m][1] for m in sorted(gaps)],
-                      marker="o", color=color, label=dataset)
+            xs, ds = [gaps[m][0] for m in sorted(gaps)], [gaps[m][1] for m in sorted(gaps)]
+            ax.errorbar(xs, [100 * d["mean"] for d in ds],
+                        yerr=[[100 * (d["mean"] - d["ci95"][0]) for d in ds],
+                              [100 * (d["ci95"][1] - d["mean"]) for d in ds]],
+                        capsize=3, marker="o", color=color, label=dataset)
+            ax.plot([x for x, d in zip(xs, ds) for _ in d["per_seed"]],
+                    [100 * v for d in ds for v in d["per_seed"]], ".", color=color, alpha=0.4)
         ax.axhline(0.0, color="k", lw=0.8)
         ax.set_xscale("log", base=2)
         ax.set(xlabel="total training steps (both methods)",
-               ylabel="flat DLL - backprop (points; bars: standard error)",
+               ylabel="flat DLL - backprop, paired by seed\n(points; bars: 95% interval)",
                title="the gap as both near convergence")
         ax.legend(fontsize=8)
     ax2 = axes[-1]

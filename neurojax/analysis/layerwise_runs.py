@@ -1,11 +1,10 @@
 """Reading the loop runs of ``neurojax.analysis.layerwise``: a run's
 per-seed accuracies and layer-wise read-outs, the peak-layer read-out per
-seed, spreads and differences over seeds, stable ranks and the trained
+seed, spreads over seeds, stable ranks and the trained
 network's test accuracy. A finished run in its work directory is read back
 instead of trained again."""
 from __future__ import annotations
 
-import math
 import os
 import time
 from typing import Optional, Sequence
@@ -58,16 +57,6 @@ def peak_per_replica(rows: Sequence[dict]) -> list[dict]:
                    if "validation_accuracy" in r else {})} for r in rows]
         peaks.append(lw.peak_readout(per))
     return peaks
-
-
-def difference(a: Sequence[float], b: Sequence[float]) -> dict:
-    """mean(a) - mean(b) and the spread of that difference of independent
-    means, sqrt(s_a^2 / n_a + s_b^2 / n_b) (s: sample standard deviations;
-    unpaired, where ``outputs.paired_difference`` pairs runs by seed)."""
-    sa, sb = spread(a), spread(b)
-    return {"mean": sa["mean"] - sb["mean"],
-            "std": math.sqrt(sa["std"] ** 2 / len(sa["per_seed"])
-                             + sb["std"] ** 2 / len(sb["per_seed"]))}
 
 
 def train_run(config, workdir: str) -> dict:
