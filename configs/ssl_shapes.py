@@ -43,7 +43,11 @@ epochs (ridge / kNN probe on the encoder features): BN and crop 0.2 gave
   augmentation) 57.8% ridge / 63.1% kNN (classifier 61.0%). A cosine
   decay over 7,800 steps ended lower, 49.4% (``cpu_cosine_lr``). The 60%
   goal is not reached; it lies above the supervised ceiling of this data
-  under this probe.
+  under this probe. The step time depends on the host: this config run as
+  printed on a 2-core Intel Xeon (session 14) trained for 2,028 s (0.25 s
+  a step, 36.7 min with evaluations) and reached 53.5% ridge / 50.5% kNN
+  (seed 0; its step-8,000 checkpoint is committed as
+  ``benchmarks/results/ssl_cpu_run`` and ``colabs/ssl.ipynb`` loads it).
 - ``:runlocal`` runs 4 steps with every evaluation path (CI, seconds).
 
 Sweep (issue 22; ``python -m neurojax.analysis.ssl_sweep``, records in
