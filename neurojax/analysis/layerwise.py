@@ -33,10 +33,11 @@ Parts:
   at matched steps as the runs near convergence). The same CNN on the 8x8
   digits (backprop and the two flat-layer rows, and the first two at 2, 4,
   8 and 16 times the steps): Table 6.1 is on MNIST-like data, where every
-  method nears its ceiling. Test accuracy mean and spread over the seeds, and each
-  layer-wise method's difference from backprop paired by seed (every method
-  runs the same seeds: ``outputs.paired_difference``, the spread of the
-  per-seed differences and the Student-t 95% interval of their mean). Fig. 6.3: the stable rank ``||W||_F^2 / ||W||_2^2`` of every
+  method nears its ceiling. Test accuracy mean and spread over the seeds,
+  and each layer-wise method's difference from backprop paired by seed
+  (every method runs the same seeds: ``outputs.paired_difference``, the
+  spread of the per-seed differences and the Student-t 95% interval of
+  their mean). Fig. 6.3: the stable rank ``||W||_F^2 / ||W||_2^2`` of every
   layer's weights (``neurojax.metrics.stable_rank``) after each method, and
   at initialisation.
 * ``depth`` (E2): a deep narrow ReLU MLP on the digits trained by DLL and
