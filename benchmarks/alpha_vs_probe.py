@@ -36,16 +36,17 @@ compilation are counted: median of ``--cold_repeats`` calls). The calls of
 the two are interleaved so that drifting load on a shared machine affects
 both alike. The ratio probe / alpha is printed for each.
 
-Measured (JAX 0.10.2, one CPU device on 2 shared cores, load average
-1.5-1.8; medians of 5, ratios probe / alpha): random 10000 x 2048 features
+Measured (JAX 0.10.2, one CPU device, 2-core Intel Xeon, load average
+0.4-1.6; medians of 5, ratios probe / alpha): random 10000 x 2048 features
 (train and held-out), planted alpha 1: the default alpha (top-128 block
-Krylov, 21 blocks of 16) 0.42 s, probe 12.78 s (test accuracy 0.41): 30.1x
-warm, 7.7x compile-inclusive; the full-eigh alpha 1.60 s, 8.0x; both fit
+Krylov, 21 blocks of 16) 0.45 s, probe 13.89 s (test accuracy 0.41): 30.9x
+warm, 7.1x compile-inclusive; the full-eigh alpha 1.46 s, 9.5x; both fit
 0.9968 (``benchmarks/results/alpha_vs_probe.json``). Three consecutive runs
-gave 26.8x, 28.0x and 30.1x (the committed one is the last): the 30x goal
-is reached only in some runs on this loaded machine. The earlier default
+gave 30.9x, 30.2x and 33.1x (the committed one is the first and lists all
+three). On a loaded 2-core AMD EPYC (load 1.5-1.8) three runs had given
+26.8x, 28.0x and 30.1x. The earlier default
 (7 blocks of 64, Householder QR, a product with X^T outside the loop that
-XLA:CPU left transposed) measured 19.4x in the same session and load, 24.0x
+XLA:CPU left transposed) measured 19.4x on that EPYC in the same session, 24.0x
 on a quiet machine. On the shapes_small features (``--source=shapes_small
 --epochs=20 --repeats=1``) the Krylov and full alphas agree to the printed
 digit (1.6118). The paper's ~16x is on an A100, where the probe's 4000 small
