@@ -43,8 +43,9 @@ epochs (ridge / kNN probe on the encoder features): BN and crop 0.2 gave
   augmentation) 57.8% ridge / 63.1% kNN (classifier 61.0%). A cosine
   decay over 7,800 steps ended lower, 49.4% (``cpu_cosine_lr``). The 60%
   goal is not reached (best: ``:cpu_views4``, 58.9%); the supervised
-  ceiling had no augmentation, so it does not bound the SSL probe. The step time depends on the host: this config run as
-  printed on a 2-core Intel Xeon (session 14) trained for 2,028 s (0.25 s
+  ceiling had no augmentation, so it does not bound the SSL probe. The
+  step time depends on the host: this config run as printed on a 2-core
+  Intel Xeon (session 14) trained for 2,028 s (0.25 s
   a step, 36.7 min with evaluations) and reached 53.5% ridge / 50.5% kNN
   (seed 0; its step-8,000 checkpoint is committed as
   ``benchmarks/results/ssl_cpu_run`` and ``colabs/ssl.ipynb`` loads it).
@@ -106,14 +107,15 @@ from configs._ssl_common import shrink_for_ci, ssl_config
 CPU_STEPS = 8_000
 # :cpu_views4: 4 views per image for half the steps (the same augmented views)
 CPU_VIEWS4_STEPS = CPU_STEPS // 2
-_ARGS = ("", "small", "runlocal", "cpu", "cpu_views4")
+_CPU_ARGS = ("cpu", "cpu_views4")  # the CPU-scale task and its variants
+_ARGS = ("", "small", "runlocal", *_CPU_ARGS)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     arg = arg or ""
     if arg not in _ARGS:
         raise ValueError(f"config argument must be one of {list(_ARGS)}, got {arg!r}")
-    small = arg in ("small", "runlocal", "cpu", "cpu_views4")
+    small = arg in ("small", "runlocal", *_CPU_ARGS)
     config = ssl_config(dataset="shapes_small" if small else "shapes", encoder="small_cnn",
                         widths=(32, 64, 128), hidden=None, batch_norm=True,
                         pdim=256, num_views=2,
@@ -122,7 +124,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                         train_examples=10_000 if small else 50_000)
     config.views.augment.crop_scale = (0.2, 1.0)
     config.probe.accuracy_thresholds = (0.3, 0.4, 0.5)
-    if arg in ("cpu", "cpu_views4"):
+    if arg in _CPU_ARGS:
         aug = config.views.augment
         aug.brightness = aug.contrast = aug.saturation = 0.8
         aug.hue = 0.4

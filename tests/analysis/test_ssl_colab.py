@@ -19,6 +19,7 @@ pytest.importorskip("nbformat")
 pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
+from neurojax.train.metrics_log import read_metrics  # noqa: E402
 from tests.test_colabs import COLABS, _errors, _execute  # noqa: E402
 
 _ROW = re.compile(r"^(trained|random)\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s*$", re.M)
@@ -101,8 +102,7 @@ def _check_outputs(nb, out, run) -> tuple:
 
 
 def _eval_records(run) -> list:
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    return [r for r in records if r["split"] == "eval"]
+    return [r for r in read_metrics(str(run / "metrics.jsonl")) if r["split"] == "eval"]
 
 
 def test_ssl_notebook_loads_the_committed_pretrained_encoder(tmp_path):
