@@ -86,6 +86,8 @@ def ssl_config(*, dataset: str, encoder: str, pdim: int = 256, num_views: int = 
     config.train.num_replicas = 1  # seeds seed, seed + 1, ... as one vmapped program
     config.train.num_steps = 0
     config.train.num_epochs = epochs
+    # stop at the first train record after this many seconds of training (0: never)
+    config.train.max_train_seconds = 0.0
     steps_per_epoch = max(1, train_examples // batch_size)
     config.train.log_every = min(50, steps_per_epoch)
     config.train.eval_every = eval_every_epochs * steps_per_epoch

@@ -10,7 +10,7 @@ configs add ``projector``, ``views`` and ``probe``, see
 from typing import Any, Mapping, Sequence
 
 from neurojax import models
-from neurojax._checks import check_bool, check_int
+from neurojax._checks import check_bool, check_int, check_real
 from neurojax.data.on_device import ON_DEVICE_MODES
 from neurojax.models import resolve_dtype
 from neurojax.optim import validate_optim_config
@@ -86,6 +86,7 @@ def validate_config(config) -> None:
     for field in ("log_every", "eval_every", "checkpoint_every"):
         positive_int(tr.get(field, 0), f"config.train.{field}", allow_zero=True)
     positive_int(tr.get("steps_per_call", 1), "config.train.steps_per_call")
+    check_real("config.train.max_train_seconds", tr.get("max_train_seconds", 0), low=0)
     positive_int(tr.get("num_replicas", 1), "config.train.num_replicas")
     positive_int(tr.get("keep_checkpoints", 2), "config.train.keep_checkpoints")
     positive_int(tr.get("spectrum_every", 0), "config.train.spectrum_every", allow_zero=True)

@@ -36,6 +36,14 @@ It writes to ``workdir``:
   same parameters and the same records as an uninterrupted run (a restart
   before the first checkpoint starts clean).
 
+Training-time budget: ``config.train.max_train_seconds = T`` (0: none) ends
+the program at the first train record or checkpoint at which ``train_seconds``
+has reached T, with everything the last step gets (the final evaluation and
+its summary, the spectrum, a checkpoint). Nothing else changes, so a budgeted
+run is the prefix of the unbudgeted one (learning-rate schedules keep their
+``num_steps``), and the step it reaches depends on the host. Run again, it
+reports the run as finished; with the budget raised or 0 it goes on.
+
 Call boundaries: evaluation, spectrum, checkpoints, hooks and the NaN check
 happen between calls, so their intervals are rounded up to multiples of k
 (a warning says so); train records are still written every ``log_every``
@@ -235,6 +243,8 @@ def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
     stages = _default_stages(task, config, tr.num_steps or tr.num_epochs * steps_per_epoch,
                              workers, data_on_device)
     num_steps = sum(stage.num_steps for stage in stages)
+    end_step = num_steps  # earlier when the training-time budget runs out
+    budget = float(tr.get("max_train_seconds", 0) or 0)
 
     init_keys, state_keys, data_keys = seed_keys(config.seed, num_replicas)
     sample = np.zeros((1,) + tuple(info.image_shape), np.float32)
@@ -303,6 +313,8 @@ def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
     eval_ends = ({end for _, end in stage_bounds(stages)}
                  if tr.get("eval_at_stage_end", False) else set())
     plan = plan_calls(stages, start_step, k)
+    if budget and clock.seconds() >= budget:  # a budget-stopped run: it has finished
+        plan, end_step = [], start_step
     feed = None
     if device_data is None and plan:
         loader = nj_data.load(ds_cfg.name, train_split, batch_size=ds_cfg.batch_size,
@@ -336,7 +348,7 @@ def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
                     raise FloatingPointError(f"non-finite loss ({loss.reshape(-1)[bad[0]]}) "
                                              f"at step {step}{replica}; {where}")
                 window.append(scalars)
-                if step % log_every == 0 or step == num_steps:
+                if step % log_every == 0 or step == end_step:
                     record = _summary(window, num_replicas)
                     record.update(train_seconds=clock.seconds(), compile_seconds=compile_seconds)
                     writer.write(step, "train", record)
@@ -375,12 +387,12 @@ def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
         metrics, per = each_replica(task.evaluate)
         metrics.update(epoch=step / steps_per_epoch, train_seconds=clock.seconds(),
                        examples_seen=step * global_batch)
-        if step == num_steps and task.summarize is not None and jax.process_index() == 0:
+        if step == end_step and task.summarize is not None and jax.process_index() == 0:
             history = [r for r in read_metrics(writer.path) if r["split"] == "eval"]
             metrics.update(task.summarize(history + [{"step": step, **metrics}]))
         writer.write(step, "eval", metrics)
         # at the end, and at most every CURVES_SECONDS: drawing takes ~0.3 s a panel
-        if jax.process_index() == 0 and (step == num_steps or
+        if jax.process_index() == 0 and (step == end_step or
                                          time.time() - last_curves[0] > CURVES_SECONDS):
             records = [r for r in read_metrics(writer.path) if r["split"] in ("train", "eval")]
             plots.plot_training_curves(records, os.path.join(workdir, "curves.png"),
@@ -393,7 +405,7 @@ def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
         clock.pause()
         metrics, per = each_replica(monitor)
         writer.write(step, "spectrum", metrics)
-        if step == num_steps and jax.process_index() == 0:
+        if step == end_step and jax.process_index() == 0:
             monitor.plot(workdir, step)  # replica 0's spectra when R > 1
         clock.resume()
 
@@ -451,6 +463,13 @@ def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
                 hook(step, state, metrics)
             final = step == num_steps
             checkpoint = crossed(first, step, every["checkpoint_every"]) or final
+            if budget and not final and (crossed(first, step, log_every) or checkpoint):
+                jax.block_until_ready(state)  # the clock must have counted this call
+                if clock.seconds() >= budget:
+                    final = checkpoint = True
+                    end_step = step
+                    logging.info("config.train.max_train_seconds=%g reached at step %d of %d",
+                                 budget, step, num_steps)
             if crossed(first, step, log_every) or checkpoint or final:
                 flush()  # never checkpoint a state that followed a bad step
             if sync_out:
@@ -463,6 +482,8 @@ def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
                 save(step, stage, data_iterator)
                 last_saved = step
             bar.update(n)
+            if final:
+                break
         if not plan:  # the run had already finished: its final evaluation is logged
             evals = [r for r in read_metrics(writer.path) if r["split"] == "eval"]
             eval_metrics = {key: v for key, v in evals[-1].items()
@@ -473,5 +494,5 @@ def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
             feed.close()
         manager.wait_until_finished()
         manager.close()
-    return RunResult(state=state, eval_metrics=eval_metrics, num_steps=num_steps,
+    return RunResult(state=state, eval_metrics=eval_metrics, num_steps=end_step,
                      seconds=time.time() - start, replica_eval_metrics=replica_evals)

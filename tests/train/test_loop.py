@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import chex
 import jax
@@ -186,6 +187,47 @@ def test_restart_records_equal_an_uninterrupted_run(data_dir, tmp_path, kill_at)
         assert records[0]["train_seconds"] < dead[-1]["train_seconds"] + 5.0
 
 
+def _slow_steps(seconds):
+    """A hook that makes every call take at least ``seconds`` of training time."""
+    def hook(step, state, metrics):
+        time.sleep(seconds)
+    return hook
+
+
+def test_time_budget_ends_the_run_as_a_prefix_and_a_rerun_goes_on_only_when_lifted(
+        data_dir, tmp_path):
+    seen = {}
+
+    def keep(step, state, metrics):
+        seen[step] = jax.device_get(state.params)
+    full = train_and_evaluate(small_config(data_dir), str(tmp_path / "full"),
+                              hooks=[keep], progress=False)
+    # 0.3 s a step against a 1 s budget: the first check (the train record at
+    # step 5) finds it spent, so the run ends there, before its checkpoint at 10
+    config = small_config(data_dir, max_train_seconds=1.0)
+    workdir = str(tmp_path / "budget")
+    stopped = train_and_evaluate(config, workdir, hooks=[_slow_steps(0.3)], progress=False)
+    assert stopped.num_steps == 5
+    chex.assert_trees_all_equal(_params(stopped), seen[5])
+    records = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
+    assert [(r["step"], r["split"]) for r in records] == [(5, "train"), (5, "eval")]
+    assert records[-1]["train_seconds"] >= 1.0
+    assert set(stopped.eval_metrics) >= {"accuracy", "loss"}
+    checkpoints = os.listdir(os.path.join(workdir, "checkpoints"))
+    assert "5" in checkpoints and "10" not in checkpoints
+
+    # run again as it was: it has finished and reports its last evaluation
+    before = _records(workdir)
+    again = train_and_evaluate(config, workdir, progress=False)
+    assert again.num_steps == 5 and _records(workdir) == before
+    assert again.eval_metrics["accuracy"] == stopped.eval_metrics["accuracy"]
+    # budget lifted: it goes on to the program's end, as the unbudgeted run did
+    config.train.max_train_seconds = 0.0
+    resumed = train_and_evaluate(config, workdir, progress=False)
+    assert resumed.num_steps == 30
+    chex.assert_trees_all_equal(_params(resumed), _params(full))
+
+
 @pytest.mark.slow
 def test_seed_replicas_equal_separate_runs(data_dir, tmp_path):
     config = small_config(data_dir, steps_per_call=10, num_replicas=2, num_steps=20)
@@ -274,6 +316,8 @@ def test_two_stage_program_in_the_loop_resumes_inside_stage_two(data_dir, tmp_pa
      r"config.optim.transforms\[0\]"),
     ("train.steps_per_call", 0, "config.train.steps_per_call"),
     ("train.num_replicas", 0, "config.train.num_replicas"),
+    ("train.max_train_seconds", -1.0, "config.train.max_train_seconds"),
+    ("train.max_train_seconds", "15 min", "config.train.max_train_seconds"),
     ("dataset.on_device", "yes", "config.dataset.on_device"),
     ("task", "rl", "config.task"),
 ])
