@@ -21,7 +21,6 @@ Numerical conventions (named):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -47,8 +46,10 @@ def _luma(image: Array) -> Array:
     """``Y = 0.299 R + 0.587 G + 0.114 B`` as ``(H, W, 1)``; a 1-channel image is its own luma."""
     if image.shape[-1] == 1:
         return image
-    weights = jnp.asarray(LUMA_WEIGHTS, dtype=image.dtype)
-    return jnp.sum(image * weights, axis=-1, keepdims=True)
+    # channel slices, not a sum over the 3-long last axis: XLA:CPU fuses the
+    # former with what follows and runs the latter as a slow separate loop
+    (wr, wg, wb), c = LUMA_WEIGHTS, lambda i: image[..., i:i + 1]
+    return wr * c(0) + wg * c(1) + wb * c(2)
 
 
 def _blend(image: Array, other: Array, factor: Any) -> Array:
@@ -91,8 +92,8 @@ def rgb_to_hsv(rgb: Array) -> Array:
     grays (``d = 0``) get ``H = S = 0``.
     """
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    maxc = jnp.max(rgb, axis=-1)
-    delta = maxc - jnp.min(rgb, axis=-1)
+    maxc = jnp.maximum(jnp.maximum(r, g), b)  # (elementwise: fuses, see _luma)
+    delta = maxc - jnp.minimum(jnp.minimum(r, g), b)
     gray = delta <= 0
     safe_delta = jnp.where(gray, 1.0, delta)
     sat = jnp.where(maxc > 0, delta / jnp.where(maxc > 0, maxc, 1.0), 0.0)
@@ -133,23 +134,62 @@ def adjust_hue(image: Array, shift: Any) -> Array:
 
 def _jitter_ops(
     brightness: float, contrast: float, saturation: float, hue: float
-) -> list[tuple[Callable[[Array, Any], Array], float, float]]:
-    """The active jitter operations with their factor ranges, in canonical order."""
+) -> list[tuple[str, float, float]]:
+    """The active jitter operations (name, factor range), in canonical order."""
     ops = []
-    for fn, strength, name in (
-        (adjust_brightness, brightness, "brightness"),
-        (adjust_contrast, contrast, "contrast"),
-        (adjust_saturation, saturation, "saturation"),
+    for name, strength in (
+        ("brightness", brightness), ("contrast", contrast), ("saturation", saturation)
     ):
         strength = check_nonneg(strength, name)
         if strength > 0:
-            ops.append((fn, max(0.0, 1.0 - strength), 1.0 + strength))
+            ops.append((name, max(0.0, 1.0 - strength), 1.0 + strength))
     hue = check_nonneg(hue, "hue")
     if hue > 0.5:
         raise ValueError(f"hue must be in [0, 0.5], got {hue!r}")
     if hue > 0:
-        ops.append((adjust_hue, -hue, hue))
+        ops.append(("hue", -hue, hue))
     return ops
+
+
+def _apply_in_order(image: Array, names: list[str], factors: Array, order: Array) -> Array:
+    """The operations ``names[order[0]], names[order[1]], ...`` with their factors.
+
+    Written for ``vmap``, where a switch per step would evaluate every branch
+    (k^2 operations for k steps). Brightness, contrast and saturation are one
+    blend ``clip(f x + (1 - f) t)`` with the target t black, the mean luma
+    or the per-pixel luma, so each step is one blend whose target is picked
+    by 0/1 weights (exact: ``t = c_mean mean(Y) + c_pix Y``). The hue
+    rotation (two colour-space conversions, the costly operation) runs once,
+    at its drawn position p, between the blend steps before p and those
+    after it; a step that is not a blend there leaves the image as it is. A
+    one-channel image has no saturation or hue (``adjust_saturation`` and
+    ``adjust_hue`` return it unchanged).
+    """
+    k = len(names)
+    op_is = lambda name: jnp.asarray([n == name for n in names])
+    blends = op_is("brightness") | op_is("contrast")
+    if image.shape[-1] == 3:
+        blends = blends | op_is("saturation")
+
+    def step(x, i, active):
+        j = order[i]
+        luma = _luma(x)
+        target = (op_is("contrast")[j] * jnp.mean(luma)
+                  + op_is("saturation")[j] * luma).astype(x.dtype)
+        return jnp.where(active & blends[j], _blend(x, target, factors[j]), x)
+
+    if "hue" not in names:
+        for i in range(k):
+            image = step(image, i, True)
+        return image
+    h = names.index("hue")
+    at = jnp.argmax(order == h)  # the hue's position in the order
+    for i in range(k - 1):  # the steps before the hue
+        image = step(image, i, i < at)
+    image = adjust_hue(image, factors[h])
+    for i in range(1, k):  # the steps after it
+        image = step(image, i, i > at)
+    return image
 
 
 def sample_jitter_params(
@@ -205,9 +245,8 @@ def color_jitter(
     :func:`adjust_saturation` and :func:`adjust_hue` in a random order (a
     permutation per image; ``random_order=False`` keeps that order, as FFCV-SSL
     does). An operation whose strength is 0 is skipped. The draws are
-    :func:`sample_jitter_params`. The order is applied with ``lax.switch``
-    inside a ``fori_loop``; under ``vmap`` the switch evaluates every branch,
-    so k active operations cost k^2 evaluations per image.
+    :func:`sample_jitter_params`; the order is applied by
+    :func:`_apply_in_order` (one hue rotation per image, also under ``vmap``).
     """
     image = check_image(image)
     ops = _jitter_ops(brightness, contrast, saturation, hue)
@@ -215,13 +254,7 @@ def color_jitter(
     if not ops or p == 0.0:
         return image
     u_apply, factors, order = _draw_jitter(key, ops, random_order)
-    branches = [lambda x, f, fn=fn: fn(x, f) for fn, _, _ in ops]
-
-    def apply_one(i: Array, x: Array) -> Array:
-        j = order[i]
-        return jax.lax.switch(j, branches, x, factors[j])
-
-    jittered = jax.lax.fori_loop(0, len(ops), apply_one, image)
+    jittered = _apply_in_order(image, [name for name, _, _ in ops], factors, order)
     return jnp.where(u_apply < p, jittered, image)
 
 

@@ -120,6 +120,38 @@ def test_color_jitter_equals_reference_ops_in_the_sampled_order(jitter_draws):
         np.testing.assert_allclose(outs[i], expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("strengths,channels", [
+    ((0.4, 0.0, 0.9, 0.1), 3),   # no contrast: hue among three operations
+    ((0.4, 0.3, 0.9, 0.0), 3),   # no hue
+    ((0.0, 0.0, 0.0, 0.3), 3),   # hue alone
+    ((0.8, 0.8, 0.8, 0.4), 1),   # one channel: saturation and hue leave it as it is
+])
+def test_color_jitter_with_some_operations_equals_the_reference(strengths, channels):
+    """Each subset of operations, vmapped and one image at a time, against the
+    NumPy operations applied one by one in the drawn order."""
+    x = random_image(6, (6, 6, channels))
+    names = [n for n, s in zip(("brightness", "contrast", "saturation", "hue"), strengths) if s]
+    gray = lambda y: y @ LUMA if channels == 3 else y[..., 0]
+    refs = {"brightness": np_brightness,
+            "contrast": lambda y, f: np.clip(f * y + (1 - f) * gray(y).mean(), 0, 1),
+            "saturation": np_saturation if channels == 3 else lambda y, f: y,
+            "hue": np_hue if channels == 3 else lambda y, f: y}
+
+    def draw(key):
+        factors, order = C.sample_jitter_params(key, *strengths)
+        return C.color_jitter(key, x, *strengths, p=1.0), factors, order
+    keys = split_keys(40, seed=3)
+    outs, factors, orders = jax.jit(jax.vmap(draw))(keys)
+    assert len({tuple(o) for o in np.asarray(orders)}) > 1 or len(names) == 1
+    for i in range(12):
+        expected = x.astype(np.float64)
+        for j in np.asarray(orders[i]):
+            expected = refs[names[j]](expected, float(factors[i, j]))
+        np.testing.assert_allclose(outs[i], expected, atol=1e-5)
+        one = C.color_jitter(keys[i], x, *strengths, p=1.0)  # not vmapped
+        np.testing.assert_allclose(one, outs[i], atol=1e-6)
+
+
 def test_color_jitter_applies_with_probability_p(jitter_draws):
     x, outs, _, _ = jitter_draws
     changed = np.any(outs != x, axis=(1, 2, 3))
