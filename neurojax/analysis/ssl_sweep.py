@@ -173,13 +173,29 @@ def collect_run(workdir: str, name: str) -> dict:
     return run_record(workdir, name, {}, seed=int(config.seed), config=config)
 
 
-def supervised_config(base, *, steps: int, ssl_config, seed: int = 0):
+SUPERVISED_AUGMENT = ("none", "ssl_views", "crop_flip")
+
+
+def supervised_config(base, *, steps: int, ssl_config, seed: int = 0, augment: str = "none"):
     """``base`` (``configs/supervised_shapes.py``) with the SSL encoder
     (``ssl_config.model``'s widths and BatchNorm, no hidden layer: a linear
     classifier on the flattened conv features), the SSL run's dataset and
-    fraction, trained ``steps`` steps with one evaluation at the end."""
+    fraction, trained ``steps`` steps with one evaluation at the end.
+
+    ``augment``: 'none'; 'ssl_views', one view per image drawn with the SSL
+    config's own recipe (``ssl_config.views``: crop, flip, colour jitter,
+    grayscale, normalisation); 'crop_flip', that recipe without its colour
+    steps (random resized crop and flip, normalised)."""
+    if augment not in SUPERVISED_AUGMENT:
+        raise ValueError(f"augment must be one of {SUPERVISED_AUGMENT}, got {augment!r}")
     config = copy.deepcopy(base)
     config.unlock()
+    if augment != "none":
+        overrides = dict(ssl_config.views.augment)
+        if augment == "crop_flip":
+            overrides.update(jitter_p=0.0, grayscale_p=0.0)
+        config.augment = {"recipe": ssl_config.views.get("recipe", "cifar"),
+                          "size": ssl_config.views.get("size", 0), "overrides": overrides}
     config.seed = seed
     config.dataset.name = ssl_config.dataset.name
     config.dataset.data_dir = ssl_config.dataset.data_dir
@@ -197,9 +213,12 @@ def supervised_config(base, *, steps: int, ssl_config, seed: int = 0):
 def probe_state(model, variables, config, *, stop: int, probe_train_examples: int) -> dict:
     """Ridge and kNN accuracy of ``model``'s features after block ``stop``
     (flattened; ``model.apply(..., stop=stop)``) on the raw [0, 1] images of
-    ``config.dataset``, with the SSL probe's settings (``config.probe`` if the
-    config has one, else the SSL defaults: ridge with its held-out choice of
-    the regulariser, kNN k = 200, temperature 0.1)."""
+    ``config.dataset`` (presented as the model was trained when the config
+    has an ``augment`` recipe: resized and normalised,
+    ``neurojax.train.augmentation.eval_inputs_fn``), with the SSL probe's
+    settings (``config.probe`` if the config has one, else the SSL defaults:
+    ridge with its held-out choice of the regulariser, kNN k = 200,
+    temperature 0.1)."""
     from neurojax.data.on_device import load_split_arrays
     from neurojax.metrics import probes
     from neurojax.metrics.features import gather_features, make_features_step
@@ -209,8 +228,12 @@ def probe_state(model, variables, config, *, stop: int, probe_train_examples: in
                               max_examples=probe_train_examples)
     test = load_split_arrays(ds.name, "test", data_dir=data_dir)
 
+    from neurojax.train import augmentation
+    recipe = augmentation.config_recipe(config, int(train["image"].shape[1]))
+    inputs = (lambda x: x) if recipe is None else augmentation.eval_inputs_fn(recipe)
+
     def features(v, x):
-        return model.apply(v, x, train=False, stop=stop).reshape(x.shape[0], -1)
+        return model.apply(v, inputs(x), train=False, stop=stop).reshape(x.shape[0], -1)
 
     step = make_features_step(features)
     f_tr, f_te = (gather_features(step, variables, split["image"], batch_size=500)["features"]
@@ -224,12 +247,15 @@ def probe_state(model, variables, config, *, stop: int, probe_train_examples: in
 
 
 def run_supervised(base, ssl_base, *, steps: int, workdir: str, seed: int = 0,
-                   probe_train_examples: int = 10_000, setting: str = "reference") -> dict:
+                   probe_train_examples: int = 10_000, setting: str = "reference",
+                   augment: str = "none") -> dict:
     """The supervised ceiling under the SSL probe, on the dataset and encoder
-    of the SSL sweep setting ``setting``: its record."""
+    of the SSL sweep setting ``setting`` (``augment``: see
+    :func:`supervised_config`): its record."""
     from neurojax.train.loop import train_and_evaluate
     ssl_config = sweep_config(ssl_base, SETTINGS[setting], steps=1)
-    config = supervised_config(base, steps=steps, ssl_config=ssl_config, seed=seed)
+    config = supervised_config(base, steps=steps, ssl_config=ssl_config, seed=seed,
+                               augment=augment)
     os.makedirs(workdir, exist_ok=True)
     start = time.time()
     result = train_and_evaluate(config, workdir, progress=False)
@@ -238,9 +264,11 @@ def run_supervised(base, ssl_base, *, steps: int, workdir: str, seed: int = 0,
     variables = {"params": result.state.params, **result.state.model_state}
     out = probe_state(model, variables, config, stop=len(config.model.widths),
                       probe_train_examples=probe_train_examples)
-    return {"setting": "supervised_ceiling" + ("" if setting == "reference" else f"_{setting}"),
+    name = "supervised_ceiling" + ("" if setting == "reference" else f"_{setting}")
+    return {"setting": name + ("" if augment == "none" else f"_{augment}"),
             "overrides": {"ssl_setting": setting, "dataset.name": config.dataset.name,
-                          "dataset.fraction": config.dataset.fraction}, "seed": seed,
+                          "dataset.fraction": config.dataset.fraction, "augment": augment},
+            "seed": seed,
             "steps": int(result.num_steps), "batch_size": int(config.dataset.batch_size),
             "images_seen": int(result.num_steps) * int(config.dataset.batch_size),
             "probe_train_examples": probe_train_examples,
@@ -323,9 +351,11 @@ def main(argv) -> None:
     if f.supervised_steps:
         for seed in seeds:
             record = run_supervised(f.supervised_config, f.config, steps=f.supervised_steps,
-                                    workdir=os.path.join(f.workdir, f"supervised_s{seed}"),
+                                    workdir=os.path.join(f.workdir, f"supervised_{f.supervised_setting}_"
+                                                         f"{f.supervised_augment}_{f.supervised_steps}_s{seed}"),
                                     seed=seed, probe_train_examples=f.probe_train_examples,
-                                    setting=f.supervised_setting)
+                                    setting=f.supervised_setting,
+                                    augment=f.supervised_augment)
             merge_record(f.out, {**record, "command": command})
             print(json.dumps(record), flush=True)
         return
@@ -363,6 +393,8 @@ def _define_flags() -> None:
                         "of training (with --collect_name and --collect_command).")
     flags.DEFINE_string("collect_name", "cpu_task", "The collected run's setting name.")
     flags.DEFINE_string("collect_command", "", "The command that made the collected run.")
+    flags.DEFINE_enum("supervised_augment", "none", SUPERVISED_AUGMENT,
+                      "The supervised ceiling's training augmentation (supervised_config).")
     flags.DEFINE_string("supervised_setting", "reference",
                         "The SSL setting whose dataset and encoder the supervised ceiling uses.")
     config_flags.DEFINE_config_file("supervised_config", "configs/supervised_shapes.py",

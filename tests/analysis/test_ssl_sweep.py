@@ -1,4 +1,5 @@
 """The CPU-scale SSL sweep (issue 22): per-run configs, records, the quiet-step budget."""
+import dataclasses
 import json
 
 import numpy as np
@@ -53,6 +54,35 @@ def test_supervised_config_uses_the_ssl_encoder_with_a_linear_head():
     assert config.model.widths == (8, 16) and config.model.hidden is None
     assert config.model.batch_norm and config.dataset.fraction == ssl.dataset.fraction
     assert (config.train.num_steps, config.train.eval_every) == (11, 11)
+
+
+@pytest.mark.parametrize("augment", ["ssl_views", "crop_flip"])
+def test_augmented_supervised_ceiling_draws_the_ssl_recipes_views(augment):
+    from neurojax.train.augmentation import config_recipe
+    from neurojax.train.ssl import augment_recipe
+    ssl = sw.sweep_config(ssl_shapes.get_config(), sw.SETTINGS["res16_strong"], steps=3)
+    config = sw.supervised_config(supervised_shapes.get_config(), steps=5, ssl_config=ssl,
+                                  augment=augment)
+    validate_config(config)
+    expected = augment_recipe(ssl.views, 16)
+    if augment == "crop_flip":
+        expected = dataclasses.replace(expected, jitter_p=0.0, grayscale_p=0.0)
+    assert config_recipe(config, 16) == expected
+    assert expected.crop_scale == (0.2, 1.0) and expected.mean is not None
+    assert sw.supervised_config(supervised_shapes.get_config(), steps=5,
+                                ssl_config=ssl).get("augment") is None
+    with pytest.raises(ValueError, match="augment must be one of"):
+        sw.supervised_config(supervised_shapes.get_config(), steps=5, ssl_config=ssl,
+                             augment="flip")
+
+
+def test_the_15_minute_config_is_the_four_view_recipe_under_a_budget():
+    budget, views4 = ssl_shapes.get_config("cpu_15min"), ssl_shapes.get_config("cpu_views4")
+    validate_config(budget)
+    assert budget.train.max_train_seconds == ssl_shapes.CPU_BUDGET_SECONDS <= 15 * 60
+    assert views4.train.max_train_seconds == 0
+    budget.train.max_train_seconds = 0.0
+    assert budget.to_dict() == views4.to_dict()
 
 
 def test_the_cpu_config_is_the_sweeps_chosen_setting():
@@ -114,9 +144,10 @@ def test_a_short_run_and_the_supervised_probe_give_records(tmp_path):
     sup_base = supervised_shapes.get_config("small")
     sup_base.dataset.batch_size = 32
     sup = sw.run_supervised(sup_base, base, steps=3, workdir=str(tmp_path / "s"),
-                            probe_train_examples=200, setting="res16")
+                            probe_train_examples=200, setting="res16", augment="ssl_views")
     # the setting's data (all 10,000 images), not the reference's 20%
     assert sup["overrides"] == {"ssl_setting": "res16", "dataset.name": "shapes_small",
-                                "dataset.fraction": 1.0}
-    assert sup["setting"] == "supervised_ceiling_res16" and 0 <= sup["ridge_accuracy"] <= 1
+                                "dataset.fraction": 1.0, "augment": "ssl_views"}
+    assert sup["setting"] == "supervised_ceiling_res16_ssl_views"
+    assert 0 <= sup["ridge_accuracy"] <= 1
     assert 0 <= sup["classifier_accuracy"] <= 1
