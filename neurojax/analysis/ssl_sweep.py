@@ -25,6 +25,9 @@ Run:
 
     python -m neurojax.analysis.ssl_sweep --timing=res16_strong --steps=15
     python -m neurojax.analysis.ssl_sweep --supervised_steps=300
+    # finished launch.run runs of one setting over seeds, with their summary
+    python -m neurojax.analysis.ssl_sweep --collect=DIR0,DIR1,DIR2 --collect_name=NAME \
+        --collect_wall_seconds=W0,W1,W2 --collect_command="python -m launch.run ..."
 
 Results so far (seed 0, short runs; 60% not reached): the docstring of
 ``configs/ssl_shapes.py`` and ``benchmarks/results/ssl_sweep.json``.
@@ -174,6 +177,26 @@ def collect_run(workdir: str, name: str) -> dict:
 
 
 SUPERVISED_AUGMENT = ("none", "ssl_views", "crop_flip")
+
+
+def seed_summary(records: list[dict], *, wall_seconds=None) -> dict:
+    """Ridge and kNN accuracy, steps reached and training seconds of one
+    setting's runs over seeds (:func:`neurojax.analysis.outputs.spread` of
+    each), with the wall-clock seconds of the commands when given."""
+    from neurojax.analysis.outputs import spread
+    names = {r["setting"] for r in records}
+    if len(names) != 1 or len({r["seed"] for r in records}) != len(records):
+        raise ValueError(f"records must be one setting's runs with distinct seeds, got "
+                         f"{[(r['setting'], r['seed']) for r in records]}")
+    out = {"setting": names.pop(), "seeds": [r["seed"] for r in records]}
+    for key in ("ridge_accuracy", "knn_accuracy", "steps", "train_seconds_loaded"):
+        out[key] = spread([r[key] for r in records])
+    if wall_seconds is not None:
+        if len(wall_seconds) != len(records):
+            raise ValueError(f"wall_seconds must give one value per run ({len(records)}), "
+                             f"got {list(wall_seconds)}")
+        out["wall_seconds"] = spread([float(w) for w in wall_seconds])
+    return out
 
 
 def supervised_config(base, *, steps: int, ssl_config, seed: int = 0, augment: str = "none"):
@@ -342,10 +365,16 @@ def main(argv) -> None:
         print(json.dumps(out), flush=True)
         return
     if f.collect:
-        record = {**collect_run(f.collect, f.collect_name),
-                  "command": f.collect_command or command}
-        merge_record(f.out, record)
-        print(json.dumps({k: v for k, v in record.items() if k != "curve"}), flush=True)
+        records = [collect_run(d, f.collect_name) for d in f.collect]
+        for record in records:
+            merge_record(f.out, {**record, "command": f.collect_command or command})
+            print(json.dumps({k: v for k, v in record.items() if k != "curve"}), flush=True)
+        if len(records) > 1:
+            walls = [float(w) for w in f.collect_wall_seconds] or None
+            summary = {**seed_summary(records, wall_seconds=walls),
+                       "command": f.collect_command or command, "collected_by": command}
+            merge_record(f.out, summary, section="seed_summaries")
+            print(json.dumps(summary), flush=True)
         return
     seeds = [int(s) for s in f.seeds]
     if f.supervised_steps:
@@ -389,8 +418,11 @@ def _define_flags() -> None:
     flags.DEFINE_integer("timing_repeats", 2, "Pairs of timed runs.")
     flags.DEFINE_integer("supervised_steps", 0, "Train the supervised ceiling this many "
                          "steps instead of sweeping.")
-    flags.DEFINE_string("collect", "", "Record the finished launch.run workdir DIR instead "
-                        "of training (with --collect_name and --collect_command).")
+    flags.DEFINE_list("collect", [], "Record the finished launch.run workdirs DIR,... instead "
+                      "of training (with --collect_name and --collect_command); with "
+                      "several (one setting's seeds) also their seed summary.")
+    flags.DEFINE_list("collect_wall_seconds", [], "The wall-clock seconds of the collected "
+                      "commands, one per workdir, for the summary.")
     flags.DEFINE_string("collect_name", "cpu_task", "The collected run's setting name.")
     flags.DEFINE_string("collect_command", "", "The command that made the collected run.")
     flags.DEFINE_enum("supervised_augment", "none", SUPERVISED_AUGMENT,

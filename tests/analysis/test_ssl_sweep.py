@@ -108,6 +108,24 @@ def test_quiet_step_budget_is_seconds_over_the_scaled_reference_step():
             sw.quiet_step_budget(900.0, bad)
 
 
+def test_seed_summary_is_mean_and_sample_std_per_quantity():
+    records = [{"setting": "s", "seed": seed, "ridge_accuracy": r, "knn_accuracy": k,
+                "steps": n, "train_seconds_loaded": t}
+               for seed, r, k, n, t in ((0, 0.5, 0.4, 100, 10.0), (1, 0.6, 0.45, 110, 11.0),
+                                        (2, 0.58, 0.47, 90, 9.5))]
+    out = sw.seed_summary(records, wall_seconds=[12, 13, 14])
+    assert out["seeds"] == [0, 1, 2]
+    for key, values in (("ridge_accuracy", [0.5, 0.6, 0.58]), ("steps", [100, 110, 90]),
+                        ("wall_seconds", [12, 13, 14])):
+        assert out[key]["per_seed"] == values
+        np.testing.assert_allclose(out[key]["mean"], np.mean(values))
+        np.testing.assert_allclose(out[key]["std"], np.std(values, ddof=1))
+    with pytest.raises(ValueError, match="distinct seeds"):
+        sw.seed_summary(records[:1] * 2)
+    with pytest.raises(ValueError, match="wall_seconds"):
+        sw.seed_summary(records, wall_seconds=[1.0])
+
+
 def test_merge_record_replaces_the_same_run_and_keeps_the_rest(tmp_path):
     path = str(tmp_path / "sweep.json")
     row = {"setting": "a", "steps": 10, "seed": 0, "probe_train_examples": 100}
