@@ -4,6 +4,7 @@ Run:
     python -m launch.run --config configs/ssl_shapes.py:small --workdir /tmp/ssl_shapes_small
     python -m launch.run --config configs/ssl_shapes.py --workdir /tmp/ssl_shapes
     python -m launch.run --config configs/ssl_shapes.py:cpu --workdir /tmp/ssl_shapes_cpu
+    python -m launch.run --config configs/ssl_shapes.py:cpu_15min --workdir /tmp/ssl_shapes_cpu15
 
 The CPU-scale image task of the SSL and alpha-ReQ experiments (issue 9):
 raw pixels and a random encoder sit near chance on it (12.9% / 21.5% on
@@ -57,6 +58,15 @@ epochs (ridge / kNN probe on the encoder features): BN and crop 0.2 gave
   wall), against 53.5 / 50.5% for ``:cpu`` on the same host: the best
   result so far, still short of 60%, and above the 57.8% supervised
   ceiling measured without augmentation (so that ceiling is not a bound).
+- ``:cpu_15min``: ``:cpu_views4`` stopped after 13 minutes of training
+  (``config.train.max_train_seconds``; a prefix of ``:cpu_views4``), so that
+  the command ends within 15 minutes on a 2-core host whatever its speed.
+  Seeds 0, 1, 2 on the session-15 2-core Xeon, after the 4x faster colour
+  jitter (``ssl_sweep.json``, ``seed_summaries``, ``cpu_15min_xeon``):
+  2,028 / 2,301 / 2,379 steps, 14.4 / 14.2 / 14.2 min wall, ridge 53.9 /
+  55.4 / 56.1% (**55.1 +- 1.1%**), kNN 51.2 / 52.6 / 51.8% (51.8 +- 0.7%).
+  With a 14-minute budget the command took 15.3 min wall there (68 s of
+  start-up, compilation and three evaluations), hence 13.
 - ``:runlocal`` runs 4 steps with every evaluation path (CI, seconds).
 
 Sweep (issue 22; ``python -m neurojax.analysis.ssl_sweep``, records in
