@@ -24,9 +24,13 @@ Two tables:
    shared machine, timing the settings one after another compares windows
    of different load (the same code gave m = 8 / m = 2 from 3.6x to 5.5x).
 
-Measured (issue 22; jax 0.10.2, 2-core AMD EPYC, 32 MiB L3, loaded: load
-average ~7), batch 256, 16x16 images, pdim 256, Eq. 10, the command above:
-m = 8 / m = 2 = 4.17x wall (0.285 -> 1.189 s), 3.94x CPU; the views alone
+Measured (issue 22), the command above, batch 256, 16x16 images, pdim 256,
+Eq. 10: on a 2-core Intel Xeon (session 15, jax 0.10.2), after the colour
+jitter was made 4x faster (one hue rotation per view, luma from channel
+slices), m = 8 / m = 2 = 4.07x wall (0.129 -> 0.525 s), 4.12x CPU; the
+views alone 0.012 -> 0.041 s (``benchmarks/results/ssl_step.json``).
+Before that change, on a 2-core AMD EPYC (32 MiB L3, loaded: load average
+~7): m = 8 / m = 2 = 4.17x wall (0.285 -> 1.189 s), 3.94x CPU; the views alone
 0.088 -> 0.253 s. The encoder's work grows 4x and so does the step: per
 part (one process, m = 2 -> 8): augmentation 3.6x, encoder forward +
 backward 4.1x, projector 4.1x, loss + gradient 2.6x; XLA's cost analysis
@@ -40,8 +44,11 @@ m = 8); the loss and the views' crop (2.6x, 2.9x) grow slower. At
 below that cache cliff. Tried and not kept (no gain measured here): the
 encoder run view by view in order (CPU ratio 3.95-4.44x vs 3.48-4.15x
 stacked; ``lax.map`` over views 10x slower), 64 weight-gradient chunks
-instead of 16, a colour jitter with one hue rotation per image (135 -> 115
-ms for 2048 views, slower without hue).
+instead of 16, a colour jitter with one hue rotation per image alone (135
+-> 115 ms for 2048 views, slower without hue; the kept version of session
+15 adds luma and HSV from channel slices, where XLA:CPU had run the
+reductions over the 3-long channel axis as separate slow loops: 28 -> 7 ms
+for 512 views).
 """
 import time
 
