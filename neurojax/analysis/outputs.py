@@ -100,20 +100,26 @@ def spread(values) -> dict:
             "per_seed": v.tolist()}
 
 
-def paired_difference(values, reference) -> dict:
-    """:func:`spread` of ``values - reference`` seed by seed (runs paired by
-    seed), with ``ci95``: the Student-t 95% interval of the mean difference,
-    mean +- t_{0.975, n-1} std / sqrt(n) (NaN bounds for one seed)."""
-    v, r = np.asarray(values, np.float64), np.asarray(reference, np.float64)
-    if v.shape != r.shape:
-        raise ValueError(f"values and reference must have the same shape, got {v.shape} "
-                         f"and {r.shape}")
-    out = spread(v - r)
-    n = v.size
+def mean_interval(values) -> dict:
+    """:func:`spread` of per-seed values with ``ci95``: the Student-t 95%
+    interval of their mean, mean +- t_{0.975, n-1} std / sqrt(n) (NaN bounds
+    for one seed)."""
+    out = spread(values)
+    n = len(out["per_seed"])
     half = (float(scipy.stats.t.ppf(0.975, n - 1)) * out["std"] / math.sqrt(n)
             if n > 1 else float("nan"))
     out["ci95"] = [out["mean"] - half, out["mean"] + half]
     return out
+
+
+def paired_difference(values, reference) -> dict:
+    """:func:`mean_interval` of ``values - reference`` seed by seed (runs
+    paired by seed): the mean difference, its spread and its 95% interval."""
+    v, r = np.asarray(values, np.float64), np.asarray(reference, np.float64)
+    if v.shape != r.shape:
+        raise ValueError(f"values and reference must have the same shape, got {v.shape} "
+                         f"and {r.shape}")
+    return mean_interval(v - r)
 
 
 #: A "match or beat" claim holds when the 95% interval of (setting - reference)

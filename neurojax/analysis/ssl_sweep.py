@@ -180,16 +180,20 @@ SUPERVISED_AUGMENT = ("none", "ssl_views", "crop_flip")
 
 
 def seed_summary(records: list[dict], *, wall_seconds=None) -> dict:
-    """Ridge and kNN accuracy, steps reached and training seconds of one
-    setting's runs over seeds (:func:`neurojax.analysis.outputs.spread` of
-    each), with the wall-clock seconds of the commands when given."""
-    from neurojax.analysis.outputs import spread
+    """Ridge and kNN accuracy (with the 95% interval of their means,
+    :func:`neurojax.analysis.outputs.mean_interval`), steps reached and
+    training seconds of one setting's runs over seeds
+    (:func:`~neurojax.analysis.outputs.spread` of each), with the wall-clock
+    seconds of the commands when given."""
+    from neurojax.analysis.outputs import mean_interval, spread
     names = {r["setting"] for r in records}
     if len(names) != 1 or len({r["seed"] for r in records}) != len(records):
         raise ValueError(f"records must be one setting's runs with distinct seeds, got "
                          f"{[(r['setting'], r['seed']) for r in records]}")
     out = {"setting": names.pop(), "seeds": [r["seed"] for r in records]}
-    for key in ("ridge_accuracy", "knn_accuracy", "steps", "train_seconds_loaded"):
+    for key in ("ridge_accuracy", "knn_accuracy"):
+        out[key] = mean_interval([r[key] for r in records])
+    for key in ("steps", "train_seconds_loaded"):
         out[key] = spread([r[key] for r in records])
     if wall_seconds is not None:
         if len(wall_seconds) != len(records):

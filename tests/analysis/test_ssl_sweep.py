@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import scipy.stats
 
 from configs import ssl_shapes, supervised_shapes
 from neurojax.analysis import ssl_sweep as sw
@@ -120,6 +121,10 @@ def test_seed_summary_is_mean_and_sample_std_per_quantity():
         assert out[key]["per_seed"] == values
         np.testing.assert_allclose(out[key]["mean"], np.mean(values))
         np.testing.assert_allclose(out[key]["std"], np.std(values, ddof=1))
+    half = scipy.stats.t.ppf(0.975, 2) * np.std([0.5, 0.6, 0.58], ddof=1) / np.sqrt(3)
+    np.testing.assert_allclose(out["ridge_accuracy"]["ci95"],
+                               [np.mean([0.5, 0.6, 0.58]) - half, np.mean([0.5, 0.6, 0.58]) + half])
+    assert "ci95" not in out["steps"]
     with pytest.raises(ValueError, match="distinct seeds"):
         sw.seed_summary(records[:1] * 2)
     with pytest.raises(ValueError, match="wall_seconds"):
