@@ -31,7 +31,8 @@ epochs (ridge / kNN probe on the encoder features): BN and crop 0.2 gave
   ``shapes_small`` (16x16, 10,000 images), strong colour jitter
   (brightness/contrast/saturation 0.8, hue 0.4) with grayscale p = 0.5,
   Adam 3e-3 (constant), batch 256, 8,000 steps (~205 epochs): 15 minutes
-  of training on 2 quiet cores at the measured 0.110 s a step (390 steps
+  of training on the 2 quiet cores of the session-9 AMD EPYC at the
+  measured 0.110 s a step (390 steps
   in 43.0 s, load < 2.3; ``benchmarks/results/ssl_cpu_step_rate.json``).
   Seed 0 (``benchmarks/results/ssl_sweep.json``, setting
   ``cpu_constant_lr``: a run of 8,700 steps on a loaded machine; with a

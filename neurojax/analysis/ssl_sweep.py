@@ -383,10 +383,10 @@ def main(argv) -> None:
     seeds = [int(s) for s in f.seeds]
     if f.supervised_steps:
         for seed in seeds:
+            workdir = os.path.join(f.workdir, f"supervised_{f.supervised_setting}_"
+                                   f"{f.supervised_augment}_{f.supervised_steps}_s{seed}")
             record = run_supervised(f.supervised_config, f.config, steps=f.supervised_steps,
-                                    workdir=os.path.join(f.workdir, f"supervised_{f.supervised_setting}_"
-                                                         f"{f.supervised_augment}_{f.supervised_steps}_s{seed}"),
-                                    seed=seed, probe_train_examples=f.probe_train_examples,
+                                    workdir=workdir, seed=seed, probe_train_examples=f.probe_train_examples,
                                     setting=f.supervised_setting,
                                     augment=f.supervised_augment)
             merge_record(f.out, {**record, "command": command})
