@@ -167,15 +167,15 @@ def _apply_in_order(image: Array, names: list[str], factors: Array, order: Array
     """
     k = len(names)
     op_is = lambda name: jnp.asarray([n == name for n in names])
-    blends = op_is("brightness") | op_is("contrast")
+    is_contrast, is_saturation = op_is("contrast"), op_is("saturation")
+    blends = op_is("brightness") | is_contrast
     if image.shape[-1] == 3:
-        blends = blends | op_is("saturation")
+        blends = blends | is_saturation
 
     def step(x, i, active):
         j = order[i]
         luma = _luma(x)
-        target = (op_is("contrast")[j] * jnp.mean(luma)
-                  + op_is("saturation")[j] * luma).astype(x.dtype)
+        target = (is_contrast[j] * jnp.mean(luma) + is_saturation[j] * luma).astype(x.dtype)
         return jnp.where(active & blends[j], _blend(x, target, factors[j]), x)
 
     if "hue" not in names:

@@ -313,7 +313,7 @@ def train_and_evaluate(config, workdir: str, *, hooks: Sequence[Hook] = (),
     eval_ends = ({end for _, end in stage_bounds(stages)}
                  if tr.get("eval_at_stage_end", False) else set())
     plan = plan_calls(stages, start_step, k)
-    if budget and clock.seconds() >= budget:  # a budget-stopped run: it has finished
+    if budget and position.get("train_seconds", 0.0) >= budget:  # stopped by the budget
         plan, end_step = [], start_step
     feed = None
     if device_data is None and plan:
